@@ -1,0 +1,3 @@
+//! yolots-checkpoint: reads PyTorch checkpoints as data, never as code.
+
+pub mod model;

@@ -1,0 +1,310 @@
+//! The YOLOv7 model description: every layer of `Model.model`, typed, with its
+//! hyper-parameters and the tensors it owns.
+//!
+//! This is the contract between the reader (which builds it from the pickled modules) and
+//! the converter (which rebuilds the network from it). Nothing here borrows the file: a
+//! [`TensorRef`] names where the bytes are, and the archive hands them out on demand.
+
+use serde::Serialize;
+
+/// Element type of a stored tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    F16,
+    BF16,
+    F32,
+    F64,
+    U8,
+    I8,
+    I16,
+    I32,
+    I64,
+    Bool,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::U8 | DType::I8 | DType::Bool => 1,
+            DType::F16 | DType::BF16 | DType::I16 => 2,
+            DType::F32 | DType::I32 => 4,
+            DType::F64 | DType::I64 => 8,
+        }
+    }
+}
+
+/// A tensor found in the checkpoint: its metadata and where its storage lives.
+///
+/// `name` is the dotted path of the tensor in the source model (`model.0.conv.weight`),
+/// which the converter reuses when it registers parameters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TensorRef {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// Strides in elements, as PyTorch records them.
+    pub stride: Vec<usize>,
+    /// Offset of the first element in the storage, in elements.
+    pub storage_offset: usize,
+    /// Key of the storage in the archive (`data/<key>` in the zip format).
+    pub storage_key: String,
+}
+
+impl TensorRef {
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// `nn.Conv2d`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Conv2d {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+    /// `[out_channels, in_channels / groups, kh, kw]`.
+    pub weight: TensorRef,
+    pub bias: Option<TensorRef>,
+}
+
+/// `nn.BatchNorm2d` in inference form (running statistics).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchNorm2d {
+    pub num_features: usize,
+    pub eps: f64,
+    pub weight: TensorRef,
+    pub bias: TensorRef,
+    pub running_mean: TensorRef,
+    pub running_var: TensorRef,
+}
+
+/// The activation a block applies after its convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Activation {
+    Identity,
+    Silu,
+    Relu,
+    LeakyRelu { negative_slope: f64 },
+    Hardswish,
+    Sigmoid,
+    Tanh,
+    Mish,
+}
+
+/// The YOLOv7 `Conv` block: convolution, optional BatchNorm, activation.
+///
+/// `bn` is `None` once the checkpoint was fused (`Conv.fuseforward`): the convolution then
+/// carries the folded bias.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConvBlock {
+    pub conv: Conv2d,
+    pub bn: Option<BatchNorm2d>,
+    pub act: Activation,
+}
+
+/// The two forms a `RepConv` can take.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "form", rename_all = "snake_case")]
+pub enum RepConvForm {
+    /// Training form: a kxk conv+BN branch, a 1x1 conv+BN branch and, when the block
+    /// keeps its shape (`c1 == c2`, stride 1), an identity BatchNorm branch; summed.
+    Branches {
+        dense: ConvBlock,
+        one_by_one: ConvBlock,
+        identity: Option<BatchNorm2d>,
+    },
+    /// Deploy form: one re-parameterised convolution with bias (`rbr_reparam`).
+    Reparam { conv: Conv2d },
+}
+
+/// `RepConv`: the activation is applied to the sum of the branches (or the re-param conv).
+/// In the `Branches` form the inner [`ConvBlock`]s carry `Activation::Identity`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepConv {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub act: Activation,
+    pub form: RepConvForm,
+}
+
+/// `MP`, `SP` and plain `nn.MaxPool2d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MaxPool2d {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub ceil_mode: bool,
+}
+
+/// `SPPCSPC`: `cv7(cat(cv6(cv5(cat(x1, pools(x1)...))), cv2(x)))` with
+/// `x1 = cv4(cv3(cv1(x)))`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SppCspc {
+    pub cv1: ConvBlock,
+    pub cv2: ConvBlock,
+    pub cv3: ConvBlock,
+    pub cv4: ConvBlock,
+    pub cv5: ConvBlock,
+    pub cv6: ConvBlock,
+    pub cv7: ConvBlock,
+    /// The pooling pyramid `m` (kernels 5, 9, 13 in the official configs).
+    pub pools: Vec<MaxPool2d>,
+}
+
+/// `DownC`: `cat(cv2(cv1(x)), cv3(mp(x)))`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DownC {
+    pub cv1: ConvBlock,
+    pub cv2: ConvBlock,
+    pub cv3: ConvBlock,
+    pub pool: MaxPool2d,
+}
+
+/// `nn.Upsample` interpolation mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpsampleMode {
+    Nearest,
+    Bilinear,
+}
+
+/// Which detection head class the checkpoint uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum HeadKind {
+    Detect,
+    IDetect,
+    IAuxDetect,
+}
+
+/// `Detect`, `IDetect` or `IAuxDetect`.
+///
+/// Only the main levels (`m`) take part in inference; the auxiliary convolutions of
+/// `IAuxDetect` (`m2`) are training-only and kept for parameter counts alone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DetectHead {
+    pub kind: HeadKind,
+    /// Number of classes.
+    pub nc: usize,
+    /// Anchors per level.
+    pub na: usize,
+    /// Number of inference levels (`nl`; for `IAuxDetect` the main levels only).
+    pub nl: usize,
+    /// Stride of each level in input pixels.
+    pub strides: Vec<f64>,
+    /// Anchor sizes in input pixels, `[nl][na] = (w, h)` (from the `anchor_grid` buffer).
+    pub anchors_px: Vec<Vec<[f32; 2]>>,
+    /// The `anchors` buffer (in grid units) and `anchor_grid` buffer (in pixels).
+    pub anchors: TensorRef,
+    pub anchor_grid: TensorRef,
+    /// Output 1x1 convolutions, one per level (`m.i`), `no * na` channels each.
+    pub convs: Vec<Conv2d>,
+    /// `ImplicitA` per level (`ia.i.implicit`, shape `[1, c_in, 1, 1]`); empty for `Detect`
+    /// and for heads already fused.
+    pub implicit_a: Vec<TensorRef>,
+    /// `ImplicitM` per level (`im.i.implicit`, shape `[1, no * na, 1, 1]`).
+    pub implicit_m: Vec<TensorRef>,
+    /// `IAuxDetect` training-only convolutions (`m2.i`).
+    pub aux_convs: Vec<Conv2d>,
+    /// The head's `forward` was replaced by `fuseforward` (implicit knowledge folded).
+    pub fused: bool,
+}
+
+/// What one entry of `Model.model` does.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type")]
+pub enum LayerKind {
+    Conv(ConvBlock),
+    RepConv(RepConv),
+    /// `MP`, `SP` or `nn.MaxPool2d`; `class` keeps which one for display.
+    MaxPool { class: String, pool: MaxPool2d },
+    SppCspc(SppCspc),
+    Concat { dim: i64 },
+    Upsample { scale_factor: f64, mode: UpsampleMode },
+    ReOrg,
+    DownC(DownC),
+    /// `Shortcut`: the sum of its two inputs.
+    Shortcut,
+    Detect(DetectHead),
+}
+
+/// One layer of the network with its wiring.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Layer {
+    /// Position in `Model.model` (`m.i`).
+    pub index: usize,
+    /// Inputs (`m.f`): `-1` is the previous layer, other negatives count back from this
+    /// layer, non-negatives are absolute layer indices.
+    pub from: Vec<i64>,
+    /// The source class as the checkpoint names it (`models.common.Conv`, ...).
+    pub class: String,
+    pub kind: LayerKind,
+    /// Channels this layer outputs (for the head: `no * na` per level).
+    pub out_channels: usize,
+    /// Parameters owned by this layer, as the source counts them.
+    pub parameters: u64,
+}
+
+/// Which of the checkpoint's models was described.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSource {
+    Ema,
+    Model,
+}
+
+/// A guess at the official configuration the model was trained from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    Yolov7Tiny,
+    Yolov7,
+    Yolov7x,
+    Yolov7W6,
+    Yolov7E6,
+    Yolov7D6,
+    Yolov7E6e,
+    Custom,
+}
+
+/// Everything the converter and the inspector need to know about a YOLOv7 checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelDescription {
+    pub source: ModelSource,
+    pub variant: Variant,
+    pub names: Vec<String>,
+    pub nc: usize,
+    /// Strides of the inference levels, in pixels (8, 16, 32[, 64]).
+    pub strides: Vec<f64>,
+    pub layers: Vec<Layer>,
+    /// Indices of layers whose output later layers read (`Model.save`).
+    pub save: Vec<usize>,
+    /// Input channels (3 for RGB).
+    pub input_channels: usize,
+    /// Training epoch stored beside the model (`-1` for stripped weights), when present.
+    pub epoch: Option<i64>,
+    /// Element type of the weights (`f16` for official checkpoints).
+    pub weights_dtype: DType,
+    /// Parameters of the model as the source counts them (training-only heads included).
+    pub parameters: u64,
+    /// Whether the checkpoint was already fused (no BatchNorm, re-param RepConv, fused head).
+    pub fused: bool,
+}
+
+impl ModelDescription {
+    /// The detection head (always the last layer of a described model).
+    pub fn head(&self) -> Option<&DetectHead> {
+        match self.layers.last().map(|l| &l.kind) {
+            Some(LayerKind::Detect(head)) => Some(head),
+            _ => None,
+        }
+    }
+}
