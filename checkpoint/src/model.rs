@@ -113,6 +113,7 @@ pub struct ConvBlock {
 /// The two forms a `RepConv` can take.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "form", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
 pub enum RepConvForm {
     /// Training form: a kxk conv+BN branch, a 1x1 conv+BN branch and, when the block
     /// keeps its shape (`c1 == c2`, stride 1), an identity BatchNorm branch; summed.
@@ -221,14 +222,23 @@ pub struct DetectHead {
 /// What one entry of `Model.model` does.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type")]
+#[allow(clippy::large_enum_variant)]
 pub enum LayerKind {
     Conv(ConvBlock),
     RepConv(RepConv),
     /// `MP`, `SP` or `nn.MaxPool2d`; `class` keeps which one for display.
-    MaxPool { class: String, pool: MaxPool2d },
+    MaxPool {
+        class: String,
+        pool: MaxPool2d,
+    },
     SppCspc(SppCspc),
-    Concat { dim: i64 },
-    Upsample { scale_factor: f64, mode: UpsampleMode },
+    Concat {
+        dim: i64,
+    },
+    Upsample {
+        scale_factor: f64,
+        mode: UpsampleMode,
+    },
     ReOrg,
     DownC(DownC),
     /// `Shortcut`: the sum of its two inputs.
@@ -306,5 +316,117 @@ impl ModelDescription {
             Some(LayerKind::Detect(head)) => Some(head),
             _ => None,
         }
+    }
+}
+
+impl Variant {
+    /// The configuration name (`yolov7-tiny`, `yolov7`, ..., `custom`), as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variant::Yolov7Tiny => "yolov7-tiny",
+            Variant::Yolov7 => "yolov7",
+            Variant::Yolov7x => "yolov7x",
+            Variant::Yolov7W6 => "yolov7-w6",
+            Variant::Yolov7E6 => "yolov7-e6",
+            Variant::Yolov7D6 => "yolov7-d6",
+            Variant::Yolov7E6e => "yolov7-e6e",
+            Variant::Custom => "custom",
+        }
+    }
+}
+
+impl HeadKind {
+    /// The class name (`Detect`, `IDetect`, `IAuxDetect`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeadKind::Detect => "Detect",
+            HeadKind::IDetect => "IDetect",
+            HeadKind::IAuxDetect => "IAuxDetect",
+        }
+    }
+}
+
+impl Conv2d {
+    fn tensors(&self) -> impl Iterator<Item = &TensorRef> {
+        std::iter::once(&self.weight).chain(&self.bias)
+    }
+}
+
+impl BatchNorm2d {
+    fn tensors(&self) -> impl Iterator<Item = &TensorRef> {
+        [
+            &self.weight,
+            &self.bias,
+            &self.running_mean,
+            &self.running_var,
+        ]
+        .into_iter()
+    }
+}
+
+impl ConvBlock {
+    /// The convolution's tensors, then the BatchNorm's.
+    pub fn tensors(&self) -> Vec<&TensorRef> {
+        self.conv
+            .tensors()
+            .chain(self.bn.iter().flat_map(BatchNorm2d::tensors))
+            .collect()
+    }
+}
+
+impl LayerKind {
+    /// Every tensor the layer uses (for the head: anchors and training-only ones too).
+    pub fn tensors(&self) -> Vec<&TensorRef> {
+        match self {
+            LayerKind::Conv(block) => block.tensors(),
+            LayerKind::RepConv(rep) => match &rep.form {
+                RepConvForm::Branches {
+                    dense,
+                    one_by_one,
+                    identity,
+                } => dense
+                    .tensors()
+                    .into_iter()
+                    .chain(one_by_one.tensors())
+                    .chain(identity.iter().flat_map(BatchNorm2d::tensors))
+                    .collect(),
+                RepConvForm::Reparam { conv } => conv.tensors().collect(),
+            },
+            LayerKind::SppCspc(s) => [&s.cv1, &s.cv2, &s.cv3, &s.cv4, &s.cv5, &s.cv6, &s.cv7]
+                .into_iter()
+                .flat_map(ConvBlock::tensors)
+                .collect(),
+            LayerKind::DownC(d) => [&d.cv1, &d.cv2, &d.cv3]
+                .into_iter()
+                .flat_map(ConvBlock::tensors)
+                .collect(),
+            LayerKind::Detect(head) => head
+                .convs
+                .iter()
+                .chain(&head.aux_convs)
+                .flat_map(Conv2d::tensors)
+                .chain(&head.implicit_a)
+                .chain(&head.implicit_m)
+                .chain([&head.anchors, &head.anchor_grid])
+                .collect(),
+            LayerKind::MaxPool { .. }
+            | LayerKind::Concat { .. }
+            | LayerKind::Upsample { .. }
+            | LayerKind::ReOrg
+            | LayerKind::Shortcut => Vec::new(),
+        }
+    }
+}
+
+impl ModelDescription {
+    /// Every tensor the description refers to, layer by layer.
+    pub fn tensors(&self) -> Vec<&TensorRef> {
+        self.layers.iter().flat_map(|l| l.kind.tensors()).collect()
+    }
+
+    /// The width multiple relative to the guessed official configuration (`0.25` for a
+    /// `yolov7.yaml` model trained with `width_multiple: 0.25`); `None` for `Custom`.
+    pub fn width_multiple(&self) -> Option<f64> {
+        crate::describe::variant::width_of(self)
     }
 }
