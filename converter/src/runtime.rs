@@ -54,7 +54,9 @@ mod tests {
         let values: Vec<f32> = out.flatten(0, -1).try_into().expect("float tensor");
         assert_eq!(
             values,
-            vec![4., 6., 6., 4., 6., 9., 9., 6., 6., 9., 9., 6., 4., 6., 6., 4.]
+            vec![
+                4., 6., 6., 4., 6., 9., 9., 6., 6., 9., 9., 6., 4., 6., 6., 4.
+            ]
         );
     }
 }

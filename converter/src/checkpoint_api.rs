@@ -1,0 +1,3 @@
+//! The checkpoint reader's API, in one place.
+
+pub(crate) use yolots_checkpoint::{Checkpoint, Error};

@@ -1,0 +1,33 @@
+//! `ReOrg` (space to depth): the four pixel phases of every 2x2 cell stacked on channels,
+//! in the order (even row, even col), (odd, even), (even, odd), (odd, odd).
+
+use tch::Tensor;
+
+use super::Emitter;
+use crate::error::Result;
+use crate::jit::ScriptModule;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReOrg;
+
+impl ReOrg {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let phase = |row: i64, col: i64| -> Result<Tensor> {
+            Ok(x.f_slice(2, row, None, 2)?.f_slice(3, col, None, 2)?)
+        };
+        let parts = [phase(0, 0)?, phase(1, 0)?, phase(0, 1)?, phase(1, 1)?];
+        Ok(Tensor::f_cat(&parts, 1)?)
+    }
+
+    pub(crate) fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
+        const CLASS: &str = "ReOrg";
+        let mut m = em.module(CLASS)?;
+        em.finish(CLASS, &mut m, || {
+            "def forward(self, x: Tensor) -> Tensor:\n    \
+             return torch.cat([x[:, :, ::2, ::2], x[:, :, 1::2, ::2], x[:, :, ::2, 1::2], \
+             x[:, :, 1::2, 1::2]], 1)\n"
+                .to_owned()
+        })?;
+        Ok(m)
+    }
+}

@@ -1,0 +1,189 @@
+//! The artifact's root module: the `model` container, the attributes of the contract,
+//! and its methods: `raw`, `decoded`, `forward` (per head), `detect` and `detect_image`,
+//! with class-aware NMS and the letterbox written in TorchScript.
+//!
+//! NMS follows the official `non_max_suppression` (single best class per box): keep
+//! boxes with objectness > conf, score = objectness * class probability (objectness alone
+//! when nc == 1), keep score > conf, boxes to corners, offset each box by
+//! `class * 4096` so classes never suppress each other, sort by score descending and
+//! stably (ties keep index order, as torchvision's kernel does), greedily drop boxes
+//! with IoU > iou_thres against a kept one, stop at max_det.
+//!
+//! The letterbox follows the official `letterbox(auto=False)`: scale by
+//! `min(H / h, W / w)`, resize bilinearly to the rounded size, pad centred with gray 114;
+//! boxes map back as `scale_coords` does and are clipped to the image.
+
+use tch::Tensor;
+
+use crate::error::Result;
+use crate::jit::ScriptModule;
+use crate::layers::Emitter;
+use crate::network::Network;
+use crate::options::{Head, ImageSize};
+
+/// Methods every artifact has besides `forward` (kept through freeze and mobile export).
+pub(crate) const METHODS: &[&str] = &["raw", "decoded", "detect", "detect_image"];
+
+/// Attributes of the contract (kept through freeze).
+pub(crate) const ATTRIBUTES: &[&str] = &[
+    "names",
+    "stride",
+    "img_size",
+    "conf_thres",
+    "iou_thres",
+    "max_det",
+];
+
+/// What the root module records besides the network.
+#[derive(Debug, Clone)]
+pub(crate) struct RootSpec<'a> {
+    pub names: &'a [String],
+    pub strides: Vec<i64>,
+    pub img_size: ImageSize,
+    pub conf: f64,
+    pub iou: f64,
+    pub max_det: i64,
+}
+
+/// The root `Model` module with its network and attributes, without methods yet.
+pub(crate) fn root(em: &mut Emitter, net: &Network, spec: &RootSpec<'_>) -> Result<ScriptModule> {
+    let model = net.script(em)?;
+    let mut root = em.module("Model")?;
+    root.submodule("model", &model)?;
+    root.set_strings("names", spec.names)?;
+    root.set_ints("stride", &spec.strides)?;
+    root.set_ints(
+        "img_size",
+        &[
+            i64::from(spec.img_size.height),
+            i64::from(spec.img_size.width),
+        ],
+    )?;
+    root.set_float("conf_thres", spec.conf)?;
+    root.set_float("iou_thres", spec.iou)?;
+    root.set_int("max_det", spec.max_det)?;
+    Ok(root)
+}
+
+/// Script mode: `raw` as the straight-line call of every layer.
+pub(crate) fn define_raw(root: &mut ScriptModule, net: &Network) -> Result<()> {
+    root.define("Model", &net.raw_source())
+}
+
+/// Trace mode: `raw` traced from the eager network on `example` (whose tensors are the
+/// ones registered on `root`, so they stay parameters).
+pub(crate) fn trace_raw(root: &mut ScriptModule, net: &Network, example: &Tensor) -> Result<()> {
+    let _guard = tch::no_grad_guard();
+    root.trace("raw", &[example.shallow_clone()], |inputs| match inputs {
+        [image] => net.forward_raw(image),
+        _ => Err(crate::error::ConvertError::Internal("trace input".into())),
+    })
+}
+
+/// Everything but `raw`: decoding, `forward` for the chosen head, NMS and letterbox.
+pub(crate) fn define_contract(root: &mut ScriptModule, net: &Network, head: Head) -> Result<()> {
+    root.define("Model", &contract_source(&net.head_path(), head))
+}
+
+fn contract_source(head_path: &str, head: Head) -> String {
+    let forward = match head {
+        Head::Decoded => {
+            "def forward(self, images: Tensor) -> Tensor:\n    return self.decoded(images)\n"
+        }
+        Head::Raw => {
+            "def forward(self, images: Tensor) -> List[Tensor]:\n    return self.raw(images)\n"
+        }
+        Head::Detections => {
+            "def forward(self, images: Tensor) -> List[Tensor]:\n    \
+             return self.detect(images, self.conf_thres, self.iou_thres, self.max_det)\n"
+        }
+    };
+    let dtype = format!("getattr({head_path}.m, \"0\").weight.dtype");
+    format!(
+        "def decoded(self, images: Tensor) -> Tensor:\n    \
+         return {head_path}.decode(self.raw(images))\n\n\
+         {forward}\n\
+         {POSTPROCESS}\n\
+         def detect_image(self, image: Tensor, conf_thres: float, iou_thres: float, \
+         max_det: int) -> Tensor:\n    \
+         x, gain, pad_x, pad_y = self._letterbox(image)\n    \
+         det = self.detect(x.to({dtype}), conf_thres, iou_thres, max_det)[0]\n    \
+         return self._unletterbox(det, image.size(0), image.size(1), gain, pad_x, pad_y)\n"
+    )
+}
+
+/// NMS and letterbox, shared by every artifact.
+const POSTPROCESS: &str = r#"
+def detect(self, images: Tensor, conf_thres: float, iou_thres: float, max_det: int) -> List[Tensor]:
+    pred = self.decoded(images).float()
+    out: List[Tensor] = []
+    for i in range(pred.size(0)):
+        out.append(self._nms(pred[i], conf_thres, iou_thres, max_det))
+    return out
+
+def _nms(self, x: Tensor, conf_thres: float, iou_thres: float, max_det: int) -> Tensor:
+    x = x[x[:, 4] > conf_thres]
+    if x.size(1) == 6:
+        conf = x[:, 4:5]
+        j = torch.zeros_like(conf)
+    else:
+        conf, cls = torch.max(x[:, 5:] * x[:, 4:5], 1, keepdim=True)
+        j = cls.float()
+    cx = x[:, 0]
+    cy = x[:, 1]
+    w = x[:, 2]
+    h = x[:, 3]
+    box = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+    det = torch.cat([box, conf, j], 1)[conf.view(-1) > conf_thres]
+    if det.size(0) > 30000:
+        det = det[torch.sort(det[:, 4], stable=True, dim=0, descending=True)[1][:30000]]
+    keep = self._greedy(det[:, :4] + det[:, 5:6] * 4096.0, det[:, 4], iou_thres, max_det)
+    return det[keep]
+
+def _greedy(self, boxes: Tensor, scores: Tensor, iou_thres: float, max_det: int) -> Tensor:
+    order = torch.sort(scores, stable=True, dim=0, descending=True)[1]
+    b = boxes[order]
+    x1 = b[:, 0]
+    y1 = b[:, 1]
+    x2 = b[:, 2]
+    y2 = b[:, 3]
+    areas = (x2 - x1) * (y2 - y1)
+    remaining = torch.arange(b.size(0), device=b.device)
+    keep: List[Tensor] = []
+    while remaining.numel() > 0 and len(keep) < max_det:
+        i = remaining[0]
+        keep.append(i)
+        rest = remaining[1:]
+        iw = (torch.minimum(x2[rest], x2[i]) - torch.maximum(x1[rest], x1[i])).clamp(min=0.0)
+        ih = (torch.minimum(y2[rest], y2[i]) - torch.maximum(y1[rest], y1[i])).clamp(min=0.0)
+        inter = iw * ih
+        iou = inter / (areas[i] + areas[rest] - inter)
+        remaining = rest[torch.logical_not(iou > iou_thres)]
+    if len(keep) == 0:
+        return order[:0]
+    return order[torch.stack(keep)]
+
+def _letterbox(self, image: Tensor) -> Tuple[Tensor, float, float, float]:
+    h0 = image.size(0)
+    w0 = image.size(1)
+    th = self.img_size[0]
+    tw = self.img_size[1]
+    r = min(th / h0, tw / w0)
+    nh = int(round(h0 * r))
+    nw = int(round(w0 * r))
+    top = int(round((th - nh) / 2 - 0.1))
+    left = int(round((tw - nw) / 2 - 0.1))
+    x = image.permute(2, 0, 1).unsqueeze(0).float()
+    if nh != h0 or nw != w0:
+        x = torch.upsample_bilinear2d(x, [nh, nw], False).round().clamp(0.0, 255.0)
+    x = torch.constant_pad_nd(x, [left, tw - nw - left, top, th - nh - top], 114.0)
+    gain = min(th / h0, tw / w0)
+    return x / 255.0, gain, (tw - w0 * gain) / 2, (th - h0 * gain) / 2
+
+def _unletterbox(self, det: Tensor, h0: int, w0: int, gain: float, pad_x: float, pad_y: float) -> Tensor:
+    x1 = ((det[:, 0] - pad_x) / gain).clamp(0.0, float(w0))
+    y1 = ((det[:, 1] - pad_y) / gain).clamp(0.0, float(h0))
+    x2 = ((det[:, 2] - pad_x) / gain).clamp(0.0, float(w0))
+    y2 = ((det[:, 3] - pad_y) / gain).clamp(0.0, float(h0))
+    return torch.cat([torch.stack([x1, y1, x2, y2], 1), det[:, 4:6]], 1)
+"#;

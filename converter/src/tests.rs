@@ -1,0 +1,222 @@
+//! Pipeline tests on the synthetic model (every layer kind, random weights): each
+//! conversion is validated by the pipeline itself against the eager network.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::convert::{Clock, convert_model, source_facts};
+use crate::error::ConvertError;
+use crate::layers::Placement;
+use crate::network::Network;
+use crate::options::*;
+use crate::report::{ConversionReport, ReportStatus};
+use crate::testing::synthetic_model;
+
+fn request(dir: &tempfile::TempDir, name: &str) -> ConvertRequest {
+    let mut r = ConvertRequest::new("synthetic.pt", dir.path().join(name));
+    r.img_size = ImageSize::new(64, 96);
+    r.device = DeviceChoice::Cpu;
+    r.latency_runs = 2;
+    r
+}
+
+fn run(r: &ConvertRequest, nc: usize, implicit: bool) -> crate::Result<ConversionReport> {
+    let (desc, weights) = synthetic_model(nc, implicit, 7);
+    let source = source_facts(&desc, "synthetic.pt", 0, "0".repeat(64));
+    let mut events = Vec::new();
+    let mut progress = |e: &crate::ProgressEvent| events.push(e.clone());
+    let mut clock = Clock::new(&mut progress);
+    let report = convert_model(&desc, &weights, source, r, &mut clock);
+    drop(clock);
+    if report.is_ok() {
+        assert_eq!(events.last().map(|e| e.stage), Some(crate::Stage::Done));
+    }
+    report
+}
+
+fn assert_passed(report: &ConversionReport) {
+    assert_eq!(
+        report.status,
+        ReportStatus::Passed,
+        "{}",
+        serde_json::to_string_pretty(&report.validation).unwrap()
+    );
+}
+
+#[test]
+fn fusion_keeps_the_eager_outputs() {
+    let (desc, weights) = synthetic_model(3, true, 1);
+    let plain = Network::build(&desc, &weights, false, Placement::CPU_F32).unwrap();
+    let fused = Network::build(&desc, &weights, true, Placement::CPU_F32).unwrap();
+    let x = crate::validate::test_input(2, [64, 96]).unwrap();
+    let a = plain.forward_decoded(&x).unwrap();
+    let b = fused.forward_decoded(&x).unwrap();
+    assert_eq!(a.size(), vec![2, 3 * (8 * 12 + 4 * 6 + 2 * 3), 8]);
+    let err = (a - b).abs().max().double_value(&[]);
+    assert!(err < 1e-3, "fused vs unfused decoded: {err}");
+}
+
+#[test]
+fn named_tensors_mirror_the_source() {
+    let (desc, weights) = synthetic_model(3, true, 1);
+    let net = Network::build(&desc, &weights, false, Placement::CPU_F32).unwrap();
+    let names: Vec<String> = net.named().into_iter().map(|(n, _)| n).collect();
+    for expected in [
+        "model.1.conv.weight",
+        "model.1.bn.running_var",
+        "model.3.cv2.bn.weight",
+        "model.4.rbr_identity.weight",
+        "model.4.rbr_dense.0.weight",
+        "model.4.rbr_1x1.1.running_mean",
+        "model.9.cv7.conv.weight",
+        "model.15.m.2.bias",
+        "model.15.ia.0.implicit",
+        "model.15.im.1.implicit",
+        "model.15.anchor_grid",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "missing {expected}");
+    }
+}
+
+#[test]
+fn script_artifacts_validate_fused_and_unfused() {
+    let dir = tempfile::tempdir().unwrap();
+    for fuse in [true, false] {
+        let mut r = request(&dir, &format!("s{fuse}.torchscript"));
+        r.fuse = fuse;
+        let report = run(&r, 3, true).unwrap();
+        assert_passed(&report);
+        assert_eq!(report.artifact.fused, fuse);
+        // Both sizes were checked, and raw and decoded outputs.
+        let names: Vec<&str> = report
+            .validation
+            .checks
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert!(names.contains(&"raw.2@1x64x96"), "{names:?}");
+        assert!(names.contains(&"decoded.boxes@2x32x32"), "{names:?}");
+        assert!(report.latency.is_some());
+    }
+}
+
+#[test]
+fn trace_artifacts_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = request(&dir, "t.torchscript");
+    r.mode = Mode::Trace;
+    let report = run(&r, 3, true).unwrap();
+    assert_passed(&report);
+    assert!(
+        report
+            .validation
+            .checks
+            .iter()
+            .all(|c| !c.name.contains("@2x"))
+    );
+}
+
+#[test]
+fn optimised_artifacts_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    for opt in [Optimize::Freeze, Optimize::Inference, Optimize::Mobile] {
+        let mut r = request(&dir, &format!("o-{opt}.pt"));
+        r.optimize = opt;
+        let report = run(&r, 3, false).unwrap_or_else(|e| panic!("{opt}: {e}"));
+        assert_passed(&report);
+    }
+}
+
+#[test]
+fn half_precision_artifacts_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = request(&dir, "h.torchscript");
+    r.precision = Precision::Fp16;
+    let report = run(&r, 3, true).unwrap();
+    assert_passed(&report);
+}
+
+#[test]
+fn detections_head_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    for nc in [1, 3] {
+        let mut r = request(&dir, &format!("d{nc}.torchscript"));
+        r.head = Head::Detections;
+        r.conf = 0.001;
+        let report = run(&r, nc, true).unwrap();
+        assert_passed(&report);
+        let det = report
+            .validation
+            .checks
+            .iter()
+            .find(|c| c.name.starts_with("detections.0@"))
+            .unwrap();
+        assert!(det.shape[0] > 0, "no detection at conf 0.001: {det:?}");
+    }
+}
+
+#[test]
+fn a_perturbed_weight_fails_validation_and_names_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = request(&dir, "p.torchscript");
+    r.perturb = Some(Perturbation {
+        parameter: "model.15.m.0.bias".into(),
+        delta: 0.5,
+    });
+    r.report = Some(dir.path().join("report.json"));
+    match run(&r, 3, true) {
+        Err(ConvertError::ValidationFailed {
+            report,
+            failed_outputs,
+        }) => {
+            assert!(
+                failed_outputs.iter().any(|n| n.starts_with("raw.0@")),
+                "{failed_outputs:?}"
+            );
+            assert!(!failed_outputs.iter().any(|n| n.starts_with("raw.1@")));
+            assert_eq!(report.status, ReportStatus::Failed);
+            assert!(dir.path().join("report.json").exists());
+            assert!(dir.path().join("p.torchscript").exists());
+        }
+        other => panic!("expected a validation failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_torchscript_is_an_error_not_an_abort() {
+    let cu = crate::jit::CompilationUnit::new().unwrap();
+    let mut m = crate::jit::ScriptModule::new(&cu, "__torch__.yolots.Broken").unwrap();
+    let err = m
+        .define(
+            "Broken",
+            "def forward(self, x: Tensor) -> Tensor:\n    return self.nope(x)\n",
+        )
+        .unwrap_err();
+    match err {
+        ConvertError::Script { class, message } => {
+            assert_eq!(class, "Broken");
+            assert!(message.contains("nope"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn image_size_must_fit_the_stride() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = request(&dir, "x.torchscript");
+    r.img_size = ImageSize::new(100, 96);
+    assert!(matches!(run(&r, 3, true), Err(ConvertError::Options(_))));
+}
+
+#[test]
+fn script_artifact_runs_on_other_sizes_and_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = request(&dir, "dyn.torchscript");
+    r.validate = false;
+    r.latency_runs = 0;
+    run(&r, 3, true).unwrap();
+    let m = tch::CModule::load(dir.path().join("dyn.torchscript")).unwrap();
+    let x = Tensor::rand([3, 3, 96, 160], (Kind::Float, Device::Cpu));
+    let y = m.forward_ts(&[x]).unwrap();
+    assert_eq!(y.size(), vec![3, 3 * (12 * 20 + 6 * 10 + 3 * 5), 8]);
+}

@@ -1,0 +1,61 @@
+"""An outside client: loads a yolots artifact with plain PyTorch and compares it with
+expected outputs. Reads a JSON spec (argv[1]), prints one JSON line of results.
+
+spec = {
+  "artifact": path, "lite": bool, "method": "forward",
+  "input": path of raw little-endian float32, "input_shape": [B, 3, H, W],
+  "expected": [{"path": ..., "shape": [...], "index": i, "split": bool}],
+}
+Each expected output is compared with the method's i-th output; with "split" the last
+dimension is compared as boxes (:4) and probabilities (4:) separately.
+"""
+import json
+import sys
+
+import torch
+
+
+def read(path, shape):
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    return torch.frombuffer(data, dtype=torch.float32).reshape(shape)
+
+
+def main():
+    spec = json.load(open(sys.argv[1]))
+    result = {"torch": torch.__version__}
+    if spec.get("lite"):
+        module = torch._C._load_for_lite_interpreter(spec["artifact"])
+        run = lambda x: module.run_method(spec["method"], x)
+    else:
+        extra = {"yolots.json": ""}
+        module = torch.jit.load(spec["artifact"], map_location="cpu", _extra_files=extra)
+        result["metadata"] = json.loads(extra["yolots.json"])
+        result["names_attr"] = list(module.names)
+        result["stride_attr"] = list(module.stride)
+        run = getattr(module, spec["method"])
+    x = read(spec["input"], spec["input_shape"])
+    with torch.no_grad():
+        y = run(x)
+    outputs = list(y) if isinstance(y, (list, tuple)) else [y]
+    errors = []
+    for e in spec["expected"]:
+        got = outputs[e["index"]].float()
+        want = read(e["path"], e["shape"])
+        if list(got.shape) != list(want.shape):
+            errors.append({"index": e["index"], "shape": list(got.shape)})
+            continue
+        if e.get("split"):
+            errors.append({
+                "index": e["index"],
+                "boxes": (got[..., :4] - want[..., :4]).abs().max().item(),
+                "probs": (got[..., 4:] - want[..., 4:]).abs().max().item(),
+            })
+        else:
+            errors.append({"index": e["index"], "max": (got - want).abs().max().item()})
+    result["errors"] = errors
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
