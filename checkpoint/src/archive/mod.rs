@@ -72,6 +72,7 @@ pub struct Checkpoint<'a> {
     big_endian: bool,
     storages: HashMap<Box<str>, Entry<'a>>,
     source: Source<'a>,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for Checkpoint<'_> {
@@ -180,6 +181,7 @@ impl<'a> Checkpoint<'a> {
             big_endian: false,
             storages,
             source: Source::None,
+            limits,
         })
     }
 
@@ -209,6 +211,7 @@ impl<'a> Checkpoint<'a> {
                     big_endian: layout.big_endian,
                     storages: layout.storages,
                     source,
+                    limits: limits.clone(),
                 })
             }
             Kind::Tar => Err(Error::Unsupported {
@@ -247,6 +250,7 @@ impl<'a> Checkpoint<'a> {
             big_endian,
             storages: layout.storages,
             source,
+            limits: limits.clone(),
         })
     }
 
@@ -326,6 +330,15 @@ impl<'a> Checkpoint<'a> {
         let element = tensor.dtype.size() as u64;
         if footprint.numel == 0 {
             return Ok(Cow::Borrowed(&[]));
+        }
+        // Zero strides let a tiny storage declare a huge tensor: bound what gets built.
+        let bytes = footprint.numel.saturating_mul(element);
+        if bytes > self.limits.max_entry_size {
+            return Err(Error::limit(
+                "tensor size",
+                self.limits.max_entry_size,
+                bytes,
+            ));
         }
         // `locate` checked that `end * element` fits, so these products cannot overflow.
         let start = (tensor.storage_offset as u64).saturating_mul(element);

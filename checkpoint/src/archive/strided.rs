@@ -57,7 +57,7 @@ fn is_contiguous(shape: &[usize], stride: &[usize]) -> bool {
 /// Copies the elements of a strided view of `storage` (which starts at the view's
 /// storage offset) into a row-major buffer. `storage` must cover the footprint.
 pub(crate) fn gather(storage: &[u8], shape: &[usize], stride: &[usize], element: usize) -> Vec<u8> {
-    let numel: usize = shape.iter().product();
+    let numel = shape.iter().fold(1usize, |n, d| n.saturating_mul(*d));
     let mut out = Vec::with_capacity(numel.saturating_mul(element));
     if numel == 0 {
         return out;

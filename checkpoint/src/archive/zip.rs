@@ -36,8 +36,9 @@ pub(crate) fn layout<R: Read + Seek>(
     }
 
     let mut pickle: Option<(String, Entry<'static>)> = None;
-    let mut byteorder = None;
-    let mut storages = HashMap::new();
+    // Entries of every top folder; only the pickle's own folder counts in the end.
+    let mut byteorders: Vec<(String, Entry<'static>)> = Vec::new();
+    let mut storages: Vec<(String, Box<str>, Entry<'static>)> = Vec::new();
     let mut torchscript = false;
     let mut total_inflated: u64 = 0;
 
@@ -46,7 +47,7 @@ pub(crate) fn layout<R: Read + Seek>(
             .by_index_raw(index)
             .map_err(|e| zip_error(e, "zip entry header", file_len))?;
         let name = String::from_utf8_lossy(file.name_raw()).into_owned();
-        let role = role(&name);
+        let (prefix, role) = role(&name);
         if matches!(role, Role::TorchScript) {
             torchscript = true;
         }
@@ -117,10 +118,8 @@ pub(crate) fn layout<R: Read + Seek>(
                 }
                 pickle = Some((name, entry));
             }
-            Role::ByteOrder => byteorder = Some(entry),
-            Role::Storage(key) => {
-                storages.insert(key.into(), entry);
-            }
+            Role::ByteOrder => byteorders.push((prefix.to_string(), entry)),
+            Role::Storage(key) => storages.push((prefix.to_string(), key.into(), entry)),
             Role::Other | Role::TorchScript => {}
         }
     }
@@ -137,6 +136,16 @@ pub(crate) fn layout<R: Read + Seek>(
             }
         });
     };
+    let prefix = role(&pickle_name).0;
+    let byteorder = byteorders
+        .into_iter()
+        .find(|(p, _)| p == prefix)
+        .map(|(_, entry)| entry);
+    let storages = storages
+        .into_iter()
+        .filter(|(p, _, _)| p == prefix)
+        .map(|(_, key, entry)| (key, entry))
+        .collect::<HashMap<_, _>>();
     let layout = ZipLayout {
         pickle,
         pickle_name,
@@ -154,14 +163,11 @@ enum Role<'n> {
     Other,
 }
 
-/// What an entry is, from its name: torch puts everything under one top folder whose name
-/// is free (`archive/`, `yolov7/`, ...).
-fn role(name: &str) -> Role<'_> {
-    let rest = match name.split_once('/') {
-        Some((_, rest)) => rest,
-        None => name,
-    };
-    match rest {
+/// The top folder of an entry and what the entry is: torch puts everything under one top
+/// folder whose name is free (`archive/`, `yolov7/`, ...).
+fn role(name: &str) -> (&str, Role<'_>) {
+    let (prefix, rest) = name.split_once('/').unwrap_or(("", name));
+    let role = match rest {
         "data.pkl" => Role::Pickle,
         "byteorder" => Role::ByteOrder,
         "constants.pkl" => Role::TorchScript,
@@ -170,7 +176,8 @@ fn role(name: &str) -> Role<'_> {
             _ if rest.starts_with("code/") => Role::TorchScript,
             _ => Role::Other,
         },
-    }
+    };
+    (prefix, role)
 }
 
 fn zip_error(error: ZipError, what: &str, file_len: u64) -> Error {
@@ -181,7 +188,9 @@ fn zip_error(error: ZipError, what: &str, file_len: u64) -> Error {
         },
         ZipError::Io(e) => Error::io(what, e),
         // Without its end record a zip that starts like one was cut short.
-        ZipError::InvalidArchive(msg) if msg.contains("end of central directory") => {
+        ZipError::InvalidArchive(msg)
+            if msg.contains("EOCD") || msg.contains("end of central directory") =>
+        {
             Error::Truncated {
                 what: format!("{what} ({msg})"),
                 offset: file_len,

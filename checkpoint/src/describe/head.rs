@@ -24,7 +24,8 @@ pub(crate) fn head(
     {
         return Err(ctx.bad(format!("`{path}.no` is {declared}, expected nc + 5 = {no}")));
     }
-    if nl == 0 || na == 0 {
+    // Official heads have 3 or 4 levels of 3 anchors; anything far beyond is not a head.
+    if !(1..=16).contains(&nl) || !(1..=64).contains(&na) {
         return Err(ctx.bad(format!("`{path}` has {nl} levels of {na} anchors")));
     }
     let outputs = no.saturating_mul(na);

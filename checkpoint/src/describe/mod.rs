@@ -30,9 +30,22 @@ pub(crate) fn describe(ck: &Checkpoint<'_>) -> Result<ModelDescription> {
         ModelSource::Ema => "ema",
         ModelSource::Model => "model",
     };
-    let model = Module::new(graph, model_value).ok_or_else(|| Error::NoModel {
-        reason: format!("`{where_}` is a {}", graph.describe(model_value)),
-    })?;
+    let model = match (Module::new(graph, model_value), graph.object(model_value)) {
+        (Some(model), _) => model,
+        // An object whose "class" is not a class reference (a call result, a method...).
+        (None, Some(object)) => {
+            return Err(Error::UnsupportedModel {
+                class: object
+                    .class
+                    .map_or("an unknown class".into(), |c| graph.describe(c)),
+            });
+        }
+        (None, None) => {
+            return Err(Error::NoModel {
+                reason: format!("`{where_}` is a {}", graph.describe(model_value)),
+            });
+        }
+    };
     if model.yolo_class() != Some("Model") {
         return Err(Error::UnsupportedModel {
             class: model.class_path(),
