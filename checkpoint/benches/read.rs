@@ -1,1 +1,151 @@
-fn main() {}
+//! Reading and describing the full-size YOLOv7 checkpoint (`../shared/fixtures/yolov7-full.pt`,
+//! 75.6 MB): time with criterion, extra memory with a counting allocator.
+//!
+//! Targets (printed, not asserted): read + describe in at most 60 ms, and at most 1.2x the
+//! file size of extra memory.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use yolots_checkpoint::Checkpoint;
+
+/// The system allocator, counting live bytes and their peak.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged to the system allocator.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded unchanged to the system allocator.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            if new_size >= layout.size() {
+                let grow = new_size - layout.size();
+                let live = LIVE.fetch_add(grow, Ordering::Relaxed) + grow;
+                PEAK.fetch_max(live, Ordering::Relaxed);
+            } else {
+                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn path() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/yolov7-full.pt"
+    ))
+}
+
+/// Peak bytes allocated by `f` beyond what was live before it.
+fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let out = f();
+    (out, PEAK.load(Ordering::Relaxed) - base)
+}
+
+fn mb(bytes: usize) -> f64 {
+    bytes as f64 / 1e6
+}
+
+fn report(bytes: &[u8]) {
+    let file = bytes.len();
+    let start = Instant::now();
+    let (description, extra) = peak_of(|| {
+        let checkpoint = Checkpoint::from_bytes(bytes).expect("opens");
+        checkpoint.describe().expect("describes")
+    });
+    let once = start.elapsed();
+    println!(
+        "yolov7-full.pt: {:.1} MB, {} layers, {} parameters",
+        mb(file),
+        description.layers.len(),
+        description.parameters
+    );
+    println!(
+        "from_bytes + describe: first run {:.1} ms, peak extra memory {:.2} MB = {:.3}x the file",
+        once.as_secs_f64() * 1e3,
+        mb(extra),
+        extra as f64 / file as f64
+    );
+    let (_, with_file) = peak_of(|| {
+        let bytes = std::fs::read(path()).expect("reads");
+        let checkpoint = Checkpoint::from_bytes(&bytes).expect("opens");
+        checkpoint.describe().expect("describes")
+    });
+    println!(
+        "read file + from_bytes + describe: peak {:.2} MB = {:.3}x the file",
+        mb(with_file),
+        with_file as f64 / file as f64
+    );
+    let (_, lazy) = peak_of(|| {
+        let checkpoint = Checkpoint::open(path()).expect("opens");
+        checkpoint.describe().expect("describes")
+    });
+    println!(
+        "open (lazy reader) + describe: peak {:.2} MB = {:.3}x the file",
+        mb(lazy),
+        lazy as f64 / file as f64
+    );
+}
+
+fn bench(c: &mut Criterion) {
+    let Ok(bytes) = std::fs::read(path()) else {
+        eprintln!("{} is missing: nothing to benchmark", path().display());
+        return;
+    };
+    report(&bytes);
+    let mut group = c.benchmark_group("yolov7-full");
+    group.sample_size(30);
+    group.bench_function("from_bytes+describe", |b| {
+        b.iter(|| {
+            let checkpoint = Checkpoint::from_bytes(black_box(&bytes)).expect("opens");
+            black_box(checkpoint.describe().expect("describes"))
+        })
+    });
+    group.bench_function("open+describe (lazy file reader)", |b| {
+        b.iter(|| {
+            let checkpoint = Checkpoint::open(path()).expect("opens");
+            black_box(checkpoint.describe().expect("describes"))
+        })
+    });
+    let checkpoint = Checkpoint::from_bytes(&bytes).expect("opens");
+    let description = checkpoint.describe().expect("describes");
+    group.bench_function("tensor_data of every tensor (borrowed)", |b| {
+        b.iter(|| {
+            for tensor in description.tensors() {
+                black_box(checkpoint.tensor_data(tensor).expect("reads"));
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
