@@ -1,1 +1,48 @@
-fn main() {}
+//! `cargo xtask`: everything a fresh machine needs to build, run, test and benchmark yolots.
+//!
+//! - `setup`: libtorch, the wasm toolchain and web page, PostgreSQL (idempotent).
+//! - `run`: setup, release build, `yolots serve` until Ctrl-C.
+//! - `test`: setup, format and lint checks, every test of every crate, a summary.
+//! - `bench`: the benchmarks of every crate, figures printed.
+
+mod bench;
+mod browser;
+mod libtorch;
+mod paths;
+mod postgres;
+mod process;
+mod run;
+mod setup;
+mod test;
+mod web;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Build, run and test yolots")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install and prepare everything the project needs (safe to rerun).
+    Setup(setup::SetupArgs),
+    /// Set up, build in release mode and run `yolots serve`.
+    Run(run::RunArgs),
+    /// Set up and run every check and test; non-zero on any failure.
+    Test(test::TestArgs),
+    /// Run the benchmarks and print their figures.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Setup(args) => setup::setup(&args).map(|_| ()),
+        Command::Run(args) => run::run(&args),
+        Command::Test(args) => test::test(&args),
+        Command::Bench(args) => bench::bench(&args),
+    }
+}

@@ -1,0 +1,73 @@
+//! The command line: `yolots serve`, `yolots migrate`, ...
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{DatabaseArgs, ServeArgs};
+
+/// YOLOv7 checkpoints to TorchScript, without Python.
+#[derive(Debug, Parser)]
+#[command(name = "yolots", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the REST API and the web page.
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate(DatabaseArgs),
+}
+
+/// Parses the command line, runs the subcommand and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            actix_web::rt::System::new().block_on(crate::server::serve(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(async {
+                let pool = crate::db::pool(&args).context("invalid DATABASE_URL")?;
+                crate::db::migrate(&pool)
+                    .await
+                    .context("applying migrations")?;
+                println!("migrations applied");
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` picks the level, `YOLOTS_LOG_FORMAT=json` the format.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("YOLOTS_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

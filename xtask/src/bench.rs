@@ -1,0 +1,43 @@
+//! `cargo xtask bench`: every benchmark of the project, figures printed.
+
+use std::process::Command;
+
+use clap::Args;
+
+use crate::paths;
+use crate::process;
+use crate::setup::{self, SetupArgs};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Only the benchmarks of this package.
+    #[arg(long, short)]
+    package: Option<String>,
+}
+
+const PACKAGES: &[&str] = &["yolots-checkpoint", "yolots-converter", "yolots"];
+
+pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    let env = setup::setup(&SetupArgs {
+        for_tests: false,
+        no_web: true,
+    })?;
+    let packages: Vec<&str> = match &args.package {
+        Some(p) => vec![p.as_str()],
+        None => PACKAGES.to_vec(),
+    };
+    let mut result = Ok(());
+    for package in packages {
+        let run = process::run(
+            Command::new("cargo")
+                .args(["bench", "-p", package])
+                .current_dir(paths::root())
+                .envs(env.vars()),
+        );
+        if run.is_err() {
+            result = run;
+        }
+    }
+    env.database.stop_if_started();
+    result
+}

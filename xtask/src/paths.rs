@@ -1,0 +1,59 @@
+//! Where things live. Project state stays in the project (`.yolots/`, git-ignored); heavy,
+//! version-pinned downloads go to a user-level cache keyed by version, so a fresh clone
+//! reuses them.
+
+use std::path::{Path, PathBuf};
+
+/// The PyTorch release whose libtorch tch 0.24 expects.
+pub const TORCH_VERSION: &str = "2.11.0";
+
+/// The workspace root (the folder above `xtask/`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `.yolots/` in the project: links to the cached toolchains, the database, uploads.
+pub fn state() -> PathBuf {
+    root().join(".yolots")
+}
+
+/// The user-level cache (`$YOLOTS_CACHE_DIR`, else `$XDG_CACHE_HOME/yolots`, else
+/// `~/.cache/yolots`).
+pub fn cache() -> PathBuf {
+    if let Some(dir) = std::env::var_os("YOLOTS_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("yolots");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    home.join(".cache").join("yolots")
+}
+
+/// The cargo target folder (honours `CARGO_TARGET_DIR`).
+pub fn target() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// The shared test fixtures, beside the project.
+pub fn fixtures() -> PathBuf {
+    root().join("../shared/fixtures")
+}
+
+/// Whether this process runs as root (then system packages can be installed).
+pub fn is_root() -> bool {
+    std::env::var("USER").is_ok_and(|u| u == "root")
+        || std::fs::read_to_string("/proc/self/status")
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+            })
+            .unwrap_or(false)
+}
