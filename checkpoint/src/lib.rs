@@ -26,6 +26,19 @@
 //! No file system, threads or memory maps are needed (the `fs` feature only adds
 //! [`Checkpoint::open`]), so the crate builds for `wasm32-unknown-unknown`.
 
+// Input-derived data must never panic the reader: no indexing, unwrap or panics outside
+// tests.
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::unreachable
+    )
+)]
+
 mod archive;
 mod describe;
 pub mod error;

@@ -111,7 +111,15 @@ pub(crate) fn head(
     let grid = ctx.ck.tensor_f32(&anchor_grid)?;
     let anchors_px: Vec<Vec<[f32; 2]>> = grid
         .chunks_exact(na.saturating_mul(2))
-        .map(|level| level.chunks_exact(2).map(|wh| [wh[0], wh[1]]).collect())
+        .map(|level| {
+            level
+                .chunks_exact(2)
+                .filter_map(|wh| match wh {
+                    [w, h] => Some([*w, *h]),
+                    _ => None,
+                })
+                .collect()
+        })
         .collect();
 
     // `Detect.stride` is a plain attribute (not a buffer); the model keeps a copy.

@@ -4,7 +4,9 @@
 //! rebuild functions, storages, ordered dicts, sets, numpy scalars, bound-method references)
 //! and returns the value graph. Every other class becomes an inert [`Object`].
 
+mod decode;
 mod machine;
+mod memo;
 pub mod opcodes;
 mod value;
 
