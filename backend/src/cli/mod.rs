@@ -1,4 +1,4 @@
-//! The command line: `yolots serve`, `yolots migrate`, ...
+//! The command line: `yolots serve`, `migrate`, `convert`, `inspect`.
 
 use std::process::ExitCode;
 
@@ -6,6 +6,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{DatabaseArgs, ServeArgs};
+
+mod convert;
+mod inspect;
 
 /// YOLOv7 checkpoints to TorchScript, without Python.
 #[derive(Debug, Parser)]
@@ -21,6 +24,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply the database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Convert a checkpoint to TorchScript and validate it.
+    Convert(convert::ConvertArgs),
+    /// Describe a checkpoint without converting it.
+    Inspect(inspect::InspectArgs),
 }
 
 /// Parses the command line, runs the subcommand and maps the outcome to an exit code.
@@ -43,6 +50,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             actix_web::rt::System::new().block_on(crate::server::serve(args))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Convert(args) => convert::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
         Command::Migrate(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(async {
