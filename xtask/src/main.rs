@@ -4,9 +4,11 @@
 //! - `run`: setup, release build, `yolots serve` until Ctrl-C.
 //! - `test`: setup, format and lint checks, every test of every crate, a summary.
 //! - `bench`: the benchmarks of every crate, figures printed.
+//! - `gpu-bundle`: the binary, fixtures and a script to validate on a GPU machine.
 
 mod bench;
 mod browser;
+mod gpu_bundle;
 mod libtorch;
 mod paths;
 mod postgres;
@@ -35,6 +37,8 @@ enum Command {
     Test(test::TestArgs),
     /// Run the benchmarks and print their figures.
     Bench(bench::BenchArgs),
+    /// Build a self-contained bundle that converts the fixtures on a GPU machine.
+    GpuBundle(gpu_bundle::GpuBundleArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +48,6 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => run::run(&args),
         Command::Test(args) => test::test(&args),
         Command::Bench(args) => bench::bench(&args),
+        Command::GpuBundle(args) => gpu_bundle::gpu_bundle(&args),
     }
 }
