@@ -3,8 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
+use yolots_converter::DeviceChoice;
 
 /// Where the database is.
 #[derive(Debug, Clone, Args)]
@@ -18,21 +20,177 @@ pub struct DatabaseArgs {
     pub db_pool: u32,
 }
 
+/// Where uploads, artifacts and reports are kept.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Folder for uploads and artifacts (the local object store).
+    #[arg(long, env = "YOLOTS_DATA_DIR", default_value = ".yolots/data")]
+    pub data_dir: PathBuf,
+}
+
+/// How the queue treats jobs: leases, attempts, time limits.
+#[derive(Debug, Clone, Args)]
+pub struct QueueArgs {
+    /// Seconds a claimed job stays leased without a heartbeat (heartbeats come every third
+    /// of it); an expired lease puts the job back in the queue.
+    #[arg(long, env = "YOLOTS_LEASE_SECS", default_value_t = 30.0)]
+    pub lease_secs: f64,
+
+    /// Attempts a job gets before it fails for good.
+    #[arg(long, env = "YOLOTS_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: i32,
+
+    /// Delay before the second attempt, in seconds; it doubles with every further attempt.
+    #[arg(long, env = "YOLOTS_RETRY_BACKOFF_SECS", default_value_t = 10.0)]
+    pub retry_backoff_secs: f64,
+
+    /// Seconds between looks at the queue when no notification arrives (a fallback:
+    /// workers are woken by LISTEN/NOTIFY).
+    #[arg(long, env = "YOLOTS_POLL_SECS", default_value_t = 5.0)]
+    pub poll_secs: f64,
+}
+
+impl QueueArgs {
+    pub fn lease(&self) -> Duration {
+        secs(self.lease_secs, 1.0)
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        self.lease() / 3
+    }
+
+    pub fn poll(&self) -> Duration {
+        secs(self.poll_secs, 0.05)
+    }
+
+    pub fn retry_backoff(&self) -> Duration {
+        secs(self.retry_backoff_secs, 0.0)
+    }
+}
+
+/// Limits on what a conversion may ask for.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Largest accepted upload, in bytes (enforced while the upload streams).
+    #[arg(long, env = "YOLOTS_MAX_UPLOAD_BYTES", default_value_t = 2 << 30)]
+    pub max_upload_bytes: u64,
+
+    /// Most parameters a model may have.
+    #[arg(long, env = "YOLOTS_MAX_PARAMETERS", default_value_t = 300_000_000)]
+    pub max_parameters: u64,
+
+    /// Most layers a model may have.
+    #[arg(long, env = "YOLOTS_MAX_LAYERS", default_value_t = 1_000)]
+    pub max_layers: u64,
+
+    /// Seconds one conversion may run before its process is killed.
+    #[arg(long, env = "YOLOTS_JOB_TIMEOUT_SECS", default_value_t = 900.0)]
+    pub job_timeout_secs: f64,
+}
+
+impl LimitArgs {
+    pub fn job_timeout(&self) -> Duration {
+        secs(self.job_timeout_secs, 0.1)
+    }
+}
+
+/// Settings of the workers, embedded (`serve --workers N`) or standalone (`worker`).
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Device the conversions run on: `auto` (the first GPU when there is one, else the
+    /// CPU), `cpu` or `cuda:N`.
+    #[arg(long, env = "YOLOTS_DEVICE", default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+
+    /// Timed runs of each artifact after validation (0 skips timing).
+    #[arg(long, env = "YOLOTS_LATENCY_RUNS", default_value_t = 10)]
+    pub latency_runs: usize,
+
+    /// Seconds a stopping worker waits for its conversion before handing the job back.
+    #[arg(long, env = "YOLOTS_SHUTDOWN_GRACE_SECS", default_value_t = 30.0)]
+    pub shutdown_grace_secs: f64,
+
+    /// Honour the `test_fault` job option (for the project's fault tests only).
+    #[arg(long, hide = true)]
+    pub allow_test_faults: bool,
+}
+
+impl WorkerArgs {
+    pub fn shutdown_grace(&self) -> Duration {
+        secs(self.shutdown_grace_secs, 0.0)
+    }
+}
+
 /// Settings of `yolots serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
 
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    #[command(flatten)]
+    pub queue: QueueArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+
     /// Address the HTTP server listens on.
     #[arg(long, env = "YOLOTS_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
-    /// Folder for uploads, artifacts and reports.
-    #[arg(long, env = "YOLOTS_DATA_DIR", default_value = ".yolots/data")]
-    pub data_dir: PathBuf,
-
     /// Folder with the built web page (served at `/`).
     #[arg(long, env = "YOLOTS_WEB_DIR", default_value = ".yolots/web")]
     pub web_dir: PathBuf,
+
+    /// Workers running inside the server (0: only standalone `yolots worker`s convert).
+    #[arg(long, env = "YOLOTS_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+
+    /// Let any browser get its own token from `POST /api/v1/sessions` (local use).
+    #[arg(long, env = "YOLOTS_OPEN")]
+    pub open: bool,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "YOLOTS_HTTP_THREADS")]
+    pub http_threads: Option<usize>,
+}
+
+/// Settings of `yolots worker`.
+#[derive(Debug, Clone, Args)]
+pub struct StandaloneWorkerArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    #[command(flatten)]
+    pub queue: QueueArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+
+    /// Conversions this process runs at once.
+    #[arg(long, env = "YOLOTS_CONCURRENCY", default_value_t = 1)]
+    pub concurrency: usize,
+
+    /// Serve this worker's Prometheus metrics on this address (`/metrics`).
+    #[arg(long, env = "YOLOTS_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+}
+
+fn secs(value: f64, min: f64) -> Duration {
+    Duration::from_secs_f64(if value.is_finite() {
+        value.max(min)
+    } else {
+        min
+    })
 }

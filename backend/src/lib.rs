@@ -3,11 +3,25 @@
 //! - [`cli`]: clap subcommands and their entry points.
 //! - [`config`]: settings shared by the subcommands (flags and environment variables).
 //! - [`db`]: the PostgreSQL pool and migrations.
+//! - [`model`]: the job as stored and as the API shows it, and its options.
+//! - [`queue`]: the PostgreSQL job queue, its event log and notifications.
+//! - [`worker`]: workers that run each conversion in a child process.
+//! - [`storage`]: uploads and artifacts in an object store.
+//! - [`auth`]: bearer tokens and owners.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`api`]: the actix-web routes under `/api/v1`.
+//! - [`openapi`]: the OpenAPI document generated from the routes.
 //! - [`server`]: `yolots serve`, wiring the pieces together.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod metrics;
+pub mod model;
+pub mod openapi;
+pub mod queue;
 pub mod server;
+pub mod storage;
+pub mod worker;

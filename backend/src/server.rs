@@ -1,10 +1,19 @@
-//! `yolots serve`: the HTTP server and what it shares between requests.
+//! `yolots serve`: the HTTP server, the embedded workers, and what they share.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
-use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use utoipa_actix_web::AppExt;
 
 use crate::config::ServeArgs;
+use crate::metrics::Metrics;
+use crate::queue::notify::Hub;
+use crate::queue::{Queue, QueueSettings};
+use crate::storage::Storage;
+use crate::worker::{WorkerConfig, WorkerContext};
 
 /// Facts about libtorch, read once at start.
 #[derive(Debug, Clone)]
@@ -22,17 +31,35 @@ impl RuntimeInfo {
     }
 }
 
+/// The API's settings.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub max_upload_bytes: u64,
+    pub max_parameters: u64,
+    pub max_layers: u64,
+    pub job_timeout: Duration,
+    pub open: bool,
+    pub allow_test_faults: bool,
+}
+
 /// State shared by every request handler.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub pool: PgPool,
+    pub queue: Queue,
+    pub storage: Storage,
+    pub hub: Hub,
+    pub metrics: Metrics,
     pub runtime: RuntimeInfo,
+    pub settings: ApiSettings,
+    /// The OpenAPI document (JSON), made once.
+    pub openapi: String,
 }
 
-/// Runs the server until Ctrl-C or SIGTERM.
+/// Runs the server until Ctrl-C or SIGTERM; then the workers finish or hand back their
+/// jobs.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let pool = crate::db::pool(&args.database).context("invalid DATABASE_URL")?;
-    crate::db::migrate(&pool)
+    crate::db::migrate_when_up(&pool, Duration::from_secs(60))
         .await
         .context("applying database migrations")?;
     let runtime = RuntimeInfo::detect();
@@ -41,21 +68,83 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cuda_devices = runtime.cuda_devices,
         "libtorch loaded"
     );
-    let state = web::Data::new(AppState { pool, runtime });
+    let storage = Storage::local(&args.storage.data_dir).context("opening the data folder")?;
+    let queue = Queue::new(pool.clone(), QueueSettings::from(&args.queue));
+    let stop = CancellationToken::new();
+    let hub = Hub::spawn(pool.clone(), stop.clone());
+    let metrics = Metrics::new();
+    let reaper = actix_web::rt::spawn(crate::queue::reaper::run(
+        queue.clone(),
+        (args.queue.lease() / 2).max(Duration::from_millis(200)),
+        stop.clone(),
+    ));
+    let workers = if args.workers > 0 {
+        let ctx = Arc::new(WorkerContext {
+            queue: queue.clone(),
+            storage: storage.clone(),
+            hub: hub.clone(),
+            metrics: metrics.clone(),
+            config: WorkerConfig::new(
+                &args.worker,
+                &args.queue,
+                &args.limits,
+                runtime.cuda_devices,
+            ),
+            exe: std::env::current_exe().context("locating the yolots binary")?,
+        });
+        tracing::info!(workers = args.workers, device = %ctx.config.device, "embedded workers");
+        Some(actix_web::rt::spawn(crate::worker::run_workers(
+            ctx,
+            args.workers,
+            stop.clone(),
+        )))
+    } else {
+        None
+    };
+    let state = web::Data::new(AppState {
+        queue,
+        storage,
+        hub,
+        metrics,
+        runtime,
+        settings: ApiSettings {
+            max_upload_bytes: args.limits.max_upload_bytes,
+            max_parameters: args.limits.max_parameters,
+            max_layers: args.limits.max_layers,
+            job_timeout: args.limits.job_timeout(),
+            open: args.open,
+            allow_test_faults: args.worker.allow_test_faults,
+        },
+        openapi: crate::openapi::json(),
+    });
     let web_dir = args.web_dir.clone();
-    let server = HttpServer::new(move || {
+    let mut server = HttpServer::new(move || {
         let app = App::new()
             .app_data(state.clone())
             .wrap(middleware::Logger::default())
-            .configure(crate::api::routes);
+            .into_utoipa_app()
+            .configure(crate::api::routes)
+            .into_app();
         if web_dir.join("index.html").is_file() {
             app.service(actix_files::Files::new("/", &web_dir).index_file("index.html"))
         } else {
             app.service(actix_files::Files::new("/", &web_dir))
         }
     })
-    .bind(args.bind)
-    .with_context(|| format!("binding {}", args.bind))?;
-    tracing::info!(address = %args.bind, "listening");
-    server.run().await.context("HTTP server failed")
+    .shutdown_timeout(5);
+    if let Some(threads) = args.http_threads {
+        server = server.workers(threads.max(1));
+    }
+    let server = server
+        .bind(args.bind)
+        .with_context(|| format!("binding {}", args.bind))?;
+    tracing::info!(address = %args.bind, open = args.open, "listening");
+    let served = server.run().await.context("HTTP server failed");
+    tracing::info!("HTTP server stopped; stopping the workers");
+    stop.cancel();
+    if let Some(workers) = workers {
+        let _ = workers.await;
+    }
+    let _ = reaper.await;
+    served
 }

@@ -1,12 +1,14 @@
-//! `GET /api/v1/health`: whether the service, its database and libtorch are usable.
+//! Health and readiness: `GET /api/v1/health` (the service, its database and libtorch),
+//! `GET /readyz` (ready for traffic: the database answers), `GET /metrics` (Prometheus).
 
 use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::server::AppState;
 
 /// The health document.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     /// `ok` when every dependency answers, `degraded` otherwise.
     pub status: &'static str,
@@ -20,25 +22,69 @@ pub struct Health {
     pub version: &'static str,
 }
 
-#[get("/health")]
-async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let database = match crate::db::ping(&state.pool).await {
-        Ok(()) => "ok",
+async fn database_ok(state: &AppState) -> bool {
+    if crate::db::known_down() {
+        return false;
+    }
+    match crate::db::ping(&state.queue.pool).await {
+        Ok(()) => true,
         Err(error) => {
             tracing::warn!(%error, "database ping failed");
-            "unavailable"
+            crate::db::note_unavailable();
+            false
         }
-    };
+    }
+}
+
+/// Service health (503 while the database is down).
+#[utoipa::path(
+    tag = "service",
+    responses((status = 200, body = Health), (status = 503, description = "The database is down", body = Health))
+)]
+#[get("/health")]
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let ok = database_ok(&state).await;
     let body = Health {
-        status: if database == "ok" { "ok" } else { "degraded" },
-        database,
+        status: if ok { "ok" } else { "degraded" },
+        database: if ok { "ok" } else { "unavailable" },
         libtorch: state.runtime.libtorch.clone(),
         cuda_devices: state.runtime.cuda_devices,
         version: env!("CARGO_PKG_VERSION"),
     };
-    if database == "ok" {
+    if ok {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// Readiness for traffic.
+#[utoipa::path(
+    tag = "service",
+    responses((status = 200, description = "ready"), (status = 503, description = "the database is down"))
+)]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if database_ok(&state).await {
+        HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ready\n")
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("database unavailable\n")
+    }
+}
+
+/// Prometheus metrics (text format).
+#[utoipa::path(
+    tag = "service",
+    responses((status = 200, description = "Metrics in the Prometheus text format", content_type = "text/plain", body = String))
+)]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let queue = (!crate::db::known_down()).then_some(&state.queue);
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.render(queue).await)
 }

@@ -67,6 +67,30 @@ pub struct ConvertArgs {
     /// How progress is reported.
     #[arg(long, value_enum, default_value_t = ProgressFormat::Text)]
     pub progress: ProgressFormat,
+    /// A deliberate failure for the service's fault tests (`abort`, `hang`, `slow`), acted
+    /// on when the conversion starts building. Workers pass it only when allowed.
+    #[arg(long, hide = true)]
+    pub test_fault: Option<TestFault>,
+}
+
+/// The deliberate failures of `--test-fault`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestFault {
+    Abort,
+    Hang,
+    Slow,
+}
+
+impl TestFault {
+    fn act(self) {
+        match self {
+            TestFault::Abort => std::process::abort(),
+            TestFault::Hang => loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            },
+            TestFault::Slow => std::thread::sleep(std::time::Duration::from_secs(4)),
+        }
+    }
 }
 
 /// How `yolots convert` reports progress.
@@ -128,7 +152,13 @@ impl ConvertArgs {
 pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
     let request = args.request();
     let json = args.progress == ProgressFormat::Json;
+    let fault = args.test_fault;
     let mut on_progress = |event: &ProgressEvent| {
+        if let Some(fault) = fault
+            && event.stage == yolots_converter::Stage::Building
+        {
+            fault.act();
+        }
         if json {
             emit(&ProgressLine::Progress(event));
         } else {

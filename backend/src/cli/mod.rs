@@ -1,14 +1,16 @@
-//! The command line: `yolots serve`, `migrate`, `convert`, `inspect`.
+//! The command line: `yolots serve`, `worker`, `token`, `migrate`, `convert`, `inspect`.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::{DatabaseArgs, ServeArgs};
+use crate::config::{DatabaseArgs, ServeArgs, StandaloneWorkerArgs};
 
 mod convert;
 mod inspect;
+mod token;
+mod worker;
 
 /// YOLOv7 checkpoints to TorchScript, without Python.
 #[derive(Debug, Parser)]
@@ -20,8 +22,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the REST API and the web page.
+    /// Run the REST API, the web page and (by default) one worker.
     Serve(ServeArgs),
+    /// Run conversions only, against the server's database and storage.
+    Worker(StandaloneWorkerArgs),
+    /// Manage API tokens.
+    Token(token::TokenArgs),
     /// Apply the database migrations and exit.
     Migrate(DatabaseArgs),
     /// Convert a checkpoint to TorchScript and validate it.
@@ -48,6 +54,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
             actix_web::rt::System::new().block_on(crate::server::serve(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(worker::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(token::run(&args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Convert(args) => convert::run(&args),

@@ -1,0 +1,537 @@
+//! The job as stored ([`JobRow`]) and as the API shows it ([`JobView`]), and the
+//! conversion options a job carries ([`JobOptions`]).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::{RefOr, Schema};
+use uuid::Uuid;
+use yolots_converter::{DeviceChoice, Head, ImageSize, Mode, Optimize, Precision};
+
+/// The states of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, ToSchema)]
+#[sqlx(type_name = "job_status", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the job is over (nothing will change it but a retry or a delete).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+}
+
+/// A deliberate failure of the conversion process, honoured only when the server and the
+/// worker both allow test faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestFault {
+    /// `abort()` in the middle of the conversion.
+    Abort,
+    /// Stop making progress (until the time limit kills the process).
+    Hang,
+    /// Sleep a few seconds in the middle of the conversion, then go on.
+    Slow,
+}
+
+impl TestFault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestFault::Abort => "abort",
+            TestFault::Hang => "hang",
+            TestFault::Slow => "slow",
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Conversion options of a job; every field is optional (the defaults are those of
+/// `yolots convert`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobOptions {
+    /// `script` (dynamic batch, size and device) or `trace` (fixed size).
+    #[serde(default)]
+    #[schema(schema_with = mode_schema)]
+    pub mode: Mode,
+    /// What `forward` returns: `decoded`, `raw` or `detections`.
+    #[serde(default)]
+    #[schema(schema_with = head_schema)]
+    pub head: Head,
+    /// `fp32` or `fp16`.
+    #[serde(default)]
+    #[schema(schema_with = precision_schema)]
+    pub precision: Precision,
+    /// Fold BatchNorm, RepConv branches and implicit knowledge into convolutions.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    pub fuse: bool,
+    /// `none`, `freeze`, `inference` or `mobile` (a lite-interpreter `.ptl`).
+    #[serde(default)]
+    #[schema(schema_with = optimize_schema)]
+    pub optimize: Optimize,
+    /// `[height, width]`: trace size, validation size, letterbox size; multiples of the
+    /// model's largest stride.
+    #[serde(default)]
+    #[schema(schema_with = img_size_schema)]
+    pub img_size: ImageSize,
+    /// `auto` (the worker's device), `cpu` or `cuda:N`.
+    #[serde(default)]
+    #[schema(schema_with = device_schema)]
+    pub device: DeviceChoice,
+    /// Confidence threshold of the `detections` head.
+    #[serde(default = "default_conf")]
+    #[schema(default = 0.25, minimum = 0.0, maximum = 1.0)]
+    pub conf: f64,
+    /// IoU threshold of the `detections` head.
+    #[serde(default = "default_iou")]
+    #[schema(default = 0.45, minimum = 0.0, maximum = 1.0)]
+    pub iou: f64,
+    /// Most detections per image of the `detections` head.
+    #[serde(default = "default_max_det")]
+    #[schema(default = 300, minimum = 1, maximum = 100000)]
+    pub max_det: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub test_fault: Option<TestFault>,
+}
+
+fn default_conf() -> f64 {
+    0.25
+}
+fn default_iou() -> f64 {
+    0.45
+}
+fn default_max_det() -> i64 {
+    300
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        Self {
+            mode: Mode::default(),
+            head: Head::default(),
+            precision: Precision::default(),
+            fuse: true,
+            optimize: Optimize::default(),
+            img_size: ImageSize::default(),
+            device: DeviceChoice::default(),
+            conf: default_conf(),
+            iou: default_iou(),
+            max_det: default_max_det(),
+            test_fault: None,
+        }
+    }
+}
+
+/// Why options were refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidOptions(pub String);
+
+impl JobOptions {
+    /// Parses the `options` part of an upload.
+    pub fn parse(text: &str) -> Result<Self, InvalidOptions> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_json::from_str(text).map_err(|e| InvalidOptions(e.to_string()))
+    }
+
+    /// Checks the values that do not depend on the model.
+    pub fn check(&self, allow_test_faults: bool) -> Result<(), InvalidOptions> {
+        let bad = |m: String| Err(InvalidOptions(m));
+        if !(0.0..=1.0).contains(&self.conf) {
+            return bad(format!("conf must be within 0..1, not {}", self.conf));
+        }
+        if !(0.0..=1.0).contains(&self.iou) {
+            return bad(format!("iou must be within 0..1, not {}", self.iou));
+        }
+        if !(1..=100_000).contains(&self.max_det) {
+            return bad(format!(
+                "max_det must be within 1..100000, not {}",
+                self.max_det
+            ));
+        }
+        let ImageSize { height, width } = self.img_size;
+        if !(32..=8192).contains(&height) || !(32..=8192).contains(&width) {
+            return bad(format!(
+                "img_size must be within 32..8192 pixels, not {height}x{width}"
+            ));
+        }
+        if self.test_fault.is_some() && !allow_test_faults {
+            return bad("unknown field `test_fault`".into());
+        }
+        Ok(())
+    }
+
+    /// Checks the image size against the model's largest stride.
+    pub fn check_for_model(&self, strides: &[f64]) -> Result<(), InvalidOptions> {
+        let max = strides.iter().fold(0.0f64, |a, &b| a.max(b)).round() as u32;
+        let ImageSize { height, width } = self.img_size;
+        if max > 0 && (height % max != 0 || width % max != 0) {
+            return Err(InvalidOptions(format!(
+                "img_size {height}x{width} is not a multiple of the model's largest stride {max}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The canonical text of the options: equal options, equal text (the reuse key).
+    pub fn key(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Which workers may run the job: `any`, `cpu` or `cuda`.
+    pub fn device_class(&self) -> &'static str {
+        match self.device {
+            DeviceChoice::Auto => "any",
+            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Cuda(_) => "cuda",
+        }
+    }
+}
+
+fn spelled(values: Vec<String>, default: String, description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::String))
+        .enum_values(Some(values))
+        .default(Some(serde_json::Value::String(default)))
+        .description(Some(description))
+        .into()
+}
+
+fn mode_schema() -> RefOr<Schema> {
+    let all = Mode::ALL.iter().map(ToString::to_string).collect();
+    spelled(
+        all,
+        Mode::default().to_string(),
+        "How the TorchScript is made.",
+    )
+}
+
+fn head_schema() -> RefOr<Schema> {
+    let all = Head::ALL.iter().map(ToString::to_string).collect();
+    spelled(all, Head::default().to_string(), "What `forward` returns.")
+}
+
+fn precision_schema() -> RefOr<Schema> {
+    let all = Precision::ALL.iter().map(ToString::to_string).collect();
+    spelled(all, Precision::default().to_string(), "Element type.")
+}
+
+fn optimize_schema() -> RefOr<Schema> {
+    let all = Optimize::ALL.iter().map(ToString::to_string).collect();
+    spelled(
+        all,
+        Optimize::default().to_string(),
+        "Graph optimisation before saving.",
+    )
+}
+
+fn img_size_schema() -> RefOr<Schema> {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::new(Type::Integer))
+                .minimum(Some(32))
+                .maximum(Some(8192)),
+        )
+        .min_items(Some(2))
+        .max_items(Some(2))
+        .default(Some(serde_json::json!([640, 640])))
+        .description(Some("[height, width] in pixels."))
+        .into()
+}
+
+fn device_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::String))
+        .pattern(Some("^(auto|cpu|cuda(:[0-9]{1,2})?)$"))
+        .default(Some(serde_json::json!("auto")))
+        .description(Some("`auto`, `cpu` or `cuda:N`."))
+        .into()
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub status: JobStatus,
+    pub options: serde_json::Value,
+    pub options_key: String,
+    pub device_class: String,
+    pub source_name: String,
+    pub source_size: i64,
+    pub source_sha256: String,
+    pub source_key: String,
+    pub stage: Option<String>,
+    pub progress: f32,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_after: DateTime<Utc>,
+    pub lease_owner: Option<String>,
+    pub lease_token: Option<Uuid>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub cancel_requested: bool,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub report: Option<serde_json::Value>,
+    pub artifact_key: Option<String>,
+    pub artifact_name: Option<String>,
+    pub artifact_size: Option<i64>,
+    pub artifact_sha256: Option<String>,
+    pub reused_from: Option<Uuid>,
+    pub event_seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl JobRow {
+    /// The options as parsed (stored rows were written by this service).
+    pub fn parsed_options(&self) -> Result<JobOptions, InvalidOptions> {
+        serde_json::from_value(self.options.clone()).map_err(|e| InvalidOptions(e.to_string()))
+    }
+}
+
+/// The uploaded checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SourceView {
+    /// The file name the client gave (for display only).
+    pub name: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+/// Why a job failed (or why its last attempt did).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorView {
+    /// Stable code: a reader code, `validation_failed`, `timeout`, `conversion_crashed`...
+    pub code: String,
+    pub message: String,
+}
+
+/// The converted file.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ArtifactView {
+    pub file_name: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+/// Where to go next.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Links {
+    #[serde(rename = "self")]
+    pub self_: String,
+    pub events: String,
+    pub report: String,
+    pub artifact: String,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    pub id: Uuid,
+    pub status: JobStatus,
+    /// The conversion stage last reported (`reading`, `validating`, `done`...).
+    pub stage: Option<String>,
+    /// How far the conversion is, 0 to 1.
+    pub progress: f32,
+    #[schema(value_type = JobOptions)]
+    pub options: serde_json::Value,
+    pub source: SourceView,
+    /// Attempts started so far.
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// The last error (also set while a retry waits in the queue).
+    pub error: Option<ErrorView>,
+    /// Present once the job succeeded.
+    pub artifact: Option<ArtifactView>,
+    /// The job whose artifact this one reuses (same source and options).
+    pub reused_from: Option<Uuid>,
+    /// A cancel was asked for and the worker has not stopped yet.
+    pub cancel_requested: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub links: Links,
+}
+
+impl From<&JobRow> for JobView {
+    fn from(row: &JobRow) -> Self {
+        let base = format!("/api/v1/jobs/{}", row.id);
+        let mut options = row.options.clone();
+        if let Some(map) = options.as_object_mut() {
+            map.remove("test_fault");
+        }
+        JobView {
+            id: row.id,
+            status: row.status,
+            stage: row.stage.clone(),
+            progress: row.progress,
+            options,
+            source: SourceView {
+                name: row.source_name.clone(),
+                size: row.source_size,
+                sha256: row.source_sha256.clone(),
+            },
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+            error: row.error_code.as_ref().map(|code| ErrorView {
+                code: code.clone(),
+                message: row.error_message.clone().unwrap_or_default(),
+            }),
+            artifact: match (
+                row.status,
+                &row.artifact_name,
+                row.artifact_size,
+                &row.artifact_sha256,
+            ) {
+                (JobStatus::Succeeded, Some(name), Some(size), Some(sha)) => Some(ArtifactView {
+                    file_name: name.clone(),
+                    size,
+                    sha256: sha.clone(),
+                }),
+                _ => None,
+            },
+            reused_from: row.reused_from,
+            cancel_requested: row.cancel_requested,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            links: Links {
+                events: format!("{base}/events"),
+                report: format!("{base}/report"),
+                artifact: format!("{base}/artifact"),
+                self_: base,
+            },
+        }
+    }
+}
+
+/// `NAME.torchscript.pt` (`.ptl` for mobile) from the uploaded file's name, reduced to
+/// characters safe in a header and a storage key.
+pub fn artifact_name(source_name: &str, optimize: Optimize) -> String {
+    let stem = source_name
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(".pth")
+        .trim_end_matches(".pt");
+    let mut safe: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    safe = safe.trim_matches('.').to_owned();
+    if safe.is_empty() {
+        safe = "model".into();
+    }
+    let extension = if optimize == Optimize::Mobile {
+        "ptl"
+    } else {
+        "pt"
+    };
+    format!("{safe}.torchscript.{extension}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_default_and_round_trip() {
+        let o = JobOptions::parse("").unwrap();
+        assert_eq!(o, JobOptions::default());
+        let o = JobOptions::parse(r#"{"mode":"trace","img_size":[320,480],"device":"cuda:1"}"#)
+            .unwrap();
+        assert_eq!(o.mode, Mode::Trace);
+        assert_eq!(o.img_size, ImageSize::new(320, 480));
+        assert_eq!(o.device_class(), "cuda");
+        assert_eq!(JobOptions::parse(&o.key()).unwrap(), o);
+        assert!(JobOptions::parse(r#"{"mode":"jit"}"#).is_err());
+        assert!(JobOptions::parse(r#"{"colour":"red"}"#).is_err());
+        assert!(JobOptions::parse("[1]").is_err());
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let mut o = JobOptions::default();
+        assert!(o.check(false).is_ok());
+        o.conf = 1.5;
+        assert!(o.check(false).is_err());
+        o = JobOptions {
+            test_fault: Some(TestFault::Abort),
+            ..JobOptions::default()
+        };
+        assert!(o.check(false).is_err());
+        assert!(o.check(true).is_ok());
+        o = JobOptions {
+            img_size: ImageSize::new(320, 100),
+            ..JobOptions::default()
+        };
+        assert!(o.check(false).is_ok());
+        assert!(o.check_for_model(&[8.0, 16.0, 32.0]).is_err());
+        assert!(
+            JobOptions::default()
+                .check_for_model(&[8.0, 16.0, 32.0])
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn artifact_names_are_safe() {
+        assert_eq!(
+            artifact_name("best.pt", Optimize::None),
+            "best.torchscript.pt"
+        );
+        assert_eq!(
+            artifact_name("../../etc/pass wd\".pt", Optimize::Mobile),
+            "pass_wd_.torchscript.ptl"
+        );
+        assert_eq!(artifact_name("..", Optimize::None), "model.torchscript.pt");
+    }
+}

@@ -1,0 +1,362 @@
+//! The job queue: the `jobs` table is the queue and `job_events` its log.
+//!
+//! - this module: what the API does to jobs (enqueue, read, list, cancel, retry, delete)
+//!   and the event log every change writes to;
+//! - [`claim`]: what a worker does (claim with `FOR UPDATE SKIP LOCKED`, heartbeat,
+//!   progress, finish, release), every write fenced by the lease token;
+//! - [`reaper`]: expired leases back to the queue (or to `failed` after the last attempt);
+//! - [`notify`]: `LISTEN/NOTIFY` fan-out that wakes idle workers and live event streams.
+//!
+//! Every status change bumps the job's `event_seq` and appends a `status` event holding the
+//! job as the API shows it, in the same transaction, so the log and the row never disagree.
+
+use std::time::Duration;
+
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::model::{JobRow, JobStatus, JobView};
+
+pub mod claim;
+pub mod notify;
+pub mod reaper;
+
+/// A queue failure.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The lease was lost (it expired and the job went back to the queue, or it was
+    /// cancelled and reaped): the worker must drop the job without writing anything.
+    #[error("the lease on job {0} is no longer held")]
+    LeaseLost(Uuid),
+}
+
+impl QueueError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, QueueError::Database(e) if crate::db::is_unavailable(e))
+    }
+}
+
+/// How the queue treats jobs.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    pub lease: Duration,
+    pub max_attempts: i32,
+    pub retry_backoff: Duration,
+}
+
+impl From<&crate::config::QueueArgs> for QueueSettings {
+    fn from(args: &crate::config::QueueArgs) -> Self {
+        Self {
+            lease: args.lease(),
+            max_attempts: args.max_attempts.max(1),
+            retry_backoff: args.retry_backoff(),
+        }
+    }
+}
+
+/// The queue over a pool.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pub pool: PgPool,
+    pub settings: QueueSettings,
+}
+
+/// A job about to be queued.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub options: serde_json::Value,
+    pub options_key: String,
+    pub device_class: String,
+    pub source_name: String,
+    pub source_size: i64,
+    pub source_sha256: String,
+    pub source_key: String,
+}
+
+/// One entry of a job's event log.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub seq: i64,
+    pub kind: String,
+    pub data: serde_json::Value,
+}
+
+/// A page of jobs.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub jobs: Vec<JobRow>,
+    pub total: i64,
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone)]
+pub enum Cancel {
+    /// The job was queued and is cancelled now.
+    Cancelled(JobRow),
+    /// The job runs; its worker stops it at its next heartbeat.
+    Requested(JobRow),
+    /// The job is over: nothing to cancel.
+    Finished(JobRow),
+}
+
+impl Queue {
+    pub fn new(pool: PgPool, settings: QueueSettings) -> Self {
+        Self { pool, settings }
+    }
+
+    /// Queues a new job.
+    pub async fn enqueue(&self, job: &NewJob) -> Result<JobRow, QueueError> {
+        let mut tx = self.pool.begin().await?;
+        let row: JobRow = sqlx::query_as(
+            "INSERT INTO jobs (id, owner_id, status, options, options_key, device_class, \
+             source_name, source_size, source_sha256, source_key, max_attempts, event_seq) \
+             VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, 1) RETURNING *",
+        )
+        .bind(job.id)
+        .bind(job.owner_id)
+        .bind(&job.options)
+        .bind(&job.options_key)
+        .bind(&job.device_class)
+        .bind(&job.source_name)
+        .bind(job.source_size)
+        .bind(&job.source_sha256)
+        .bind(&job.source_key)
+        .bind(self.settings.max_attempts)
+        .fetch_one(&mut *tx)
+        .await?;
+        status_event(&mut tx, &row).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// A succeeded job of the same owner with the same source and options.
+    pub async fn find_reusable(
+        &self,
+        owner: Uuid,
+        sha256: &str,
+        options_key: &str,
+    ) -> Result<Option<JobRow>, QueueError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM jobs WHERE owner_id = $1 AND source_sha256 = $2 AND options_key = $3 \
+             AND status = 'succeeded' AND artifact_key IS NOT NULL \
+             ORDER BY finished_at DESC LIMIT 1",
+        )
+        .bind(owner)
+        .bind(sha256)
+        .bind(options_key)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// A new job that is done at once: it shares `from`'s artifact and report.
+    pub async fn insert_reused(&self, job: &NewJob, from: &JobRow) -> Result<JobRow, QueueError> {
+        let mut tx = self.pool.begin().await?;
+        let row: JobRow = sqlx::query_as(
+            "INSERT INTO jobs (id, owner_id, status, options, options_key, device_class, \
+             source_name, source_size, source_sha256, source_key, max_attempts, stage, progress, \
+             report, artifact_key, artifact_name, artifact_size, artifact_sha256, reused_from, \
+             started_at, finished_at, event_seq) \
+             SELECT $1, $2, 'succeeded', $3, $4, $5, $6, $7, $8, $9, $10, 'done', 1, \
+             src.report, src.artifact_key, src.artifact_name, src.artifact_size, \
+             src.artifact_sha256, src.id, now(), now(), 1 \
+             FROM jobs src WHERE src.id = $11 AND src.status = 'succeeded' RETURNING *",
+        )
+        .bind(job.id)
+        .bind(job.owner_id)
+        .bind(&job.options)
+        .bind(&job.options_key)
+        .bind(&job.device_class)
+        .bind(&job.source_name)
+        .bind(job.source_size)
+        .bind(&job.source_sha256)
+        .bind(&job.source_key)
+        .bind(self.settings.max_attempts)
+        .bind(from.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        status_event(&mut tx, &row).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// A job by id, whoever owns it.
+    pub async fn get(&self, id: Uuid) -> Result<Option<JobRow>, QueueError> {
+        Ok(sqlx::query_as("SELECT * FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Jobs newest first, of one owner (or of everyone), optionally of one status.
+    pub async fn list(
+        &self,
+        owner: Option<Uuid>,
+        status: Option<JobStatus>,
+        page: i64,
+        per_page: i64,
+    ) -> Result<Page, QueueError> {
+        let offset = (page.max(1) - 1).saturating_mul(per_page);
+        let jobs: Vec<JobRow> = sqlx::query_as(
+            "SELECT * FROM jobs WHERE ($1::uuid IS NULL OR owner_id = $1) \
+             AND ($2::job_status IS NULL OR status = $2) \
+             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
+        )
+        .bind(owner)
+        .bind(status)
+        .bind(per_page)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs WHERE ($1::uuid IS NULL OR owner_id = $1) \
+             AND ($2::job_status IS NULL OR status = $2)",
+        )
+        .bind(owner)
+        .bind(status)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Page { jobs, total })
+    }
+
+    /// Cancels a queued job now, or asks the worker of a running one to stop.
+    pub async fn cancel(&self, id: Uuid) -> Result<Option<Cancel>, QueueError> {
+        let mut tx = self.pool.begin().await?;
+        let cancelled: Option<JobRow> = sqlx::query_as(
+            "UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now(), \
+             event_seq = event_seq + 1 WHERE id = $1 AND status = 'queued' RETURNING *",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = cancelled {
+            status_event(&mut tx, &row).await?;
+            tx.commit().await?;
+            return Ok(Some(Cancel::Cancelled(row)));
+        }
+        let requested: Option<JobRow> = sqlx::query_as(
+            "UPDATE jobs SET cancel_requested = TRUE, updated_at = now(), \
+             event_seq = event_seq + 1 WHERE id = $1 AND status = 'running' RETURNING *",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = requested {
+            status_event(&mut tx, &row).await?;
+            tx.commit().await?;
+            return Ok(Some(Cancel::Requested(row)));
+        }
+        tx.commit().await?;
+        Ok(self.get(id).await?.map(Cancel::Finished))
+    }
+
+    /// Puts a failed or cancelled job back in the queue with fresh attempts; `None` when
+    /// the job is in another state.
+    pub async fn retry(&self, id: Uuid) -> Result<Option<JobRow>, QueueError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<JobRow> = sqlx::query_as(
+            "UPDATE jobs SET status = 'queued', attempts = 0, max_attempts = $2, \
+             run_after = now(), cancel_requested = FALSE, error_code = NULL, \
+             error_message = NULL, report = NULL, stage = NULL, progress = 0, \
+             started_at = NULL, finished_at = NULL, updated_at = now(), \
+             event_seq = event_seq + 1 \
+             WHERE id = $1 AND status IN ('failed', 'cancelled') RETURNING *",
+        )
+        .bind(id)
+        .bind(self.settings.max_attempts)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = &row {
+            status_event(&mut tx, row).await?;
+        }
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Deletes a finished job; returns it (with the storage keys that no other job still
+    /// uses, for the caller to delete) or `None` when it is not finished.
+    pub async fn delete_finished(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(JobRow, Vec<String>)>, QueueError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<JobRow> = sqlx::query_as(
+            "DELETE FROM jobs WHERE id = $1 AND status IN ('succeeded', 'failed', 'cancelled') \
+             RETURNING *",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let mut orphaned = vec![row.source_key.clone()];
+        if let Some(key) = &row.artifact_key {
+            let shared: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE artifact_key = $1)")
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if !shared {
+                orphaned.push(key.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(Some((row, orphaned)))
+    }
+
+    /// Events of a job after `after`, in order.
+    pub async fn events_after(&self, job: Uuid, after: i64) -> Result<Vec<EventRow>, QueueError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, kind, data FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(job)
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Counts of jobs by status, and the jobs claimable now.
+    pub async fn counts(&self) -> Result<(Vec<(JobStatus, i64)>, i64), QueueError> {
+        let counts: Vec<(JobStatus, i64)> =
+            sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        let depth: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs WHERE status = 'queued' AND run_after <= now()",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((counts, depth))
+    }
+}
+
+/// Appends the `status` event of a row whose `event_seq` was just bumped.
+pub(crate) async fn status_event(
+    tx: &mut Transaction<'_, Postgres>,
+    row: &JobRow,
+) -> Result<(), sqlx::Error> {
+    let data = serde_json::to_value(JobView::from(row)).unwrap_or_default();
+    insert_event(tx, row.id, row.event_seq, "status", &data).await
+}
+
+pub(crate) async fn insert_event(
+    tx: &mut Transaction<'_, Postgres>,
+    job: Uuid,
+    seq: i64,
+    kind: &str,
+    data: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO job_events (job_id, seq, kind, data) VALUES ($1, $2, $3, $4)")
+        .bind(job)
+        .bind(seq)
+        .bind(kind)
+        .bind(data)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}

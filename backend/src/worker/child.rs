@@ -1,0 +1,284 @@
+//! One conversion in a child process: `yolots convert --progress json`, the binary itself.
+//!
+//! The child reports JSON lines on stdout (progress, then a result or an error); its
+//! stderr is kept (the tail) to explain a crash. It runs in a process group of its own (a
+//! Ctrl-C at the terminal reaches the worker, which decides) and dies with its worker
+//! (`PR_SET_PDEATHSIG`), so a killed worker leaves no conversion running. Whatever the
+//! child does — abort inside libtorch, run out of memory, hang — only the child ends, and
+//! its memory goes back to the system with it.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::task::JoinHandle;
+use yolots_converter::{DeviceChoice, ProgressEvent};
+
+use crate::model::{JobOptions, TestFault};
+
+/// What to convert and how.
+#[derive(Debug, Clone)]
+pub struct ChildSpec {
+    pub exe: PathBuf,
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub report: PathBuf,
+    pub options: JobOptions,
+    /// The device the conversion runs on (resolved by the worker).
+    pub device: DeviceChoice,
+    pub latency_runs: usize,
+    pub test_fault: Option<TestFault>,
+}
+
+impl ChildSpec {
+    /// The command line of `yolots convert` for this spec.
+    pub fn args(&self) -> Vec<String> {
+        let o = &self.options;
+        let mut args = vec![
+            "convert".to_owned(),
+            self.input.display().to_string(),
+            "--output".into(),
+            self.output.display().to_string(),
+            "--report".into(),
+            self.report.display().to_string(),
+            "--progress".into(),
+            "json".into(),
+            "--mode".into(),
+            o.mode.to_string(),
+            "--head".into(),
+            o.head.to_string(),
+            "--precision".into(),
+            o.precision.to_string(),
+            "--optimize".into(),
+            o.optimize.to_string(),
+            "--img-size".into(),
+            o.img_size.to_string(),
+            "--device".into(),
+            self.device.to_string(),
+            "--conf".into(),
+            o.conf.to_string(),
+            "--iou".into(),
+            o.iou.to_string(),
+            "--max-det".into(),
+            o.max_det.to_string(),
+            "--latency-runs".into(),
+            self.latency_runs.to_string(),
+        ];
+        if !o.fuse {
+            args.push("--no-fuse".into());
+        }
+        if let Some(fault) = self.test_fault {
+            args.push("--test-fault".into());
+            args.push(fault.as_str().into());
+        }
+        args
+    }
+}
+
+/// One line of the child's stdout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ChildLine {
+    Progress(ProgressEvent),
+    Result {
+        report: serde_json::Value,
+    },
+    Error {
+        code: String,
+        message: String,
+        exit_code: u8,
+        #[serde(default)]
+        report: Option<serde_json::Value>,
+    },
+}
+
+/// A running conversion.
+pub struct ConversionChild {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+/// How much of the child's stderr is kept.
+const STDERR_TAIL: usize = 4096;
+
+impl ConversionChild {
+    /// Starts the child.
+    pub fn spawn(spec: &ChildSpec) -> std::io::Result<Self> {
+        let mut command = Command::new(&spec.exe);
+        command
+            .args(spec.args())
+            .env("RUST_LOG", "warn")
+            .env_remove("YOLOTS_LOG_FORMAT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // async-signal-safe functions (prctl, getppid, _exit).
+        unsafe {
+            command.pre_exec(die_with_parent);
+        }
+        let mut child = command.spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("the child has no stdout"))?;
+        let stderr = child.stderr.take().map(|mut stderr| {
+            tokio::spawn(async move {
+                let mut tail: VecDeque<u8> = VecDeque::with_capacity(STDERR_TAIL);
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stderr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    tail.extend(buf.iter().take(n));
+                    while tail.len() > STDERR_TAIL {
+                        tail.pop_front();
+                    }
+                }
+                String::from_utf8_lossy(&tail.into_iter().collect::<Vec<u8>>()).into_owned()
+            })
+        });
+        Ok(Self {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            stderr,
+        })
+    }
+
+    /// The next line the child printed; `None` at the end of its output. Lines that are
+    /// not protocol lines are logged and skipped.
+    pub async fn next_line(&mut self) -> Option<ChildLine> {
+        loop {
+            match self.lines.next_line().await {
+                Ok(Some(text)) => match serde_json::from_str::<ChildLine>(&text) {
+                    Ok(line) => return Some(line),
+                    Err(error) => tracing::debug!(%error, line = %text, "unexpected child output"),
+                },
+                Ok(None) => return None,
+                Err(error) => {
+                    tracing::warn!(%error, "reading the conversion's output failed");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Kills the child (SIGKILL).
+    pub async fn kill(&mut self) {
+        if let Err(error) = self.child.kill().await {
+            tracing::warn!(%error, "killing the conversion process failed");
+        }
+    }
+
+    /// Waits for the child to end; returns its status and the tail of its stderr.
+    pub async fn wait(mut self) -> (std::io::Result<ExitStatus>, String) {
+        let status = self.child.wait().await;
+        let tail = match self.stderr.take() {
+            Some(task) => task.await.unwrap_or_default(),
+            None => String::new(),
+        };
+        (status, tail)
+    }
+}
+
+fn die_with_parent() -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number; no memory is passed.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A sentence for a child that ended without a result.
+pub fn describe_exit(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(signal) = status.signal() {
+        let name = match signal {
+            libc::SIGABRT => " (SIGABRT: an abort, for example inside libtorch)",
+            libc::SIGKILL => " (SIGKILL: killed, for example by the out-of-memory killer)",
+            libc::SIGSEGV => " (SIGSEGV: a crash)",
+            libc::SIGBUS => " (SIGBUS: a crash)",
+            _ => "",
+        };
+        format!("the conversion process was killed by signal {signal}{name}")
+    } else {
+        match status.code() {
+            Some(101) => "the conversion process panicked (exit status 101)".to_owned(),
+            Some(code) => format!("the conversion process exited with status {code}"),
+            None => "the conversion process ended abnormally".to_owned(),
+        }
+    }
+}
+
+/// The last meaningful line of a child's stderr, for an error message.
+pub fn last_line(stderr: &str) -> Option<String> {
+    stderr
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(|l| l.chars().take(500).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_convert_protocol() {
+        let p: ChildLine = serde_json::from_str(
+            r#"{"event":"progress","stage":"building","fraction":0.1,"message":"m"}"#,
+        )
+        .unwrap();
+        assert!(matches!(p, ChildLine::Progress(e) if e.fraction == 0.1));
+        let e: ChildLine = serde_json::from_str(
+            r#"{"event":"error","code":"not_an_archive","message":"x","exit_code":2}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            e,
+            ChildLine::Error {
+                exit_code: 2,
+                report: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn builds_the_command_line() {
+        let spec = ChildSpec {
+            exe: "yolots".into(),
+            input: "in.pt".into(),
+            output: "out.pt".into(),
+            report: "r.json".into(),
+            options: JobOptions {
+                fuse: false,
+                ..JobOptions::default()
+            },
+            device: DeviceChoice::Cpu,
+            latency_runs: 1,
+            test_fault: Some(TestFault::Hang),
+        };
+        let args = spec.args().join(" ");
+        assert!(args.starts_with("convert in.pt --output out.pt"), "{args}");
+        assert!(args.contains("--img-size 640,640 --device cpu"));
+        assert!(args.contains("--no-fuse"));
+        assert!(args.ends_with("--test-fault hang"));
+    }
+
+    #[test]
+    fn describes_exits() {
+        use std::os::unix::process::ExitStatusExt;
+        let s = ExitStatus::from_raw(libc::SIGABRT);
+        assert!(describe_exit(&s).contains("SIGABRT"));
+        assert_eq!(last_line("a\nb\n\n"), Some("b".into()));
+    }
+}

@@ -1,0 +1,463 @@
+//! Workers: claim a job, run its conversion in a child process, follow it (progress to the
+//! database, heartbeats that extend the lease and bring cancel requests), enforce the time
+//! limit, store the artifact, and end the attempt.
+//!
+//! The same loop runs inside `yolots serve` (`--workers N`) and in `yolots worker`. A
+//! worker waits for `LISTEN/NOTIFY` wake-ups and polls as a fallback. On shutdown a worker
+//! lets its conversion finish for a grace period, then kills it and hands the job back.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+use yolots_converter::DeviceChoice;
+
+use crate::metrics::Metrics;
+use crate::model::{JobOptions, JobRow, artifact_name};
+use crate::queue::claim::{Heartbeat, Lease, Outcome, device_classes};
+use crate::queue::notify::Hub;
+use crate::queue::{Queue, QueueError};
+use crate::storage::Storage;
+
+pub mod child;
+
+use child::{ChildLine, ChildSpec, ConversionChild};
+
+/// How workers behave.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The device conversions run on (`cpu` or `cuda:N`, resolved).
+    pub device: DeviceChoice,
+    pub latency_runs: usize,
+    pub job_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub heartbeat: Duration,
+    pub poll: Duration,
+    pub allow_test_faults: bool,
+}
+
+impl WorkerConfig {
+    pub fn new(
+        worker: &crate::config::WorkerArgs,
+        queue: &crate::config::QueueArgs,
+        limits: &crate::config::LimitArgs,
+        cuda_devices: usize,
+    ) -> Self {
+        let device = match worker.device {
+            DeviceChoice::Auto if cuda_devices > 0 => DeviceChoice::Cuda(0),
+            DeviceChoice::Auto => DeviceChoice::Cpu,
+            other => other,
+        };
+        Self {
+            device,
+            latency_runs: worker.latency_runs,
+            job_timeout: limits.job_timeout(),
+            shutdown_grace: worker.shutdown_grace(),
+            heartbeat: queue.heartbeat(),
+            poll: queue.poll(),
+            allow_test_faults: worker.allow_test_faults,
+        }
+    }
+}
+
+/// What the workers of a process share.
+#[derive(Debug, Clone)]
+pub struct WorkerContext {
+    pub queue: Queue,
+    pub storage: Storage,
+    pub hub: Hub,
+    pub metrics: Metrics,
+    pub config: WorkerConfig,
+    /// This binary (the child runs `convert` of it).
+    pub exe: PathBuf,
+}
+
+/// The name of this machine.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// The process's workers' common id prefix: `host:pid`.
+pub fn process_id() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+/// Starts `count` workers and the process's registration; returns when all have stopped
+/// (after `stop`).
+pub async fn run_workers(ctx: Arc<WorkerContext>, count: usize, stop: CancellationToken) {
+    let id = process_id();
+    let announce = {
+        let ctx = ctx.clone();
+        let stop = stop.clone();
+        let id = id.clone();
+        tokio::spawn(async move { announce(&ctx, &id, stop).await })
+    };
+    let mut tasks = Vec::new();
+    for index in 0..count {
+        let ctx = ctx.clone();
+        let stop = stop.clone();
+        let name = format!("{id}:{index}");
+        tasks.push(tokio::spawn(
+            async move { worker_loop(ctx, name, stop).await },
+        ));
+    }
+    for task in tasks {
+        if let Err(error) = task.await {
+            tracing::error!(%error, "a worker task ended abnormally");
+        }
+    }
+    let _ = announce.await;
+    if let Err(error) = ctx.queue.unregister_worker(&id).await {
+        tracing::debug!(%error, "could not unregister the worker");
+    }
+}
+
+/// Keeps this process listed in `workers` (what `GET /api/v1/config` offers as devices).
+async fn announce(ctx: &WorkerContext, id: &str, stop: CancellationToken) {
+    let host = hostname();
+    let device = ctx.config.device.to_string();
+    loop {
+        if let Err(error) = ctx.queue.register_worker(id, &device, &host).await {
+            tracing::debug!(%error, "could not announce the worker");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    }
+}
+
+async fn worker_loop(ctx: Arc<WorkerContext>, name: String, stop: CancellationToken) {
+    let classes = device_classes(matches!(ctx.config.device, DeviceChoice::Cuda(_)));
+    tracing::info!(worker = %name, device = %ctx.config.device, "worker ready");
+    let mut failures = 0u32;
+    while !stop.is_cancelled() {
+        // Register interest before looking, so a notification between the look and the
+        // wait is not lost.
+        let notified = ctx.hub.queue.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match ctx.queue.claim(&name, &classes).await {
+            Ok(Some((row, lease))) => {
+                failures = 0;
+                run_job(&ctx, &name, row, lease, &stop).await;
+                continue;
+            }
+            Ok(None) => failures = 0,
+            Err(error) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(worker = %name, %error, "cannot claim jobs; retrying");
+                }
+                let wait = Duration::from_millis(250 * u64::from(failures.min(8)));
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(wait) => continue,
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = &mut notified => {}
+            () = tokio::time::sleep(ctx.config.poll) => {}
+        }
+    }
+    tracing::info!(worker = %name, "worker stopped");
+}
+
+/// How following the child ended.
+enum Followed {
+    Exited {
+        result: Option<serde_json::Value>,
+        error: Option<(String, String, u8, Option<serde_json::Value>)>,
+    },
+    TimedOut,
+    Cancelled,
+    LeaseLost,
+    Released,
+}
+
+async fn run_job(
+    ctx: &WorkerContext,
+    worker: &str,
+    row: JobRow,
+    lease: Lease,
+    stop: &CancellationToken,
+) {
+    let started = Instant::now();
+    tracing::info!(worker, job = %row.id, attempt = row.attempts, "conversion started");
+    let outcome = match attempt(ctx, &row, lease, stop).await {
+        Ok(Some(outcome)) => outcome,
+        Ok(None) => return,
+        Err(outcome) => outcome,
+    };
+    let label = match &outcome {
+        Outcome::Succeeded { .. } => "succeeded",
+        Outcome::Failed { retry: true, .. } => "retried",
+        Outcome::Failed { .. } => "failed",
+        Outcome::Cancelled => "cancelled",
+    };
+    ctx.metrics
+        .conversion(label, started.elapsed().as_secs_f64());
+    match finish(ctx, lease, &outcome).await {
+        Ok(done) => tracing::info!(worker, job = %row.id, status = done.status.as_str(),
+            seconds = started.elapsed().as_secs_f64(), "attempt ended"),
+        Err(error) => {
+            tracing::warn!(worker, job = %row.id, %error, "could not record the outcome");
+            if let Outcome::Succeeded { artifact_key, .. } = &outcome {
+                let _ = ctx.storage.delete(&artifact_key.as_str().into()).await;
+            }
+        }
+    }
+}
+
+/// Writes the outcome, retrying while the database is down (for at most a lease).
+async fn finish(
+    ctx: &WorkerContext,
+    lease: Lease,
+    outcome: &Outcome,
+) -> Result<JobRow, QueueError> {
+    let give_up = Instant::now() + ctx.queue.settings.lease * 2;
+    loop {
+        match ctx.queue.finish(lease, outcome).await {
+            Err(error) if error.is_unavailable() && Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Runs one attempt. `Ok(None)`: nothing to record (lease lost or job handed back).
+async fn attempt(
+    ctx: &WorkerContext,
+    row: &JobRow,
+    lease: Lease,
+    stop: &CancellationToken,
+) -> Result<Option<Outcome>, Outcome> {
+    let internal = |message: String| Outcome::Failed {
+        code: "internal_error".into(),
+        message,
+        retry: true,
+        report: None,
+    };
+    let options: JobOptions = row.parsed_options().map_err(|e| Outcome::Failed {
+        code: "invalid_options".into(),
+        message: e.to_string(),
+        retry: false,
+        report: None,
+    })?;
+    let scratch = tempfile::Builder::new()
+        .prefix("yolots-job-")
+        .tempdir()
+        .map_err(|e| internal(format!("creating a scratch folder: {e}")))?;
+    let source_key = object_store::path::Path::from(row.source_key.as_str());
+    let input = match ctx.storage.local_path(&source_key).filter(|p| p.is_file()) {
+        Some(path) => path,
+        None => {
+            let path = scratch.path().join("source.pt");
+            ctx.storage
+                .download(&source_key, &path)
+                .await
+                .map_err(|e| internal(format!("fetching the upload: {e}")))?;
+            path
+        }
+    };
+    let name = artifact_name(&row.source_name, options.optimize);
+    let device = match options.device {
+        DeviceChoice::Cpu => DeviceChoice::Cpu,
+        _ => ctx.config.device,
+    };
+    let spec = ChildSpec {
+        exe: ctx.exe.clone(),
+        input,
+        output: scratch.path().join(&name),
+        report: scratch.path().join("report.json"),
+        test_fault: options.test_fault.filter(|_| ctx.config.allow_test_faults),
+        options,
+        device,
+        latency_runs: ctx.config.latency_runs,
+    };
+    let mut child = ConversionChild::spawn(&spec)
+        .map_err(|e| internal(format!("starting the conversion process: {e}")))?;
+    let followed = follow(ctx, &mut child, lease, stop).await;
+    match &followed {
+        Followed::Exited { .. } => {}
+        _ => child.kill().await,
+    }
+    let (status, stderr) = child.wait().await;
+    match followed {
+        Followed::LeaseLost => {
+            tracing::warn!(job = %row.id, "lease lost; dropping the attempt");
+            Ok(None)
+        }
+        Followed::Released => {
+            match ctx.queue.release(lease).await {
+                Ok(_) => tracing::info!(job = %row.id, "handed the job back (shutdown)"),
+                Err(error) => {
+                    tracing::warn!(job = %row.id, %error, "could not hand the job back; its lease will expire")
+                }
+            }
+            Ok(None)
+        }
+        Followed::Cancelled => Ok(Some(Outcome::Cancelled)),
+        Followed::TimedOut => Ok(Some(Outcome::Failed {
+            code: "timeout".into(),
+            message: format!(
+                "the conversion exceeded the time limit of {:.0} s and was killed",
+                ctx.config.job_timeout.as_secs_f64()
+            ),
+            retry: false,
+            report: None,
+        })),
+        Followed::Exited {
+            result: Some(report),
+            ..
+        } => store_artifact(ctx, row, lease, &spec, &name, report)
+            .await
+            .map(Some),
+        Followed::Exited {
+            error: Some((code, message, exit_code, report)),
+            ..
+        } => {
+            // 2: the input is not a supported model; 3: validation failed; an invalid
+            // option is also the request's fault. Other failures may be transient.
+            let retry = exit_code != 2 && exit_code != 3 && code != "invalid_option";
+            Ok(Some(Outcome::Failed {
+                code,
+                message,
+                retry,
+                report,
+            }))
+        }
+        Followed::Exited { .. } => {
+            let mut message = match &status {
+                Ok(status) => child::describe_exit(status),
+                Err(e) => format!("the conversion process could not be waited for: {e}"),
+            };
+            if let Some(line) = child::last_line(&stderr) {
+                message.push_str(": ");
+                message.push_str(&line);
+            }
+            Ok(Some(Outcome::Failed {
+                code: "conversion_crashed".into(),
+                message,
+                retry: true,
+                report: None,
+            }))
+        }
+    }
+}
+
+/// Follows the child until it ends, the time limit passes, the job is cancelled, the lease
+/// is lost, or shutdown runs out of grace.
+async fn follow(
+    ctx: &WorkerContext,
+    child: &mut ConversionChild,
+    lease: Lease,
+    stop: &CancellationToken,
+) -> Followed {
+    let deadline = tokio::time::sleep(ctx.config.job_timeout);
+    tokio::pin!(deadline);
+    let mut heartbeat = tokio::time::interval(ctx.config.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    let grace = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(grace);
+    let mut stopping = false;
+    let mut result = None;
+    let mut error = None;
+    loop {
+        tokio::select! {
+            line = child.next_line() => match line {
+                Some(ChildLine::Progress(event)) => match ctx.queue.progress(lease, &event).await {
+                    Ok(()) => {}
+                    Err(QueueError::LeaseLost(_)) => return Followed::LeaseLost,
+                    Err(error) => tracing::debug!(%error, "could not record progress"),
+                },
+                Some(ChildLine::Result { report }) => result = Some(report),
+                Some(ChildLine::Error { code, message, exit_code, report }) => {
+                    error = Some((code, message, exit_code, report));
+                }
+                None => return Followed::Exited { result, error },
+            },
+            _ = heartbeat.tick() => match ctx.queue.heartbeat(lease).await {
+                Ok(Heartbeat::Continue) => {}
+                Ok(Heartbeat::CancelRequested) => return Followed::Cancelled,
+                Err(QueueError::LeaseLost(_)) => return Followed::LeaseLost,
+                Err(error) => tracing::warn!(%error, "heartbeat failed; the conversion goes on"),
+            },
+            () = &mut deadline => return Followed::TimedOut,
+            () = stop.cancelled(), if !stopping => {
+                stopping = true;
+                grace.as_mut().reset(tokio::time::Instant::now() + ctx.config.shutdown_grace);
+                tracing::info!("shutting down: waiting for the running conversion");
+            }
+            () = &mut grace, if stopping => return Followed::Released,
+        }
+    }
+}
+
+/// Copies the artifact into the store, checking it against the report.
+async fn store_artifact(
+    ctx: &WorkerContext,
+    row: &JobRow,
+    lease: Lease,
+    spec: &ChildSpec,
+    name: &str,
+    report: serde_json::Value,
+) -> Result<Outcome, Outcome> {
+    let failed = |message: String| Outcome::Failed {
+        code: "storage_error".into(),
+        message,
+        retry: true,
+        report: None,
+    };
+    let (size, sha256) = file_digest(&spec.output)
+        .await
+        .map_err(|e| failed(format!("reading the artifact: {e}")))?;
+    let reported = report
+        .pointer("/artifact/sha256")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    if reported != sha256 {
+        return Err(failed(format!(
+            "the artifact's SHA-256 {sha256} differs from the report's {reported}"
+        )));
+    }
+    let key = Storage::artifact_key(row.id, lease.token, name);
+    ctx.storage
+        .put_file(&key, &spec.output)
+        .await
+        .map_err(|e| failed(format!("storing the artifact: {e}")))?;
+    Ok(Outcome::Succeeded {
+        report,
+        artifact_key: key.to_string(),
+        artifact_name: name.to_owned(),
+        artifact_size: size as i64,
+        artifact_sha256: sha256,
+    })
+}
+
+async fn file_digest(path: &std::path::Path) -> std::io::Result<(u64, String)> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
