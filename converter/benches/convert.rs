@@ -1,1 +1,258 @@
-fn main() {}
+//! Conversion and inference benchmark on the full YOLOv7 fixture (CPU).
+//!
+//! `cargo bench -p yolots-converter --bench convert [-- CHECKPOINT] [--runs N]`
+//!
+//! 1. Conversion without validation (read, build, fuse, script, save), each run in a
+//!    fresh child process so peak RSS (`VmHWM`) is the conversion's own: wall time,
+//!    per-stage times, peak RSS. Budget: 2.0 s and 600 MB.
+//! 2. Inference at 640x640, batch 1, of the scripted fused artifact against the traced
+//!    one, and of the `freeze` / `inference` / `mobile` artifacts: p50 / p90 and the
+//!    ratio to the traced artifact.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use yolots_converter::{
+    ConvertRequest, DeviceChoice, MobileModule, Mode, Optimize, Stage, convert,
+};
+
+const CHILD_ENV: &str = "YOLOTS_BENCH_CHILD";
+const WALL_BUDGET_S: f64 = 2.0;
+const RSS_BUDGET_MB: f64 = 600.0;
+
+fn default_checkpoint() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/yolov7-full.pt")
+}
+
+fn request(input: &Path, output: &Path) -> ConvertRequest {
+    let mut r = ConvertRequest::new(input, output);
+    r.device = DeviceChoice::Cpu;
+    r.validate = false;
+    r.latency_runs = 0;
+    r
+}
+
+/// Peak resident set size of this process, in MB.
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The child: one conversion, one JSON line on stdout.
+fn child(input: &Path, output: &Path) {
+    let rss_before = peak_rss_mb();
+    let start = Instant::now();
+    let report = match convert(&request(input, output), &mut |_| {}) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("conversion failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let wall = start.elapsed().as_secs_f64();
+    let stages: Vec<(String, f64)> = report
+        .stages
+        .iter()
+        .map(|s| (s.stage.to_string(), s.seconds))
+        .collect();
+    let line = serde_json::json!({
+        "wall_s": wall,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_before_mb": rss_before,
+        "stages": stages,
+        "artifact_mb": report.artifact.size_bytes as f64 / 1e6,
+    });
+    println!("{line}");
+}
+
+fn run_child(input: &Path, output: &Path) -> serde_json::Value {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let out = Command::new(exe)
+        .env(CHILD_ENV, "1")
+        .arg(input)
+        .arg(output)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start the child: {e}"));
+    if !out.status.success() {
+        panic!("child failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// p50 and p90 of `runs` calls after 3 warm-up calls, in ms.
+fn time(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
+    for _ in 0..3 {
+        f();
+    }
+    let mut ms: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let at = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+    (at(0.5), at(0.9))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if std::env::var_os(CHILD_ENV).is_some() {
+        if let [input, output] = args.as_slice() {
+            child(Path::new(input), Path::new(output));
+        }
+        return;
+    }
+    let mut runs = 10usize;
+    let mut input = default_checkpoint();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--runs" {
+            runs = it.next().and_then(|v| v.parse().ok()).unwrap_or(runs);
+        } else if !a.starts_with('-') {
+            input = PathBuf::from(a);
+        }
+    }
+    if !input.exists() {
+        eprintln!("no checkpoint at {}", input.display());
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("yolots-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_default();
+    println!(
+        "checkpoint {} ({:.1} MB), {} CPU threads",
+        input.display(),
+        std::fs::metadata(&input).map_or(0.0, |m| m.len() as f64 / 1e6),
+        tch::get_num_threads()
+    );
+
+    // 1. Conversion in fresh processes.
+    let scripted = dir.join("scripted.torchscript");
+    let results: Vec<serde_json::Value> = (0..3).map(|_| run_child(&input, &scripted)).collect();
+    let walls: Vec<f64> = results
+        .iter()
+        .map(|r| r["wall_s"].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    let rss: Vec<f64> = results
+        .iter()
+        .map(|r| r["peak_rss_mb"].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    let wall = median(walls.clone());
+    let peak = median(rss.clone());
+    println!(
+        "\nconversion without validation (read, build, fuse, script, save), 3 fresh processes"
+    );
+    println!(
+        "  wall      median {wall:.3} s  (runs {walls:.3?})  budget {WALL_BUDGET_S} s  {}",
+        if wall <= WALL_BUDGET_S { "ok" } else { "OVER" }
+    );
+    println!(
+        "  peak RSS  median {peak:.0} MB  (runs {rss:.0?})  budget {RSS_BUDGET_MB} MB  {}",
+        if peak <= RSS_BUDGET_MB { "ok" } else { "OVER" }
+    );
+    println!(
+        "  libtorch loaded before converting: {:.0} MB",
+        results[0]["rss_before_mb"].as_f64().unwrap_or(f64::NAN)
+    );
+    println!(
+        "  artifact {:.1} MB",
+        results[0]["artifact_mb"].as_f64().unwrap_or(f64::NAN)
+    );
+    if let Some(stages) = results[results.len() / 2]["stages"].as_array() {
+        for s in stages {
+            println!(
+                "    {:<11} {:.3} s",
+                s[0].as_str().unwrap_or("?"),
+                s[1].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+
+    // 2. Inference of the artifacts.
+    let variants: Vec<(&str, PathBuf, Mode, Optimize)> = vec![
+        (
+            "traced",
+            dir.join("traced.torchscript"),
+            Mode::Trace,
+            Optimize::None,
+        ),
+        ("scripted", scripted.clone(), Mode::Script, Optimize::None),
+        (
+            "scripted+freeze",
+            dir.join("frozen.torchscript"),
+            Mode::Script,
+            Optimize::Freeze,
+        ),
+        (
+            "scripted+inference",
+            dir.join("inference.torchscript"),
+            Mode::Script,
+            Optimize::Inference,
+        ),
+        (
+            "scripted+mobile",
+            dir.join("mobile.ptl"),
+            Mode::Script,
+            Optimize::Mobile,
+        ),
+    ];
+    for (_, path, mode, optimize) in &variants[..] {
+        if *path == scripted {
+            continue;
+        }
+        let mut r = request(&input, path);
+        r.mode = *mode;
+        r.optimize = *optimize;
+        if let Err(e) = convert(&r, &mut |_| {}) {
+            eprintln!("{}: {e}", path.display());
+        }
+    }
+    let _guard = tch::no_grad_guard();
+    let x = tch::Tensor::rand([1, 3, 640, 640], (tch::Kind::Float, tch::Device::Cpu));
+    println!("\ninference 1x3x640x640 on CPU, p50 / p90 over {runs} runs after 3 warm-up runs");
+    let mut traced_p50 = f64::NAN;
+    for (label, path, _, optimize) in &variants {
+        let (p50, p90) = if *optimize == Optimize::Mobile {
+            let Ok(mut m) = MobileModule::load(path) else {
+                println!("  {label:<20} (not available)");
+                continue;
+            };
+            time(runs, || {
+                let _ = m.forward(&x);
+            })
+        } else {
+            let Ok(m) = tch::CModule::load(path) else {
+                println!("  {label:<20} (not available)");
+                continue;
+            };
+            time(runs, || {
+                let _ = m.forward_ts(&[&x]);
+            })
+        };
+        if *label == "traced" {
+            traced_p50 = p50;
+        }
+        println!(
+            "  {label:<20} p50 {p50:>8.1} ms  p90 {p90:>8.1} ms  ratio to traced {:.3}",
+            p50 / traced_p50
+        );
+    }
+    let _ = Stage::Done;
+    let _ = std::fs::remove_dir_all(&dir);
+}

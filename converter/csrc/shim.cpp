@@ -15,6 +15,9 @@
 #include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/csrc/jit/mobile/import.h>
 #include <torch/csrc/jit/mobile/module.h>
+#include <torch/csrc/jit/passes/frozen_concat_linear.h>
+#include <torch/csrc/jit/passes/frozen_conv_add_relu_fusion.h>
+#include <torch/csrc/jit/passes/frozen_linear_transpose.h>
 #include <torch/csrc/jit/passes/xnnpack_rewrite.h>
 
 #include <cstring>
@@ -218,10 +221,38 @@ Module* yolots_module_freeze(const Module* m, const char* const* preserved, int 
   })
 }
 
-// `torch.jit.optimize_for_inference` (freezes first when the module is not frozen).
-Module* yolots_module_optimize_for_inference(Module* m, const char* const* methods, int n) {
-  YOLOTS_GUARD(nullptr, {
-    return new Module(torch::jit::optimize_for_inference(*m, strings(methods, n)));
+// The passes of `torch.jit.optimize_for_inference` whose result libtorch can save, run
+// on a frozen module in place: conv/add/relu fusion, linear transposes, concatenated
+// linears. The conversion to MKLDNN layouts is left out: a module holding MKLDNN
+// tensors cannot be saved (`torch.jit.load` then fails).
+int yolots_module_optimize_frozen(Module* m, const char* const* methods, int n) {
+  YOLOTS_GUARD(-1, {
+    std::vector<std::string> names = strings(methods, n);
+    names.insert(names.begin(), "forward");
+    for (const std::string& name : names) {
+      auto graph = m->get_method(name).graph();
+      torch::jit::FuseFrozenConvAddRelu(graph);
+      torch::jit::FrozenLinearTranspose(graph);
+      torch::jit::FrozenConcatLinear(graph);
+    }
+    return 0;
+  })
+}
+
+// Stores every 4-d floating-point parameter and buffer in channels-last order, which
+// oneDNN and cuDNN convolutions run faster on (freeze afterwards: the constants keep it).
+int yolots_module_channels_last(Module* m) {
+  YOLOTS_GUARD(-1, {
+    for (const auto& sub : m->named_modules()) {
+      Module child = sub.value;
+      for (const auto& slot : child.named_attributes(/*recurse=*/false)) {
+        if (!slot.value.isTensor()) continue;
+        const at::Tensor& t = slot.value.toTensor();
+        if (t.dim() != 4 || !t.is_floating_point()) continue;
+        child.setattr(slot.name, t.contiguous(at::MemoryFormat::ChannelsLast));
+      }
+    }
+    return 0;
   })
 }
 
@@ -229,16 +260,6 @@ Module* yolots_module_optimize_for_inference(Module* m, const char* const* metho
 Module* yolots_module_optimize_for_mobile(const Module* m, const char* const* methods, int n) {
   YOLOTS_GUARD(nullptr, {
     return new Module(torch::jit::optimizeForMobile(*m, {}, strings(methods, n)));
-  })
-}
-
-// The module saved to memory and loaded back: the same graphs libtorch would see
-// after `torch.jit.load` (some passes expect exactly that form).
-Module* yolots_module_reload(const Module* m) {
-  YOLOTS_GUARD(nullptr, {
-    std::stringstream buffer;
-    m->save(buffer);
-    return new Module(torch::jit::load(buffer));
   })
 }
 

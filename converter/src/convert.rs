@@ -246,6 +246,7 @@ pub(crate) fn convert_model(
 ) -> Result<ConversionReport> {
     let device = request.device.resolve();
     let strides = check_options(desc, request, device)?;
+    output_dir(&request.output)?;
     let max_stride = strides.iter().copied().max().unwrap_or(32);
     let kind = request.precision.kind();
     let fused = request.fuse || desc.fused;
@@ -304,11 +305,14 @@ pub(crate) fn convert_model(
             module.freeze(&preserved)?
         }
         Optimize::Inference => {
-            clock.begin(Stage::Optimizing, "optimize_for_inference".into());
-            module
-                .freeze(&preserved)?
-                .reload()?
-                .optimize_for_inference(script::METHODS)?
+            clock.begin(
+                Stage::Optimizing,
+                "channels-last weights, freezing, inference passes".into(),
+            );
+            module.channels_last()?;
+            let mut frozen = module.freeze(&preserved)?;
+            frozen.optimize_frozen(script::METHODS)?;
+            frozen
         }
         Optimize::Mobile => {
             clock.begin(Stage::Optimizing, "optimize_for_mobile".into());
@@ -417,9 +421,10 @@ fn emit(
         max_det: request.max_det,
     };
     let mut root = script::root(&mut em, net, &spec)?;
+    let channels_last = request.optimize == Optimize::Inference;
     match trace_example {
-        None => script::define_raw(&mut root, net)?,
-        Some(example) => script::trace_raw(&mut root, net, example)?,
+        None => script::define_raw(&mut root, net, channels_last)?,
+        Some(example) => script::trace_raw(&mut root, net, example, channels_last)?,
     }
     script::define_contract(&mut root, net, request.head)?;
     Ok(root)
@@ -477,16 +482,28 @@ fn metadata(
     }
 }
 
-/// Writes next to `path` and renames, so a reader never sees a half-written artifact.
-fn save_atomically(module: &ScriptModule, path: &Path, mobile: bool, json: &[u8]) -> Result<()> {
+/// The folder the artifact goes to, which must exist.
+fn output_dir(path: &Path) -> Result<PathBuf> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let file_name = path.file_name().ok_or_else(|| {
-        ConvertError::Options(format!("output {} has no file name", path.display()))
-    })?;
+    if path.file_name().is_none() {
+        let message = format!("output {} has no file name", path.display());
+        return Err(ConvertError::Options(message));
+    }
+    if !dir.is_dir() {
+        let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory");
+        return Err(ConvertError::io(dir, missing));
+    }
+    Ok(dir)
+}
+
+/// Writes next to `path` and renames, so a reader never sees a half-written artifact.
+fn save_atomically(module: &ScriptModule, path: &Path, mobile: bool, json: &[u8]) -> Result<()> {
+    let dir = output_dir(path)?;
+    let file_name = path.file_name().unwrap_or_default();
     let tmp = dir.join(format!(".{}.partial", file_name.to_string_lossy()));
     let files = [(METADATA_FILE, json)];
     let saved = if mobile {
@@ -719,8 +736,8 @@ fn smoke_detect_image(
         kind: OutputKind::Smoke,
         input_shape: vec![ih, iw, 3],
         shape,
-        max_abs_error: 0.0,
-        mean_abs_error: 0.0,
+        max_abs_error: None,
+        mean_abs_error: None,
         tolerance: validate::tolerance(OutputKind::Smoke, request.precision),
         passed,
         detail,

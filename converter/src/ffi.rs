@@ -113,18 +113,18 @@ unsafe extern "C" {
         preserved: *const *const c_char,
         n: c_int,
     ) -> *mut Module;
-    pub(crate) fn yolots_module_optimize_for_inference(
+    pub(crate) fn yolots_module_optimize_frozen(
         m: *mut Module,
         methods: *const *const c_char,
         n: c_int,
-    ) -> *mut Module;
+    ) -> c_int;
+    pub(crate) fn yolots_module_channels_last(m: *mut Module) -> c_int;
     pub(crate) fn yolots_module_optimize_for_mobile(
         m: *const Module,
         methods: *const *const c_char,
         n: c_int,
     ) -> *mut Module;
     pub(crate) fn yolots_module_graphs(m: *const Module) -> *mut c_char;
-    pub(crate) fn yolots_module_reload(m: *const Module) -> *mut Module;
 
     pub(crate) fn yolots_set_error(message: *const c_char);
     pub(crate) fn yolots_sink_push(sink: *mut TensorSink, t: *const C_tensor);

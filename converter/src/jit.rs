@@ -285,13 +285,20 @@ impl ScriptModule {
         })
     }
 
-    /// `torch.jit.optimize_for_inference`, keeping `methods` besides `forward`.
-    pub(crate) fn optimize_for_inference(&mut self, methods: &[&str]) -> Result<ScriptModule> {
+    /// The serialisable passes of `torch.jit.optimize_for_inference` on a frozen
+    /// module, in place, for `forward` and `methods`.
+    pub(crate) fn optimize_frozen(&mut self, methods: &[&str]) -> Result<()> {
         let names = CStrings::new(methods)?;
         // SAFETY: valid module and C strings.
-        Self::from_raw(unsafe {
-            ffi::yolots_module_optimize_for_inference(self.ptr, names.ptrs.as_ptr(), names.len())
+        check(unsafe {
+            ffi::yolots_module_optimize_frozen(self.ptr, names.ptrs.as_ptr(), names.len())
         })
+    }
+
+    /// Stores every 4-d floating-point tensor of the module in channels-last order.
+    pub(crate) fn channels_last(&mut self) -> Result<()> {
+        // SAFETY: valid module.
+        check(unsafe { ffi::yolots_module_channels_last(self.ptr) })
     }
 
     /// `optimize_for_mobile`, keeping `methods` besides `forward`.
@@ -301,12 +308,6 @@ impl ScriptModule {
         Self::from_raw(unsafe {
             ffi::yolots_module_optimize_for_mobile(self.ptr, names.ptrs.as_ptr(), names.len())
         })
-    }
-
-    /// The module serialised to memory and loaded back, as `torch.jit.load` gives it.
-    pub(crate) fn reload(&self) -> Result<ScriptModule> {
-        // SAFETY: valid module.
-        Self::from_raw(unsafe { ffi::yolots_module_reload(self.ptr) })
     }
 
     /// The graphs of every method, for debug logs.
@@ -416,6 +417,11 @@ impl MobileModule {
             return Err(ConvertError::Torch(ffi::last_error()));
         }
         Ok(MobileModule(ptr))
+    }
+
+    /// Runs `forward` on one input; returns every tensor of the result, in order.
+    pub fn forward(&mut self, input: &Tensor) -> Result<Vec<Tensor>> {
+        self.run("forward", &[MobileArg::Tensor(input)])
     }
 
     /// Runs `method` and returns every tensor of its result, in order (a list of

@@ -369,8 +369,13 @@ impl Network {
 
     /// The straight-line TorchScript method `raw(images) -> List[Tensor]` of the root
     /// module, calling `self.model.<i>` in order (dead training-only layers skipped).
-    pub(crate) fn raw_source(&self) -> String {
+    /// With `channels_last` the input is first laid out channels-last (memory format 2),
+    /// to match weights stored that way.
+    pub(crate) fn raw_source(&self, channels_last: bool) -> String {
         let mut src = String::from("def raw(self, images: Tensor) -> List[Tensor]:\n");
+        if channels_last {
+            src.push_str(CHANNELS_LAST_INPUT);
+        }
         let name = |s: &Src| match s {
             Src::Image => "images".to_owned(),
             Src::Layer(j) => format!("x{j}"),
@@ -404,6 +409,10 @@ impl Network {
         )
     }
 }
+
+/// Lays the input out channels-last (`torch.channels_last` is memory format 2; the
+/// name is not visible to TorchScript compiled outside Python).
+pub(crate) const CHANNELS_LAST_INPUT: &str = "    images = images.contiguous(memory_format=2)\n";
 
 /// Absolute source of input `f` of layer `i` (`-1` previous, other negatives relative).
 fn resolve(i: usize, f: i64) -> Result<Src> {

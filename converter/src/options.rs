@@ -122,7 +122,9 @@ pub enum Optimize {
     None,
     /// `torch.jit.freeze`: parameters become constants, attribute reads disappear.
     Freeze,
-    /// `torch.jit.optimize_for_inference` (freeze plus inference rewrites).
+    /// Channels-last weights and input layout, freeze, and the passes of
+    /// `torch.jit.optimize_for_inference` that libtorch can save (not its MKLDNN
+    /// conversion, which makes the module unsaveable).
     Inference,
     /// `optimize_for_mobile`, saved for the lite interpreter (`.ptl`).
     Mobile,

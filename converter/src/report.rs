@@ -208,8 +208,10 @@ pub struct OutputCheck {
     pub kind: OutputKind,
     pub input_shape: Vec<i64>,
     pub shape: Vec<i64>,
-    pub max_abs_error: f64,
-    pub mean_abs_error: f64,
+    /// Largest `|artifact - reference|`; absent when the outputs could not be compared
+    /// (different shapes, or the method failed).
+    pub max_abs_error: Option<f64>,
+    pub mean_abs_error: Option<f64>,
     pub tolerance: Tolerance,
     pub passed: bool,
     /// Extra facts (detection counts, the error when a method failed).

@@ -18,7 +18,7 @@ use tch::Tensor;
 use crate::error::Result;
 use crate::jit::ScriptModule;
 use crate::layers::Emitter;
-use crate::network::Network;
+use crate::network::{CHANNELS_LAST_INPUT, Network};
 use crate::options::{Head, ImageSize};
 
 /// Methods every artifact has besides `forward` (kept through freeze and mobile export).
@@ -66,18 +66,43 @@ pub(crate) fn root(em: &mut Emitter, net: &Network, spec: &RootSpec<'_>) -> Resu
 }
 
 /// Script mode: `raw` as the straight-line call of every layer.
-pub(crate) fn define_raw(root: &mut ScriptModule, net: &Network) -> Result<()> {
-    root.define("Model", &net.raw_source())
+pub(crate) fn define_raw(
+    root: &mut ScriptModule,
+    net: &Network,
+    channels_last: bool,
+) -> Result<()> {
+    root.define("Model", &net.raw_source(channels_last))
 }
 
-/// Trace mode: `raw` traced from the eager network on `example` (whose tensors are the
-/// ones registered on `root`, so they stay parameters).
-pub(crate) fn trace_raw(root: &mut ScriptModule, net: &Network, example: &Tensor) -> Result<()> {
+/// Trace mode: `_raw_traced` traced from the eager network on `example` (whose tensors
+/// are the ones registered on `root`, so they stay parameters), and `raw` calling it.
+pub(crate) fn trace_raw(
+    root: &mut ScriptModule,
+    net: &Network,
+    example: &Tensor,
+    channels_last: bool,
+) -> Result<()> {
     let _guard = tch::no_grad_guard();
-    root.trace("raw", &[example.shallow_clone()], |inputs| match inputs {
-        [image] => net.forward_raw(image),
-        _ => Err(crate::error::ConvertError::Internal("trace input".into())),
-    })
+    root.trace(
+        "_raw_traced",
+        &[example.shallow_clone()],
+        |inputs| match inputs {
+            [image] => net.forward_raw(image),
+            _ => Err(crate::error::ConvertError::Internal("trace input".into())),
+        },
+    )?;
+    let layout = if channels_last {
+        CHANNELS_LAST_INPUT
+    } else {
+        ""
+    };
+    root.define(
+        "Model",
+        &format!(
+            "def raw(self, images: Tensor) -> List[Tensor]:\n{layout}    \
+             return self._raw_traced(images)\n"
+        ),
+    )
 }
 
 /// Everything but `raw`: decoding, `forward` for the chosen head, NMS and letterbox.

@@ -373,3 +373,83 @@ pub(crate) fn synthetic_model(nc: usize, implicit: bool, seed: i64) -> (ModelDes
     };
     (desc, weights)
 }
+
+/// The same model as a checkpoint fused before upload would describe it: convolutions
+/// with biases and no BatchNorm, re-parameterised RepConvs, implicit knowledge folded.
+pub(crate) fn prefused(desc: &ModelDescription, weights: &Weights) -> (ModelDescription, Weights) {
+    let fused =
+        crate::network::Network::build(desc, weights, true, crate::layers::Placement::CPU_F32)
+            .unwrap();
+    let out = Weights::default();
+    let m = Maker { w: &out };
+    let t = |name: &str| {
+        let (_, tensor) = fused
+            .named()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no fused tensor {name}"));
+        let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
+        m.tensor(name, &shape, tensor.copy())
+    };
+    let conv2d = |c: &Conv2d, prefix: &str| Conv2d {
+        weight: t(&format!("{prefix}.weight")),
+        bias: Some(t(&format!("{prefix}.bias"))),
+        ..c.clone()
+    };
+    let block = |b: &ConvBlock, prefix: &str| ConvBlock {
+        conv: conv2d(&b.conv, &format!("{prefix}.conv")),
+        bn: None,
+        act: b.act,
+    };
+    let mut d = desc.clone();
+    for layer in &mut d.layers {
+        let p = format!("model.{}", layer.index);
+        layer.kind = match &layer.kind {
+            LayerKind::Conv(b) => LayerKind::Conv(block(b, &p)),
+            LayerKind::RepConv(r) => {
+                let RepConvForm::Branches { dense, .. } = &r.form else {
+                    unreachable!()
+                };
+                LayerKind::RepConv(RepConv {
+                    form: RepConvForm::Reparam {
+                        conv: conv2d(&dense.conv, &format!("{p}.rbr_reparam")),
+                    },
+                    ..r.clone()
+                })
+            }
+            LayerKind::SppCspc(s) => LayerKind::SppCspc(SppCspc {
+                cv1: block(&s.cv1, &format!("{p}.cv1")),
+                cv2: block(&s.cv2, &format!("{p}.cv2")),
+                cv3: block(&s.cv3, &format!("{p}.cv3")),
+                cv4: block(&s.cv4, &format!("{p}.cv4")),
+                cv5: block(&s.cv5, &format!("{p}.cv5")),
+                cv6: block(&s.cv6, &format!("{p}.cv6")),
+                cv7: block(&s.cv7, &format!("{p}.cv7")),
+                pools: s.pools.clone(),
+            }),
+            LayerKind::DownC(x) => LayerKind::DownC(DownC {
+                cv1: block(&x.cv1, &format!("{p}.cv1")),
+                cv2: block(&x.cv2, &format!("{p}.cv2")),
+                cv3: block(&x.cv3, &format!("{p}.cv3")),
+                pool: x.pool,
+            }),
+            LayerKind::Detect(h) => LayerKind::Detect(DetectHead {
+                anchors: t(&format!("{p}.anchors")),
+                anchor_grid: t(&format!("{p}.anchor_grid")),
+                convs: h
+                    .convs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| conv2d(c, &format!("{p}.m.{i}")))
+                    .collect(),
+                implicit_a: Vec::new(),
+                implicit_m: Vec::new(),
+                fused: true,
+                ..h.clone()
+            }),
+            other => other.clone(),
+        };
+    }
+    d.fused = true;
+    (d, out)
+}

@@ -220,3 +220,34 @@ fn script_artifact_runs_on_other_sizes_and_batches() {
     let y = m.forward_ts(&[x]).unwrap();
     assert_eq!(y.size(), vec![3, 3 * (12 * 20 + 6 * 10 + 3 * 5), 8]);
 }
+
+#[test]
+fn an_already_fused_checkpoint_is_not_fused_twice() {
+    let (desc, weights) = synthetic_model(3, true, 5);
+    let (fused_desc, fused_weights) = crate::testing::prefused(&desc, &weights);
+    let plain = Network::build(&desc, &weights, false, Placement::CPU_F32).unwrap();
+    // Asking for fusion again must change nothing.
+    let again = Network::build(&fused_desc, &fused_weights, true, Placement::CPU_F32).unwrap();
+    let as_is = Network::build(&fused_desc, &fused_weights, false, Placement::CPU_F32).unwrap();
+    for ((na, a), (nb, b)) in again.named().iter().zip(as_is.named()) {
+        assert_eq!(*na, nb);
+        assert!(a.equal(b), "{na} changed by a second fusion");
+    }
+    let x = crate::validate::test_input(1, [64, 96]).unwrap();
+    let err = (plain.forward_decoded(&x).unwrap() - again.forward_decoded(&x).unwrap())
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(err < 1e-3, "{err}");
+
+    // The pipeline converts it and validates it against itself.
+    let dir = tempfile::tempdir().unwrap();
+    let r = request(&dir, "prefused.torchscript");
+    let source = source_facts(&fused_desc, "prefused.pt", 0, "0".repeat(64));
+    let mut progress = |_: &crate::ProgressEvent| {};
+    let mut clock = Clock::new(&mut progress);
+    let report = convert_model(&fused_desc, &fused_weights, source, &r, &mut clock).unwrap();
+    assert_passed(&report);
+    assert!(report.source.already_fused && report.artifact.fused);
+    assert_eq!(report.stage_seconds(crate::Stage::Fusing), 0.0);
+}

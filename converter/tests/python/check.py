@@ -25,7 +25,9 @@ def main():
     spec = json.load(open(sys.argv[1]))
     result = {"torch": torch.__version__}
     if spec.get("lite"):
-        module = torch._C._load_for_lite_interpreter(spec["artifact"])
+        from torch.jit.mobile import _load_for_lite_interpreter
+
+        module = _load_for_lite_interpreter(spec["artifact"])
         run = lambda x: module.run_method(spec["method"], x)
     else:
         extra = {"yolots.json": ""}
