@@ -185,6 +185,431 @@ impl Drop for Server {
     }
 }
 
+/// Serialises the tests of one test binary that convert (the machine has few cores; a
+/// conversion under four others' load would only test the time limits).
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// Options for test servers and workers that keep conversions short.
+pub const FAST: &[&str] = &["--latency-runs", "0"];
+
+impl Server {
+    /// Starts `yolots serve` with extra environment variables.
+    pub async fn start_with_env(
+        database_url: &str,
+        data_dir: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let child = Command::new(binary())
+            .arg("serve")
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .args(extra_args)
+            .env("DATABASE_URL", database_url)
+            .env("YOLOTS_DATA_DIR", data_dir)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary().display()))?;
+        let server = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_owned(),
+            child,
+        };
+        server.wait_ready(Duration::from_secs(30)).await?;
+        Ok(server)
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A client of this server with a token.
+    pub fn client(&self, token: &str) -> Client {
+        Client::new(&self.base, token)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit (at most `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        signal(self.child.id(), libc::SIGTERM);
+        wait_exit(&mut self.child, timeout)
+    }
+}
+
+/// A standalone `yolots worker`, killed when dropped.
+pub struct Worker {
+    child: Child,
+}
+
+impl Worker {
+    /// Starts `yolots worker` against a database and data folder.
+    pub fn start(database_url: &str, data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let child = Command::new(binary())
+            .arg("worker")
+            .args(extra_args)
+            .env("DATABASE_URL", database_url)
+            .env("YOLOTS_DATA_DIR", data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary().display()))?;
+        Ok(Self { child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill_hard(&mut self) {
+        signal(self.child.id(), libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the process to exit (at most `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        signal(self.child.id(), libc::SIGTERM);
+        wait_exit(&mut self.child, timeout)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a signal to a process.
+pub fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if started.elapsed() > timeout {
+            bail!("the process did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Creates an owner with `yolots token create` and returns its token.
+pub fn create_token(database_url: &str, name: &str, admin: bool) -> anyhow::Result<String> {
+    let mut cmd = Command::new(binary());
+    cmd.args(["token", "create", "--name", name])
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn");
+    if admin {
+        cmd.arg("--admin");
+    }
+    let out = cmd.output().context("running yolots token create")?;
+    if !out.status.success() {
+        bail!(
+            "yolots token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// An API client with a bearer token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            token: token.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    /// `POST /api/v1/jobs` with a file (and options JSON), as curl `-F` sends it.
+    pub async fn upload(
+        &self,
+        file_name: &str,
+        bytes: Vec<u8>,
+        options: Option<&str>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut form = reqwest::multipart::Form::new();
+        if let Some(options) = options {
+            form = form.text("options", options.to_owned());
+        }
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned()),
+        );
+        Ok(self.post("/api/v1/jobs").multipart(form).send().await?)
+    }
+
+    /// Uploads a file and expects 201; returns the job.
+    pub async fn create_job(
+        &self,
+        path: &Path,
+        options: Option<&str>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let response = self.upload(&name, std::fs::read(path)?, options).await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await?;
+        if status != 201 {
+            bail!("upload of {} answered {status}: {body}", path.display());
+        }
+        Ok(body)
+    }
+
+    /// `GET /api/v1/jobs/{id}`.
+    pub async fn job(&self, id: &str) -> anyhow::Result<serde_json::Value> {
+        let response = self.get(&format!("/api/v1/jobs/{id}")).send().await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await?;
+        if status != 200 {
+            bail!("GET job {id} answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// Polls a job until `done` says so.
+    pub async fn wait_until(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let started = Instant::now();
+        loop {
+            let job = self.job(id).await?;
+            if done(&job) {
+                return Ok(job);
+            }
+            if started.elapsed() > timeout {
+                bail!("job {id} not done within {timeout:?}: {job}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Polls a job until it is succeeded, failed or cancelled.
+    pub async fn wait_final(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.wait_until(id, timeout, |job| {
+            matches!(
+                job["status"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            )
+        })
+        .await
+    }
+}
+
+/// SHA-256 of bytes, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Every file under a folder.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(files_under(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// The PostgreSQL binaries (`pg_config --bindir`, else the newest Debian version).
+pub fn pg_bin() -> anyhow::Result<PathBuf> {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").is_file() {
+            return Ok(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")?
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .context("no PostgreSQL binaries found")
+}
+
+/// A throwaway PostgreSQL cluster of one test (stopped and removed when dropped), for
+/// tests that stop and start the database.
+pub struct PgCluster {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    run_as: Option<String>,
+}
+
+impl PgCluster {
+    /// initdb in a temporary folder and start it.
+    pub fn start() -> anyhow::Result<Self> {
+        let bin = pg_bin()?;
+        let dir = tempfile::Builder::new().prefix("yolots-pg-").tempdir()?;
+        // PostgreSQL refuses to run as root: run it as `postgres` then.
+        let run_as = (unsafe { libc::geteuid() } == 0).then(|| "postgres".to_owned());
+        let cluster = Self {
+            port: free_port()?,
+            dir,
+            bin,
+            run_as,
+        };
+        std::fs::create_dir_all(cluster.data())?;
+        if let Some(user) = &cluster.run_as {
+            let status = Command::new("chown")
+                .args(["-R", user])
+                .arg(cluster.dir.path())
+                .status()?;
+            if !status.success() {
+                bail!("chown failed");
+            }
+        }
+        let out = cluster
+            .command("initdb")
+            .args(["-U", "yolots", "--auth=trust", "--no-instructions", "-D"])
+            .arg(cluster.data())
+            .output()?;
+        if !out.status.success() {
+            bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let conf = cluster.data().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf)?;
+        text.push_str(&format!(
+            "\nport = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n",
+            cluster.port,
+            cluster.dir.path().display()
+        ));
+        std::fs::write(&conf, text)?;
+        cluster.up()?;
+        Ok(cluster)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        match &self.run_as {
+            None => Command::new(path),
+            Some(user) => {
+                let mut cmd = Command::new("runuser");
+                cmd.args(["-u", user, "--"]).arg(path);
+                cmd
+            }
+        }
+    }
+
+    /// `postgres://yolots@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://yolots@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server.
+    pub fn up(&self) -> anyhow::Result<()> {
+        let out = self
+            .command("pg_ctl")
+            .args(["-w", "-t", "60", "-D"])
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.dir.path().join("log"))
+            .arg("start")
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "pg_ctl start failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops the server (fast: open sessions end).
+    pub fn down(&self) -> anyhow::Result<()> {
+        let out = self
+            .command("pg_ctl")
+            .args(["-w", "-m", "fast", "-D"])
+            .arg(self.data())
+            .arg("stop")
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "pg_ctl stop failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-m", "immediate", "-D"])
+            .arg(self.data())
+            .arg("stop")
+            .output();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,248 @@
+//! Upload → convert → download through the REST API, with the real binary, a real
+//! PostgreSQL and the shared fixtures: every fixture converts, its report's parity figures
+//! are within tolerance, the downloaded artifact is the one the report describes and loads
+//! in libtorch; events replay; the same source and options reuse the artifact; deleting
+//! jobs deletes their files.
+
+use std::time::Duration;
+
+use yolots_e2e::{FAST, Server, TestDatabase, create_token, files_under, fixtures, sha256_hex};
+
+const FIXTURES: &[&str] = &[
+    "yolov7-w25-c3.pt",
+    "yolov7-tiny.pt",
+    "yolov7-deploy-w25-c3.pt",
+    "yolov7-w6-w25-c3.pt",
+];
+const OPTIONS: &str = r#"{"img_size": [320, 320]}"#;
+
+#[tokio::test]
+async fn every_fixture_converts_and_its_artifact_downloads() {
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&db.url, data.path(), FAST).await.unwrap();
+    let token = create_token(&db.url, "e2e", false).unwrap();
+    let client = server.client(&token);
+
+    let mut ids = Vec::new();
+    for name in FIXTURES {
+        let job = client
+            .create_job(&fixtures().join(name), Some(OPTIONS))
+            .await
+            .unwrap();
+        assert_eq!(job["status"], "queued", "{job}");
+        assert_eq!(job["source"]["name"], *name);
+        let bytes = std::fs::read(fixtures().join(name)).unwrap();
+        assert_eq!(job["source"]["sha256"], sha256_hex(&bytes));
+        assert_eq!(job["source"]["size"], bytes.len());
+        ids.push(job["id"].as_str().unwrap().to_owned());
+    }
+
+    let artifacts = tempfile::tempdir().unwrap();
+    let mut saved = Vec::new();
+    for (name, id) in FIXTURES.iter().zip(&ids) {
+        let job = client
+            .wait_final(id, Duration::from_secs(600))
+            .await
+            .unwrap();
+        assert_eq!(job["status"], "succeeded", "{name}: {job}");
+        assert_eq!(job["attempts"], 1);
+        assert_eq!(job["progress"], 1.0);
+
+        let report: serde_json::Value = client
+            .get(&format!("/api/v1/jobs/{id}/report"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(report["status"], "passed", "{name}: {report}");
+        let checks = report["validation"]["checks"].as_array().unwrap();
+        assert!(!checks.is_empty());
+        for check in checks {
+            assert_eq!(check["passed"], true, "{name}: {check}");
+            if let (Some(err), Some(tol)) = (
+                check["max_abs_error"].as_f64(),
+                check["tolerance"]["abs"].as_f64(),
+            ) {
+                assert!(err <= tol, "{name}: {check}");
+            }
+        }
+
+        let response = client
+            .get(&format!("/api/v1/jobs/{id}/artifact"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let sha = sha256_hex(&bytes);
+        assert_eq!(sha, report["artifact"]["sha256"], "{name}");
+        assert_eq!(sha, job["artifact"]["sha256"]);
+        assert_eq!(
+            bytes.len() as u64,
+            job["artifact"]["size"].as_u64().unwrap()
+        );
+        assert_eq!(headers["etag"], format!("\"{sha}\"").as_str());
+        let stem = name.trim_end_matches(".pt");
+        assert_eq!(
+            headers["content-disposition"],
+            format!("attachment; filename=\"{stem}.torchscript.pt\"").as_str()
+        );
+        let path = artifacts.path().join(format!("{stem}.torchscript.pt"));
+        std::fs::write(&path, &bytes).unwrap();
+        saved.push(path);
+
+        // A range, and a conditional request.
+        let part = client
+            .get(&format!("/api/v1/jobs/{id}/artifact"))
+            .header("Range", "bytes=100-199")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(part.status(), 206);
+        assert_eq!(
+            part.headers()["content-range"],
+            format!("bytes 100-199/{}", bytes.len()).as_str()
+        );
+        assert_eq!(part.bytes().await.unwrap(), bytes.slice(100..200));
+        let cached = client
+            .get(&format!("/api/v1/jobs/{id}/artifact"))
+            .header("If-None-Match", format!("\"{sha}\""))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cached.status(), 304);
+        let beyond = client
+            .get(&format!("/api/v1/jobs/{id}/artifact"))
+            .header("Range", format!("bytes={}-", bytes.len() + 10))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(beyond.status(), 416);
+    }
+    loads_in_libtorch(&saved);
+
+    // The log replays every stage and the final state, then the stream ends.
+    let text = client
+        .get(&format!("/api/v1/jobs/{}/events", ids[0]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for stage in ["reading", "building", "validating", "done"] {
+        assert!(
+            text.contains(&format!("\"stage\":\"{stage}\"")),
+            "{stage}: {text}"
+        );
+    }
+    assert!(text.contains("event: status"));
+    assert!(text.trim_end().ends_with("event: end\ndata: {}"), "{text}");
+    assert!(
+        !text.contains(data.path().to_str().unwrap()),
+        "paths leak: {text}"
+    );
+
+    // Resuming after the last event gives only the end.
+    let last = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .last()
+        .unwrap();
+    let rest = client
+        .get(&format!("/api/v1/jobs/{}/events", ids[0]))
+        .header("Last-Event-ID", last)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(rest.trim(), "event: end\ndata: {}");
+
+    // The same source and options again: done at once, sharing the artifact.
+    let again = client
+        .create_job(&fixtures().join(FIXTURES[0]), Some(OPTIONS))
+        .await
+        .unwrap();
+    assert_eq!(again["status"], "succeeded", "{again}");
+    assert_eq!(again["reused_from"], ids[0].as_str());
+    let first = client.job(&ids[0]).await.unwrap();
+    assert_eq!(again["artifact"], first["artifact"]);
+    let again_id = again["id"].as_str().unwrap();
+
+    // Deleting the original keeps the shared artifact for the reusing job.
+    let deleted = client
+        .delete(&format!("/api/v1/jobs/{}", ids[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let still = client
+        .get(&format!("/api/v1/jobs/{again_id}/artifact"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200);
+    assert_eq!(
+        sha256_hex(&still.bytes().await.unwrap()),
+        first["artifact"]["sha256"]
+    );
+    let gone = client
+        .get(&format!("/api/v1/jobs/{}", ids[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+
+    // Deleting every job leaves no file behind.
+    for id in ids.iter().skip(1).map(String::as_str).chain([again_id]) {
+        let response = client
+            .delete(&format!("/api/v1/jobs/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    let left = files_under(data.path());
+    assert!(left.is_empty(), "files left: {left:?}");
+    let list: serde_json::Value = client
+        .get("/api/v1/jobs")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["total"], 0);
+}
+
+/// The artifacts load in libtorch outside yolots (Python's torch, when the test
+/// environment has it) and run on an input of another size than the conversion's.
+fn loads_in_libtorch(paths: &[std::path::PathBuf]) {
+    let Some(python) = std::env::var_os("YOLOTS_PYTHON") else {
+        eprintln!("YOLOTS_PYTHON is not set: the artifacts were loaded back by the converter only");
+        return;
+    };
+    let script = "import sys, torch\n\
+                  for p in sys.argv[1:]:\n\
+                  \x20   m = torch.jit.load(p)\n\
+                  \x20   y = m(torch.rand(1, 3, 256, 384))\n\
+                  \x20   assert y.shape[0] == 1 and y.shape[2] == 5 + len(m.names), y.shape\n\
+                  print('ok')\n";
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(paths)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "torch.jit.load failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
