@@ -27,12 +27,22 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         None => PACKAGES.to_vec(),
     };
     let mut result = Ok(());
+    // The service benchmarks drive the real server: the release binary.
+    if packages.contains(&"yolots") {
+        result = process::run(
+            Command::new("cargo")
+                .args(["build", "--release", "-p", "yolots"])
+                .current_dir(paths::root()),
+        );
+    }
+    let binary = paths::target().join("release/yolots");
     for package in packages {
         let run = process::run(
             Command::new("cargo")
                 .args(["bench", "-p", package])
                 .current_dir(paths::root())
-                .envs(env.vars()),
+                .envs(env.vars())
+                .env("YOLOTS_BIN", &binary),
         );
         if run.is_err() {
             result = run;

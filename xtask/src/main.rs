@@ -14,6 +14,7 @@ mod paths;
 mod postgres;
 mod process;
 mod run;
+mod schemathesis;
 mod setup;
 mod test;
 mod web;

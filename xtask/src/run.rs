@@ -38,10 +38,17 @@ fn build_and_serve(args: &RunArgs, env: &setup::Environment) -> anyhow::Result<(
     let data_dir = paths::state().join("data");
     std::fs::create_dir_all(&data_dir)?;
     step(format!("serving on http://{} (Ctrl-C stops)", args.bind));
+    // The local default: any browser gets a session, one worker runs inside the server
+    // (on CUDA when libtorch sees a GPU, else on the CPU).
+    let mut defaults = Vec::new();
+    if !args.serve_args.iter().any(|a| a == "--open") {
+        defaults.push("--open");
+    }
     let mut child = Command::new(&binary)
         .arg("serve")
         .arg("--bind")
         .arg(&args.bind)
+        .args(defaults)
         .args(&args.serve_args)
         .envs(env.vars())
         .env("YOLOTS_DATA_DIR", &data_dir)

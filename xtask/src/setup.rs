@@ -7,11 +7,12 @@ use clap::Args;
 use crate::libtorch::Libtorch;
 use crate::postgres::Database;
 use crate::process::{self, step};
-use crate::{browser, libtorch, paths, postgres, web};
+use crate::{browser, libtorch, paths, postgres, schemathesis, web};
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct SetupArgs {
-    /// Also install what the tests need (Chromium and ChromeDriver, Python's torch).
+    /// Also install what the tests need (Chromium and ChromeDriver, Python's torch,
+    /// schemathesis).
     #[arg(long)]
     pub for_tests: bool,
     /// Skip building the web page.
@@ -25,6 +26,8 @@ pub struct Environment {
     pub libtorch: Libtorch,
     pub database: Database,
     pub browser: Option<browser::Browser>,
+    /// The schemathesis executable (for the API's property-based test).
+    pub schemathesis: Option<std::path::PathBuf>,
 }
 
 impl Environment {
@@ -43,6 +46,12 @@ impl Environment {
         ];
         if let Some(python) = &self.libtorch.python {
             vars.push(("YOLOTS_PYTHON".to_owned(), python.display().to_string()));
+        }
+        if let Some(schemathesis) = &self.schemathesis {
+            vars.push((
+                "YOLOTS_SCHEMATHESIS".to_owned(),
+                schemathesis.display().to_string(),
+            ));
         }
         if let Some(browser) = &self.browser {
             vars.push((
@@ -70,6 +79,11 @@ pub fn setup(args: &SetupArgs) -> anyhow::Result<Environment> {
     } else {
         None
     };
+    let schemathesis = if args.for_tests {
+        Some(schemathesis::ensure()?)
+    } else {
+        None
+    };
     let database = postgres::ensure()?;
     step("applying database migrations");
     let migrated = process::run(
@@ -87,5 +101,6 @@ pub fn setup(args: &SetupArgs) -> anyhow::Result<Environment> {
         libtorch,
         database,
         browser,
+        schemathesis,
     })
 }
