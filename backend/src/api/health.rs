@@ -61,7 +61,10 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 /// Readiness for traffic.
 #[utoipa::path(
     tag = "service",
-    responses((status = 200, description = "ready"), (status = 503, description = "the database is down"))
+    responses(
+        (status = 200, description = "ready", content_type = "text/plain", body = String),
+        (status = 503, description = "the database is down", content_type = "text/plain", body = String)
+    )
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
@@ -79,7 +82,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// Prometheus metrics (text format).
 #[utoipa::path(
     tag = "service",
-    responses((status = 200, description = "Metrics in the Prometheus text format", content_type = "text/plain", body = String))
+    responses((status = 200, description = "Metrics in the OpenMetrics text format", content_type = "application/openmetrics-text", body = String))
 )]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

@@ -68,7 +68,7 @@ pub struct ConvertArgs {
     #[arg(long, value_enum, default_value_t = ProgressFormat::Text)]
     pub progress: ProgressFormat,
     /// A deliberate failure for the service's fault tests (`abort`, `hang`, `slow`), acted
-    /// on when the conversion starts building. Workers pass it only when allowed.
+    /// on once the `building` stage is reported. Workers pass it only when allowed.
     #[arg(long, hide = true)]
     pub test_fault: Option<TestFault>,
 }
@@ -154,11 +154,6 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
     let json = args.progress == ProgressFormat::Json;
     let fault = args.test_fault;
     let mut on_progress = |event: &ProgressEvent| {
-        if let Some(fault) = fault
-            && event.stage == yolots_converter::Stage::Building
-        {
-            fault.act();
-        }
         if json {
             emit(&ProgressLine::Progress(event));
         } else {
@@ -168,6 +163,12 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
                 event.stage,
                 event.message
             );
+        }
+        // After the stage is reported, so a watcher sees where the fault strikes.
+        if let Some(fault) = fault
+            && event.stage == yolots_converter::Stage::Building
+        {
+            fault.act();
         }
     };
     let outcome = yolots_converter::convert(&request, &mut on_progress);

@@ -287,7 +287,12 @@ async fn attempt(
     };
     let mut child = ConversionChild::spawn(&spec)
         .map_err(|e| internal(format!("starting the conversion process: {e}")))?;
-    let followed = follow(ctx, &mut child, lease, stop).await;
+    // Progress messages name files; show the client's names, not this machine's paths.
+    let rename = vec![
+        (spec.input.display().to_string(), row.source_name.clone()),
+        (format!("{}/", scratch.path().display()), String::new()),
+    ];
+    let followed = follow(ctx, &mut child, lease, stop, &rename).await;
     match &followed {
         Followed::Exited { .. } => {}
         _ => child.kill().await,
@@ -363,13 +368,14 @@ async fn follow(
     child: &mut ConversionChild,
     lease: Lease,
     stop: &CancellationToken,
+    rename: &[(String, String)],
 ) -> Followed {
     let deadline = tokio::time::sleep(ctx.config.job_timeout);
     tokio::pin!(deadline);
     let mut heartbeat = tokio::time::interval(ctx.config.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await;
-    let grace = tokio::time::sleep(Duration::MAX / 4);
+    let grace = tokio::time::sleep(Duration::from_secs(365 * 86_400));
     tokio::pin!(grace);
     let mut stopping = false;
     let mut result = None;
@@ -377,11 +383,16 @@ async fn follow(
     loop {
         tokio::select! {
             line = child.next_line() => match line {
-                Some(ChildLine::Progress(event)) => match ctx.queue.progress(lease, &event).await {
+                Some(ChildLine::Progress(mut event)) => {
+                    for (from, to) in rename {
+                        event.message = event.message.replace(from.as_str(), to);
+                    }
+                    match ctx.queue.progress(lease, &event).await {
                     Ok(()) => {}
                     Err(QueueError::LeaseLost(_)) => return Followed::LeaseLost,
                     Err(error) => tracing::debug!(%error, "could not record progress"),
-                },
+                    }
+                }
                 Some(ChildLine::Result { report }) => result = Some(report),
                 Some(ChildLine::Error { code, message, exit_code, report }) => {
                     error = Some((code, message, exit_code, report));
