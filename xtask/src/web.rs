@@ -1,6 +1,7 @@
 //! The web page: the wasm32 target, `wasm-bindgen-cli` at the exact version of the
-//! `wasm-bindgen` crate in Cargo.lock, the release build of `yolots-web`, and the folder
-//! `.yolots/web` that `yolots serve` serves.
+//! `wasm-bindgen` crate in Cargo.lock, the build of `yolots-web` with the size-tuned `web`
+//! profile, and the folder `.yolots/web` that `yolots serve` serves (the bindings in
+//! `pkg/`, then everything in `frontend/static`). Prints the bundle's gzip size.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +12,10 @@ use crate::paths;
 use crate::process::{self, step};
 
 const TARGET: &str = "wasm32-unknown-unknown";
+/// The Cargo profile of the page (workspace `Cargo.toml`): optimised for size.
+const PROFILE: &str = "web";
+/// Most bytes of compressed code the page may make a browser download.
+const GZIP_BUDGET: usize = 1_500_000;
 
 /// The built page.
 pub fn out_dir() -> PathBuf {
@@ -73,13 +78,14 @@ fn ensure_bindgen() -> anyhow::Result<PathBuf> {
 }
 
 fn build(bindgen: &Path) -> anyhow::Result<()> {
-    step("building the web page (release, wasm32)");
+    step("building the web page (wasm32, profile `web`)");
     process::run(
         Command::new("cargo")
             .args([
                 "build",
                 "--quiet",
-                "--release",
+                "--profile",
+                PROFILE,
                 "-p",
                 "yolots-web",
                 "--target",
@@ -87,7 +93,10 @@ fn build(bindgen: &Path) -> anyhow::Result<()> {
             ])
             .current_dir(paths::root()),
     )?;
-    let wasm = paths::target().join(TARGET).join("release/yolots_web.wasm");
+    let wasm = paths::target()
+        .join(TARGET)
+        .join(PROFILE)
+        .join("yolots_web.wasm");
     let out = out_dir();
     let pkg = out.join("pkg");
     let stamp = pkg.join("yolots_web_bg.wasm");
@@ -105,10 +114,45 @@ fn build(bindgen: &Path) -> anyhow::Result<()> {
         optimize(&stamp);
     }
     copy_static(&paths::root().join("frontend/static"), &out)?;
+    report_size(&pkg)
+}
+
+/// Prints what a browser downloads for the page's code, raw and gzip-compressed, against
+/// the budget.
+fn report_size(pkg: &Path) -> anyhow::Result<()> {
+    let mut raw = 0;
+    let mut gzip = 0;
+    for name in ["yolots_web_bg.wasm", "yolots_web.js"] {
+        let bytes = std::fs::read(pkg.join(name))
+            .with_context(|| format!("reading {}", pkg.join(name).display()))?;
+        raw += bytes.len();
+        gzip += gzip_len(&bytes)?;
+    }
+    let mb = |n: usize| n as f64 / 1e6;
+    let verdict = if gzip <= GZIP_BUDGET {
+        "within"
+    } else {
+        "OVER"
+    };
+    step(format!(
+        "web page bundle: {:.2} MB, {:.2} MB gzip ({verdict} the {:.1} MB budget)",
+        mb(raw),
+        mb(gzip),
+        mb(GZIP_BUDGET)
+    ));
     Ok(())
 }
 
-/// Shrinks the wasm with `wasm-opt` (Debian's `binaryen`) when it is there.
+fn gzip_len(bytes: &[u8]) -> anyhow::Result<usize> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes)?;
+    Ok(encoder.finish()?.len())
+}
+
+/// Shrinks the wasm with `wasm-opt` (Debian's `binaryen`) when it is there and can read
+/// the build (releases before 116 cannot parse what wasm-bindgen emits for reference
+/// types; the page then ships as wasm-bindgen wrote it).
 fn optimize(wasm: &Path) {
     if !process::on_path("wasm-opt")
         && process::apt_install(&["binaryen"], "wasm-opt shrinks the web page").is_err()
@@ -117,24 +161,37 @@ fn optimize(wasm: &Path) {
         return;
     }
     let optimized = wasm.with_extension("opt.wasm");
-    let ok = process::run(
-        Command::new("wasm-opt")
-            .args([
-                "-Oz",
-                "--enable-bulk-memory",
-                "--enable-nontrapping-float-to-int",
-                "--enable-sign-ext",
-                "--enable-mutable-globals",
-                "-o",
-            ])
-            .arg(&optimized)
-            .arg(wasm),
-    );
-    match ok.and_then(|()| std::fs::rename(&optimized, wasm).map_err(Into::into)) {
-        Ok(()) => {}
-        Err(error) => step(format!(
-            "wasm-opt failed, keeping the unoptimised build: {error:#}"
+    let ran = Command::new("wasm-opt")
+        .args([
+            "-Oz",
+            "--enable-bulk-memory",
+            "--enable-nontrapping-float-to-int",
+            "--enable-sign-ext",
+            "--enable-mutable-globals",
+            "--enable-reference-types",
+            "--enable-multivalue",
+            "-o",
+        ])
+        .arg(&optimized)
+        .arg(wasm)
+        .output();
+    let renamed = match ran {
+        Ok(out) if out.status.success() => std::fs::rename(&optimized, wasm).map_err(Into::into),
+        Ok(out) => Err(anyhow::anyhow!(
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("no message")
+                .to_owned()
         )),
+        Err(error) => Err(error.into()),
+    };
+    if let Err(error) = renamed {
+        let _ = std::fs::remove_file(&optimized);
+        step(format!(
+            "wasm-opt could not optimise the page ({error}); serving it as wasm-bindgen wrote it"
+        ));
     }
 }
 

@@ -1,0 +1,134 @@
+//! Numbers for people: sizes, speeds, durations, counts and small errors.
+
+/// `75.6 MB`, `812 KB`, `12 bytes` (decimal units, as file managers show them).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [(&str, f64); 4] = [("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)];
+    let value = n as f64;
+    for (unit, scale) in UNITS {
+        if value >= scale {
+            let scaled = value / scale;
+            return if scaled >= 100.0 {
+                format!("{scaled:.0} {unit}")
+            } else {
+                format!("{scaled:.1} {unit}")
+            };
+        }
+    }
+    if n == 1 {
+        "1 byte".to_owned()
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// `12.3 MB/s`.
+pub fn speed(bytes_per_second: f64) -> String {
+    if !bytes_per_second.is_finite() || bytes_per_second <= 0.0 {
+        return "—".to_owned();
+    }
+    format!("{}/s", bytes(bytes_per_second as u64))
+}
+
+/// `1 h 2 min`, `3 min 05 s`, `12 s`, `0.4 s`.
+pub fn duration(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return "—".to_owned();
+    }
+    if seconds < 10.0 {
+        return format!("{seconds:.1} s");
+    }
+    let total = seconds.round() as u64;
+    let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
+    if h > 0 {
+        format!("{h} h {m} min")
+    } else if m > 0 {
+        format!("{m} min {s:02} s")
+    } else {
+        format!("{s} s")
+    }
+}
+
+/// `37,620,125`.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An absolute error: `0`, `3.1e-6`, `0.0042`.
+pub fn error(value: f64) -> String {
+    if value == 0.0 {
+        "0".to_owned()
+    } else if !value.is_finite() {
+        value.to_string()
+    } else if value.abs() < 1e-3 || value.abs() >= 1e4 {
+        format!("{value:.1e}")
+    } else {
+        format!("{value:.4}")
+    }
+}
+
+/// Milliseconds with a sensible precision: `0.84 ms`, `12.3 ms`, `420 ms`.
+pub fn millis(ms: f64) -> String {
+    if ms < 1.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 100.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+/// A tensor shape: `[1, 25200, 8]`.
+pub fn shape(dims: &[i64]) -> String {
+    let inner: Vec<String> = dims.iter().map(i64::to_string).collect();
+    format!("[{}]", inner.join(", "))
+}
+
+/// An RFC 3339 time as `2026-01-31 14:05:09` (UTC, as the service sends it).
+pub fn timestamp(rfc3339: &str) -> String {
+    let trimmed = rfc3339.get(..19).unwrap_or(rfc3339);
+    trimmed.replacen('T', " ", 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(bytes(0), "0 bytes");
+        assert_eq!(bytes(999), "999 bytes");
+        assert_eq!(bytes(75_600_000), "75.6 MB");
+        assert_eq!(bytes(812_345), "812 KB");
+        assert_eq!(speed(2_500_000.0), "2.5 MB/s");
+        assert_eq!(speed(0.0), "—");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(0.42), "0.4 s");
+        assert_eq!(duration(12.4), "12 s");
+        assert_eq!(duration(185.0), "3 min 05 s");
+        assert_eq!(duration(3720.0), "1 h 2 min");
+        assert_eq!(duration(f64::INFINITY), "—");
+    }
+
+    #[test]
+    fn counts_and_errors() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(1234), "1,234");
+        assert_eq!(count(37_620_125), "37,620,125");
+        assert_eq!(error(0.0), "0");
+        assert_eq!(error(0.0000031), "3.1e-6");
+        assert_eq!(error(0.0042), "0.0042");
+        assert_eq!(shape(&[1, 25200, 8]), "[1, 25200, 8]");
+        assert_eq!(timestamp("2026-01-31T14:05:09.123Z"), "2026-01-31 14:05:09");
+    }
+}

@@ -1,0 +1,415 @@
+//! The JSON the page reads and writes: `/api/v1/config`, conversion options, jobs, job
+//! events, the inspection summary and the conversion report. Every struct tolerates
+//! missing fields (serde defaults): a newer or older service still renders.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a file or a request was refused: a stable code and a message for people.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub code: String,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An `application/problem+json` answer (RFC 9457).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Problem {
+    pub title: String,
+    pub status: u16,
+    pub detail: Option<String>,
+    pub code: String,
+}
+
+impl Problem {
+    /// The message to show: the detail when there is one, else the title.
+    pub fn message(&self) -> String {
+        match &self.detail {
+            Some(detail) if !detail.is_empty() => detail.clone(),
+            _ => self.title.clone(),
+        }
+    }
+
+    pub fn refusal(&self) -> Refusal {
+        Refusal::new(&self.code, self.message())
+    }
+}
+
+/// `GET /api/v1/config`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub max_upload_bytes: u64,
+    pub limits: Limits,
+    pub devices: Vec<String>,
+    pub defaults: Options,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: u64::MAX,
+            limits: Limits::default(),
+            devices: vec!["cpu".to_owned()],
+            defaults: Options::default(),
+        }
+    }
+}
+
+/// The conversion limits of the service (`null` or absent: no limit).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    pub max_parameters: Option<u64>,
+    pub max_layers: Option<u64>,
+    pub job_timeout_seconds: Option<f64>,
+}
+
+/// Conversion options, spelled as the CLI spells them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Options {
+    pub mode: String,
+    pub head: String,
+    pub precision: String,
+    pub fuse: bool,
+    pub optimize: String,
+    /// `[height, width]` in pixels.
+    pub img_size: [u32; 2],
+    pub device: String,
+    pub conf: f64,
+    pub iou: f64,
+    pub max_det: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            mode: "script".to_owned(),
+            head: "decoded".to_owned(),
+            precision: "fp32".to_owned(),
+            fuse: true,
+            optimize: "none".to_owned(),
+            img_size: [640, 640],
+            device: "auto".to_owned(),
+            conf: 0.25,
+            iou: 0.45,
+            max_det: 300,
+        }
+    }
+}
+
+/// The reader's summary of a checkpoint (`inspect::Summary`, schema version 1), the
+/// fields the page shows.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Inspection {
+    pub model: String,
+    pub variant: String,
+    pub width_multiple: Option<f64>,
+    pub source: String,
+    pub head: String,
+    pub nc: usize,
+    pub names: Vec<String>,
+    pub strides: Vec<f64>,
+    pub anchors: Vec<Vec<[f64; 2]>>,
+    pub parameters: u64,
+    pub weights_dtype: String,
+    pub fused: bool,
+    pub epoch: Option<i64>,
+    pub layers: Vec<LayerRow>,
+}
+
+impl Inspection {
+    /// The largest stride: image sides must be multiples of it.
+    pub fn max_stride(&self) -> u32 {
+        let max = self.strides.iter().copied().fold(0.0, f64::max);
+        if max >= 1.0 && max <= f64::from(u16::MAX) {
+            max as u32
+        } else {
+            32
+        }
+    }
+}
+
+/// One layer of the summary.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct LayerRow {
+    pub index: usize,
+    pub from: Vec<i64>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub out_channels: usize,
+    pub parameters: u64,
+    pub details: String,
+}
+
+/// A conversion job.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Job {
+    pub id: String,
+    pub status: String,
+    pub stage: Option<String>,
+    pub progress: Option<f64>,
+    pub options: Options,
+    pub source: Option<SourceFile>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub error: Option<Refusal>,
+    pub artifact: Option<ArtifactFile>,
+    pub reused_from: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub links: Links,
+}
+
+impl Job {
+    /// `succeeded`, `failed` and `cancelled` never change again.
+    pub fn is_final(&self) -> bool {
+        matches!(self.status.as_str(), "succeeded" | "failed" | "cancelled")
+    }
+
+    fn link(&self, given: &str, tail: &str) -> String {
+        if given.is_empty() {
+            format!("/api/v1/jobs/{}{tail}", self.id)
+        } else {
+            given.to_owned()
+        }
+    }
+
+    pub fn self_link(&self) -> String {
+        self.link(&self.links.self_, "")
+    }
+
+    pub fn events_link(&self) -> String {
+        self.link(&self.links.events, "/events")
+    }
+
+    pub fn report_link(&self) -> String {
+        self.link(&self.links.report, "/report")
+    }
+
+    pub fn artifact_link(&self) -> String {
+        self.link(&self.links.artifact, "/artifact")
+    }
+
+    pub fn file_name(&self) -> &str {
+        self.source.as_ref().map_or("", |s| s.name.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct SourceFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ArtifactFile {
+    pub file_name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Links {
+    #[serde(rename = "self")]
+    pub self_: String,
+    pub events: String,
+    pub report: String,
+    pub artifact: String,
+}
+
+/// `GET /api/v1/jobs`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+    pub page: u32,
+    pub per_page: u32,
+    pub total: u64,
+}
+
+/// `POST /api/v1/sessions` and `GET /api/v1/session`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Session {
+    pub owner: Owner,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Owner {
+    pub id: String,
+    pub name: String,
+    pub is_admin: bool,
+}
+
+/// The data of an `event: progress`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Progress {
+    pub stage: String,
+    pub fraction: Option<f64>,
+    pub message: Option<String>,
+}
+
+/// The converter's `report.json` (`yolots.report/v1`), the fields the page shows.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Report {
+    pub schema: String,
+    pub status: String,
+    pub created: String,
+    pub source: ReportSource,
+    pub options: serde_json::Value,
+    pub environment: Environment,
+    pub artifact: ReportArtifact,
+    pub stages: Vec<StageTime>,
+    pub validation: Validation,
+    pub latency: Option<Latency>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ReportSource {
+    pub file_name: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub variant: String,
+    pub model: String,
+    pub classes: usize,
+    pub names: Vec<String>,
+    pub parameters: u64,
+    pub layers: usize,
+    pub head: String,
+    pub strides: Vec<f64>,
+    pub weights_dtype: String,
+    pub epoch: Option<i64>,
+    pub already_fused: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Environment {
+    pub yolots_version: String,
+    pub libtorch_version: Option<String>,
+    pub device: String,
+    pub cuda_devices: usize,
+    pub cpu_threads: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ReportArtifact {
+    pub file_name: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub format: String,
+    pub fused: bool,
+    pub tensor_elements: i64,
+    pub methods: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct StageTime {
+    pub stage: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Validation {
+    pub status: String,
+    pub device: String,
+    pub reference: String,
+    pub loaded_with: String,
+    pub note: Option<String>,
+    pub checks: Vec<OutputCheck>,
+    pub failed_outputs: Vec<String>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct OutputCheck {
+    pub name: String,
+    pub method: String,
+    pub kind: String,
+    pub input_shape: Vec<i64>,
+    pub shape: Vec<i64>,
+    pub max_abs_error: Option<f64>,
+    pub mean_abs_error: Option<f64>,
+    pub tolerance: Tolerance,
+    pub passed: bool,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Tolerance {
+    pub abs: f64,
+    pub rel: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Latency {
+    pub device: String,
+    pub method: String,
+    pub input_shape: Vec<i64>,
+    pub warmup: usize,
+    pub runs: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub mean_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_without_links_gets_the_documented_ones() {
+        let job: Job = serde_json::from_str(r#"{"id": "abc", "status": "running"}"#).unwrap();
+        assert_eq!(job.events_link(), "/api/v1/jobs/abc/events");
+        assert_eq!(job.artifact_link(), "/api/v1/jobs/abc/artifact");
+        assert!(!job.is_final());
+    }
+
+    #[test]
+    fn a_problem_prefers_its_detail() {
+        let p: Problem =
+            serde_json::from_str(r#"{"title": "Bad", "detail": "worse", "code": "x"}"#).unwrap();
+        assert_eq!(p.message(), "worse");
+        assert_eq!(p.refusal().code, "x");
+    }
+
+    #[test]
+    fn the_max_stride_falls_back_to_32() {
+        let mut i = Inspection::default();
+        assert_eq!(i.max_stride(), 32);
+        i.strides = vec![8.0, 16.0, 32.0, 64.0];
+        assert_eq!(i.max_stride(), 64);
+    }
+}

@@ -1,0 +1,254 @@
+//! The conversion options, each with a one-line explanation; defaults come from the
+//! service's `/config`.
+
+use web_sys::{HtmlInputElement, HtmlSelectElement};
+use yew::prelude::*;
+
+use crate::model::Options;
+
+/// A problem with one field: its id and the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// Checks the options against the model's largest stride; empty when all is well.
+pub fn validate(options: &Options, max_stride: u32) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let stride = max_stride.max(1);
+    for (field, side, name) in [
+        ("opt-height", options.img_size[0], "Height"),
+        ("opt-width", options.img_size[1], "Width"),
+    ] {
+        if side == 0 || side % stride != 0 || side > 8192 {
+            errors.push(FieldError {
+                field,
+                message: format!(
+                    "{name} must be a multiple of {stride} (the model's largest stride), at most 8192."
+                ),
+            });
+        }
+    }
+    if !(0.0..=1.0).contains(&options.conf) {
+        errors.push(FieldError {
+            field: "opt-conf",
+            message: "The confidence threshold is between 0 and 1.".to_owned(),
+        });
+    }
+    if !(0.0..=1.0).contains(&options.iou) {
+        errors.push(FieldError {
+            field: "opt-iou",
+            message: "The IoU threshold is between 0 and 1.".to_owned(),
+        });
+    }
+    if options.max_det == 0 || options.max_det > 100_000 {
+        errors.push(FieldError {
+            field: "opt-max-det",
+            message: "Keep between 1 and 100000 detections per image.".to_owned(),
+        });
+    }
+    errors
+}
+
+#[derive(Properties, PartialEq)]
+pub struct OptionsProps {
+    pub value: Options,
+    pub on_change: Callback<Options>,
+    /// Devices the service offers (`cpu`, `cuda:0`, ...); `auto` is always offered.
+    pub devices: Vec<String>,
+    pub max_stride: u32,
+    #[prop_or_default]
+    pub disabled: bool,
+}
+
+/// One choice of a select: value, label.
+type Choice = (&'static str, &'static str);
+
+const MODES: &[Choice] = &[
+    ("script", "script: dynamic shapes"),
+    ("trace", "trace: fixed size"),
+];
+const HEADS: &[Choice] = &[
+    ("decoded", "decoded: boxes and scores"),
+    ("raw", "raw: tensors per level"),
+    ("detections", "detections: after NMS"),
+];
+const PRECISIONS: &[Choice] = &[("fp32", "fp32"), ("fp16", "fp16")];
+const OPTIMIZATIONS: &[Choice] = &[
+    ("none", "none"),
+    ("freeze", "freeze"),
+    ("inference", "inference (frozen, fused)"),
+    ("mobile", "mobile (lite .ptl)"),
+];
+
+#[component]
+pub fn OptionsForm(props: &OptionsProps) -> Html {
+    let errors = validate(&props.value, props.max_stride);
+    let error_for = |field: &str| {
+        errors
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.message.clone())
+    };
+
+    let select = |id: &'static str,
+                  label: &'static str,
+                  hint: &'static str,
+                  current: &str,
+                  choices: Vec<(String, String)>,
+                  set: fn(&mut Options, String)| {
+        let value = props.value.clone();
+        let on_change = props.on_change.clone();
+        let onchange = Callback::from(move |e: Event| {
+            if let Some(select) = e.target_dyn_into::<HtmlSelectElement>() {
+                let mut next = value.clone();
+                set(&mut next, select.value());
+                on_change.emit(next);
+            }
+        });
+        let hint_id = format!("{id}-hint");
+        html! {
+            <div class="field">
+                <label for={id}>{ label }</label>
+                <select id={id} name={id} {onchange} disabled={props.disabled} aria-describedby={hint_id.clone()}>
+                    { for choices.into_iter().map(|(v, l)| {
+                        let selected = v == current;
+                        html! { <option value={v} {selected}>{ l }</option> }
+                    }) }
+                </select>
+                <p class="hint" id={hint_id}>{ hint }</p>
+            </div>
+        }
+    };
+    let owned = |choices: &[Choice]| -> Vec<(String, String)> {
+        choices
+            .iter()
+            .map(|(v, l)| ((*v).to_owned(), (*l).to_owned()))
+            .collect()
+    };
+
+    let number = |id: &'static str,
+                  label: &'static str,
+                  hint: String,
+                  value: String,
+                  step: String,
+                  min: &'static str,
+                  max: String,
+                  set: fn(&mut Options, &str) -> bool| {
+        let current = props.value.clone();
+        let on_change = props.on_change.clone();
+        let oninput = Callback::from(move |e: InputEvent| {
+            if let Some(input) = e.target_dyn_into::<HtmlInputElement>() {
+                let mut next = current.clone();
+                if set(&mut next, &input.value()) {
+                    on_change.emit(next);
+                }
+            }
+        });
+        let error = error_for(id);
+        let hint_id = format!("{id}-hint");
+        let error_id = format!("{id}-error");
+        let described = if error.is_some() {
+            format!("{hint_id} {error_id}")
+        } else {
+            hint_id.clone()
+        };
+        html! {
+            <div class="field">
+                <label for={id}>{ label }</label>
+                <input id={id} name={id} type="number" inputmode="decimal" {value} {step} {min} {max}
+                    {oninput} disabled={props.disabled}
+                    aria-invalid={error.is_some().then_some("true")}
+                    aria-describedby={described} />
+                <p class="hint" id={hint_id}>{ hint }</p>
+                if let Some(message) = error {
+                    <p class="field-error" id={error_id}>{ message }</p>
+                }
+            </div>
+        }
+    };
+
+    let mut devices: Vec<(String, String)> = vec![("auto".to_owned(), "auto".to_owned())];
+    devices.extend(
+        props
+            .devices
+            .iter()
+            .filter(|d| d.as_str() != "auto")
+            .map(|d| (d.clone(), d.clone())),
+    );
+
+    let fuse = {
+        let value = props.value.clone();
+        let on_change = props.on_change.clone();
+        Callback::from(move |e: Event| {
+            if let Some(input) = e.target_dyn_into::<HtmlInputElement>() {
+                let mut next = value.clone();
+                next.fuse = input.checked();
+                on_change.emit(next);
+            }
+        })
+    };
+    let stride = props.max_stride.max(1);
+    let o = &props.value;
+
+    html! {
+        <fieldset class="panel options" id="options" disabled={props.disabled}>
+            <legend>{ "Options" }</legend>
+            <div class="grid">
+                { select("opt-mode", "Mode", "Script keeps any input size, batch and device; trace bakes in the size like export.py.",
+                    &o.mode, owned(MODES), |o, v| o.mode = v) }
+                { select("opt-head", "Output", "What forward() returns; every artifact also has detect() and detect_image().",
+                    &o.head, owned(HEADS), |o, v| o.head = v) }
+                { select("opt-precision", "Precision", "fp16 halves the file and speeds up GPUs; validated against fp32.",
+                    &o.precision, owned(PRECISIONS), |o, v| o.precision = v) }
+                { select("opt-optimize", "Optimisation", "Freeze inlines the weights; mobile adds a lite-interpreter file.",
+                    &o.optimize, owned(OPTIMIZATIONS), |o, v| o.optimize = v) }
+                { select("opt-device", "Device", "Where it is validated and timed (auto: a GPU when a worker has one); the artifact runs anywhere.",
+                    &o.device, devices, |o, v| o.device = v) }
+                <div class="field check">
+                    <input id="opt-fuse" name="opt-fuse" type="checkbox" checked={o.fuse} onchange={fuse}
+                        disabled={props.disabled} aria-describedby="opt-fuse-hint" />
+                    <label for="opt-fuse">{ "Fuse layers" }</label>
+                    <p class="hint" id="opt-fuse-hint">{ "Folds BatchNorm, RepConv branches and implicit layers into convolutions: faster, same results." }</p>
+                </div>
+                { number("opt-height", "Image height", format!("Pixels, a multiple of {stride}; validation and tracing use it."),
+                    o.img_size[0].to_string(), stride.to_string(), "0", "8192".to_owned(),
+                    |o, v| v.parse().map(|n| o.img_size[0] = n).is_ok()) }
+                { number("opt-width", "Image width", format!("Pixels, a multiple of {stride}."),
+                    o.img_size[1].to_string(), stride.to_string(), "0", "8192".to_owned(),
+                    |o, v| v.parse().map(|n| o.img_size[1] = n).is_ok()) }
+                { number("opt-conf", "Confidence threshold", "Boxes below this score are dropped by NMS (detections output).".to_owned(),
+                    o.conf.to_string(), "0.01".to_owned(), "0", "1".to_owned(),
+                    |o, v| v.parse().map(|n| o.conf = n).is_ok()) }
+                { number("opt-iou", "IoU threshold", "Boxes overlapping a better one more than this are dropped by NMS.".to_owned(),
+                    o.iou.to_string(), "0.01".to_owned(), "0", "1".to_owned(),
+                    |o, v| v.parse().map(|n| o.iou = n).is_ok()) }
+                { number("opt-max-det", "Max detections", "At most this many boxes per image after NMS.".to_owned(),
+                    o.max_det.to_string(), "1".to_owned(), "1", "100000".to_owned(),
+                    |o, v| v.parse().map(|n| o.max_det = n).is_ok()) }
+            </div>
+        </fieldset>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_must_be_multiples_of_the_stride() {
+        let mut o = Options::default();
+        assert!(validate(&o, 32).is_empty());
+        o.img_size = [640, 650];
+        let errors = validate(&o, 32);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "opt-width");
+        o.img_size = [608, 640];
+        assert!(validate(&o, 32).is_empty());
+        assert_eq!(validate(&o, 64).len(), 1);
+        o.conf = 1.5;
+        o.max_det = 0;
+        assert_eq!(validate(&o, 64).len(), 3);
+    }
+}

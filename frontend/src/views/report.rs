@@ -1,0 +1,216 @@
+//! The validation report of a succeeded job: verdict, download, parity per output, latency,
+//! output shapes, the model, stage times, and code to load the artifact.
+
+use std::rc::Rc;
+
+use yew::prelude::*;
+
+use crate::api;
+use crate::format;
+use crate::model::{Job, Report};
+use crate::snippets::{self, Artifact};
+use crate::views::common::{CopyButton, StatusBadge};
+
+#[derive(Properties, PartialEq)]
+pub struct ReportProps {
+    pub job: Job,
+    pub report: Rc<Report>,
+}
+
+#[component]
+pub fn ReportView(props: &ReportProps) -> Html {
+    let r = &props.report;
+    let job = &props.job;
+    let artifact_name = if r.artifact.file_name.is_empty() {
+        job.artifact
+            .as_ref()
+            .map(|a| a.file_name.clone())
+            .unwrap_or_default()
+    } else {
+        r.artifact.file_name.clone()
+    };
+    let options = &job.options;
+    let snippet_list = snippets::all(&Artifact {
+        file_name: &artifact_name,
+        head: &options.head,
+        half: options.precision == "fp16",
+        img_size: options.img_size,
+        conf: options.conf,
+        iou: options.iou,
+        max_det: options.max_det,
+    });
+    let verdict = match r.status.as_str() {
+        "passed" => "Every output matches the original model within tolerance.",
+        "failed" => "Some outputs differ from the original model beyond tolerance.",
+        _ => "The artifact was not validated.",
+    };
+
+    // A typed token cannot ride on a plain link: fetch the file instead.
+    let download_link = job.artifact_link();
+    let with_token = api::token().is_some();
+    let on_download = {
+        let (url, name) = (download_link.clone(), artifact_name.clone());
+        Callback::from(move |e: MouseEvent| {
+            if with_token {
+                e.prevent_default();
+                let (url, name) = (url.clone(), name.clone());
+                yew::platform::spawn_local(async move {
+                    let _ = api::download_with_token(&url, &name).await;
+                });
+            }
+        })
+    };
+
+    // Output shapes at the requested size (the first input shape checked per output).
+    let mut shapes: Vec<(String, String, String)> = Vec::new();
+    for check in &r.validation.checks {
+        let output = check
+            .name
+            .split('@')
+            .next()
+            .unwrap_or(&check.name)
+            .to_owned();
+        if !shapes.iter().any(|(name, _, _)| *name == output) {
+            shapes.push((
+                output,
+                format::shape(&check.input_shape),
+                format::shape(&check.shape),
+            ));
+        }
+    }
+
+    html! {
+        <section class="report" id="report" aria-labelledby="report-title">
+            <h2 id="report-title">{ "Report" }</h2>
+            <div class={classes!("verdict", if r.status == "passed" { "ok" } else { "bad" })} id="verdict">
+                <StatusBadge status={r.status.clone()} />
+                <p>{ verdict }
+                    if let Some(note) = &r.validation.note {
+                        { " " }{ note.clone() }
+                    }
+                </p>
+            </div>
+
+            <div class="panel download">
+                <div>
+                    <h3>{ artifact_name.clone() }</h3>
+                    <p class="muted">{ format!("{} · {} · {}", format::bytes(r.artifact.size_bytes), r.artifact.format, if r.artifact.fused { "fused" } else { "not fused" }) }</p>
+                    <p class="sha"><span class="muted">{ "SHA-256 " }</span><code id="artifact-sha256">{ r.artifact.sha256.clone() }</code></p>
+                    if !r.artifact.methods.is_empty() {
+                        <p class="muted">{ "Methods: " }{ r.artifact.methods.join(", ") }</p>
+                    }
+                </div>
+                <a class="button primary" id="download" href={download_link} download={artifact_name.clone()} onclick={on_download}>
+                    { "Download" }
+                </a>
+            </div>
+
+            <h3>{ "Parity with the original model" }</h3>
+            <p class="muted">{ format!("{} on {}, loaded with {}, compared with {} ({}).",
+                if r.validation.status.is_empty() { "validation" } else { r.validation.status.as_str() },
+                r.validation.device, r.validation.loaded_with, r.validation.reference, format::duration(r.validation.seconds)) }</p>
+            <div class="table-wrap">
+                <table id="parity">
+                    <caption class="visually-hidden">{ "Parity of every output with the reference" }</caption>
+                    <thead><tr>
+                        <th scope="col">{ "Output" }</th>
+                        <th scope="col">{ "Method" }</th>
+                        <th scope="col">{ "Shape" }</th>
+                        <th scope="col" class="num">{ "Max |error|" }</th>
+                        <th scope="col" class="num">{ "Mean |error|" }</th>
+                        <th scope="col" class="num">{ "Tolerance" }</th>
+                        <th scope="col">{ "Result" }</th>
+                    </tr></thead>
+                    <tbody>
+                        { for r.validation.checks.iter().map(|c| html! {
+                            <tr class={if c.passed { "pass" } else { "fail" }}>
+                                <th scope="row"><code>{ c.name.clone() }</code>
+                                    if let Some(detail) = &c.detail { <div class="muted small">{ detail.clone() }</div> }
+                                </th>
+                                <td><code>{ c.method.clone() }</code></td>
+                                <td><code>{ format::shape(&c.shape) }</code></td>
+                                <td class="num">{ c.max_abs_error.map_or("—".to_owned(), format::error) }</td>
+                                <td class="num">{ c.mean_abs_error.map_or("—".to_owned(), format::error) }</td>
+                                <td class="num">{ format!("{} + {}·|ref|", format::error(c.tolerance.abs), format::error(c.tolerance.rel)) }</td>
+                                <td>{ if c.passed { html! { <span class="badge ok">{ "pass" }</span> } } else { html! { <span class="badge bad">{ "fail" }</span> } } }</td>
+                            </tr>
+                        }) }
+                    </tbody>
+                </table>
+            </div>
+
+            <div class="two">
+                <section class="panel" aria-labelledby="latency-title">
+                    <h3 id="latency-title">{ "Latency" }</h3>
+                    {
+                        match &r.latency {
+                            Some(l) => html! {
+                                <>
+                                    <p class="big" id="latency-p50">{ format::millis(l.p50_ms) }<span class="muted small">{ " median" }</span></p>
+                                    <p class="muted">{ format!("{} on {}, input {}, {} runs after {} warm-up", l.method, l.device, format::shape(&l.input_shape), l.runs, l.warmup) }</p>
+                                    <dl class="facts compact">
+                                        <div><dt>{ "p90" }</dt><dd>{ format::millis(l.p90_ms) }</dd></div>
+                                        <div><dt>{ "mean" }</dt><dd>{ format::millis(l.mean_ms) }</dd></div>
+                                        <div><dt>{ "min" }</dt><dd>{ format::millis(l.min_ms) }</dd></div>
+                                        <div><dt>{ "max" }</dt><dd>{ format::millis(l.max_ms) }</dd></div>
+                                    </dl>
+                                </>
+                            },
+                            None => html! { <p class="muted">{ "Not measured." }</p> },
+                        }
+                    }
+                </section>
+                <section class="panel" aria-labelledby="shapes-title">
+                    <h3 id="shapes-title">{ "Output shapes" }</h3>
+                    <table class="plain">
+                        <thead><tr><th scope="col">{ "Output" }</th><th scope="col">{ "Input" }</th><th scope="col">{ "Shape" }</th></tr></thead>
+                        <tbody>
+                            { for shapes.iter().map(|(name, input, shape)| html! {
+                                <tr><td><code>{ name.clone() }</code></td><td><code>{ input.clone() }</code></td><td><code>{ shape.clone() }</code></td></tr>
+                            }) }
+                        </tbody>
+                    </table>
+                </section>
+            </div>
+
+            <div class="two">
+                <section class="panel" aria-labelledby="model-title">
+                    <h3 id="model-title">{ "Model" }</h3>
+                    <dl class="facts compact">
+                        <div><dt>{ "Variant" }</dt><dd>{ r.source.variant.clone() }</dd></div>
+                        <div><dt>{ "Head" }</dt><dd>{ r.source.head.clone() }</dd></div>
+                        <div><dt>{ "Classes" }</dt><dd>{ r.source.classes }</dd></div>
+                        <div><dt>{ "Parameters" }</dt><dd>{ format::count(r.source.parameters) }</dd></div>
+                        <div><dt>{ "Layers" }</dt><dd>{ r.source.layers }</dd></div>
+                        <div><dt>{ "Strides" }</dt><dd>{ r.source.strides.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ") }</dd></div>
+                        <div><dt>{ "Weights" }</dt><dd>{ r.source.weights_dtype.clone() }</dd></div>
+                        <div><dt>{ "Source SHA-256" }</dt><dd><code class="small">{ r.source.sha256.get(..16).unwrap_or(&r.source.sha256).to_owned() }{ "…" }</code></dd></div>
+                    </dl>
+                    <p class="muted small">{ r.source.names.join(", ") }</p>
+                </section>
+                <section class="panel" aria-labelledby="run-title">
+                    <h3 id="run-title">{ "Conversion" }</h3>
+                    <dl class="facts compact">
+                        { for r.stages.iter().map(|s| html! {
+                            <div><dt>{ s.stage.clone() }</dt><dd>{ format::duration(s.seconds) }</dd></div>
+                        }) }
+                        <div><dt>{ "Device" }</dt><dd>{ r.environment.device.clone() }</dd></div>
+                        <div><dt>{ "libtorch" }</dt><dd>{ r.environment.libtorch_version.clone().unwrap_or_default() }</dd></div>
+                        <div><dt>{ "yolots" }</dt><dd>{ r.environment.yolots_version.clone() }</dd></div>
+                    </dl>
+                </section>
+            </div>
+
+            <h3>{ "Use it" }</h3>
+            { for snippet_list.into_iter().map(|s| html! {
+                <section class="snippet" id={format!("snippet-{}", s.id)} aria-label={s.language}>
+                    <div class="snippet-head">
+                        <h4>{ s.language }</h4>
+                        <CopyButton text={s.code.clone()} what={s.language} />
+                    </div>
+                    <pre tabindex="0"><code>{ s.code }</code></pre>
+                </section>
+            }) }
+        </section>
+    }
+}
