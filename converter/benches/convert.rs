@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use yolots_converter::{
-    ConvertRequest, DeviceChoice, MobileModule, Mode, Optimize, Stage, convert,
-};
+use yolots_converter::{ConvertRequest, DeviceChoice, MobileModule, Mode, Optimize, convert};
 
 const CHILD_ENV: &str = "YOLOTS_BENCH_CHILD";
 const WALL_BUDGET_S: f64 = 2.0;
@@ -253,6 +251,5 @@ fn main() {
             p50 / traced_p50
         );
     }
-    let _ = Stage::Done;
     let _ = std::fs::remove_dir_all(&dir);
 }

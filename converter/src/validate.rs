@@ -381,29 +381,33 @@ impl Reference {
         let decoded = net.head()?.decode(&raw)?;
         Ok(Reference { raw, decoded })
     }
+}
 
-    /// Reference detections per image.
-    pub(crate) fn detections(&self, conf: f64, iou: f64, max_det: i64) -> Result<Vec<Vec<Det>>> {
-        let d = self
-            .decoded
-            .f_to_kind(Kind::Float)?
-            .f_to_device(Device::Cpu)?
-            .f_contiguous()?;
-        let s = d.size();
-        let (b, no) = (s[0], usize::try_from(s[2]).unwrap_or(0));
-        let mut out = Vec::new();
-        for i in 0..b {
-            let rows: Vec<f32> = Vec::try_from(d.f_get(i)?.f_flatten(0, -1)?)?;
-            out.push(reference_nms(
-                &rows,
-                no,
-                conf,
-                iou,
-                usize::try_from(max_det).unwrap_or(0),
-            ));
-        }
-        Ok(out)
+/// Plain-Rust NMS of every image of a decoded `[B, N, no]` output.
+pub(crate) fn nms_per_image(
+    decoded: &Tensor,
+    conf: f64,
+    iou: f64,
+    max_det: i64,
+) -> Result<Vec<Vec<Det>>> {
+    let d = decoded
+        .f_to_kind(Kind::Float)?
+        .f_to_device(Device::Cpu)?
+        .f_contiguous()?;
+    let s = d.size();
+    let (b, no) = (s[0], usize::try_from(s[2]).unwrap_or(0));
+    let mut out = Vec::new();
+    for i in 0..b {
+        let rows: Vec<f32> = Vec::try_from(d.f_get(i)?.f_flatten(0, -1)?)?;
+        out.push(reference_nms(
+            &rows,
+            no,
+            conf,
+            iou,
+            usize::try_from(max_det).unwrap_or(0),
+        ));
     }
+    Ok(out)
 }
 
 /// Checks of decoded output (boxes and probabilities separately).
