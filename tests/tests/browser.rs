@@ -1,0 +1,341 @@
+//! The web page in a real browser: Debian's headless Chromium, driven through ChromeDriver,
+//! against the real `yolots serve --open` with its embedded worker. Screenshots of every
+//! view go to `$YOLOTS_TEST_OUTPUT/browser/`.
+//!
+//! 1. A YOLOv7 checkpoint: inspected in the browser (class names shown), uploaded with a
+//!    progress bar that moves, followed to `succeeded`, the parity table read, the artifact
+//!    downloaded and its SHA-256 checked against the report. The bundle size and the time
+//!    until the page is interactive are measured and printed.
+//! 2. A file that is not a YOLOv7 checkpoint: refused in the browser with the reader's code
+//!    and message, and no byte uploaded (no job exists).
+
+#[path = "browser/chrome.rs"]
+mod chrome;
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrome::{Browser, Tools};
+use serde_json::Value;
+use thirtyfour::By;
+use yolots_e2e::{Server, TestDatabase, fixtures};
+
+/// The page must be interactive this soon after navigation starts.
+const INTERACTIVE_BUDGET_MS: f64 = 1000.0;
+/// Most bytes of gzip-compressed code the page may download.
+const GZIP_BUDGET: usize = 1_500_000;
+/// Upload speed while the progress bar is watched: the 10 MB fixture takes a few seconds.
+const THROTTLED_UPLOAD: f64 = 3_000_000.0;
+
+async fn serve(
+    tools: &Tools,
+    db: &TestDatabase,
+    data: &tempfile::TempDir,
+) -> anyhow::Result<Server> {
+    let web_dir = tools.web_dir.to_string_lossy().into_owned();
+    Server::start(
+        &db.url,
+        data.path(),
+        &["--open", "--web-dir", &web_dir, "--latency-runs", "3"],
+    )
+    .await
+}
+
+fn gzip_len(bytes: &[u8]) -> anyhow::Result<usize> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes)?;
+    Ok(encoder.finish()?.len())
+}
+
+/// Loads the page and returns (ready, first render) in milliseconds since navigation start.
+async fn load_timed(browser: &Browser, url: &str) -> anyhow::Result<(f64, f64)> {
+    browser.driver.goto(url).await?;
+    let marks = browser
+        .wait_for(
+            "the page to be interactive",
+            "const r = performance.getEntriesByName('yolots-ready')[0];
+             const f = performance.getEntriesByName('yolots-rendered')[0];
+             return r && f && document.getElementById('file') ? [r.startTime, f.startTime] : null;",
+            Duration::from_secs(30),
+        )
+        .await?;
+    let ready = marks[0].as_f64().context("ready mark")?;
+    let rendered = marks[1].as_f64().context("render mark")?;
+    Ok((ready, rendered))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn converts_a_checkpoint_in_the_browser() -> anyhow::Result<()> {
+    let Some(tools) = Tools::from_env() else {
+        eprintln!("{}", Tools::skip_note());
+        return Ok(());
+    };
+    let pkg = tools.web_dir.join("pkg");
+    let mut gzip = 0;
+    for name in ["yolots_web_bg.wasm", "yolots_web.js"] {
+        let bytes = std::fs::read(pkg.join(name))
+            .with_context(|| format!("the built page has no {name}: run `cargo xtask setup`"))?;
+        gzip += gzip_len(&bytes)?;
+    }
+    println!("web bundle (wasm + JS), gzip: {:.3} MB", gzip as f64 / 1e6);
+    assert!(gzip < GZIP_BUDGET, "the bundle is {gzip} bytes gzipped");
+
+    let db = TestDatabase::create().await?;
+    let data = tempfile::tempdir()?;
+    let server = serve(&tools, &db, &data).await?;
+    let browser = Browser::start(&tools).await?;
+    let page = format!("{}/", server.base);
+
+    // Time to interactive: a cold load (nothing cached), then a warm one.
+    let (cold, cold_render) = load_timed(&browser, &page).await?;
+    let (warm, warm_render) = load_timed(&browser, &format!("{page}?warm")).await?;
+    println!(
+        "time to interactive (session and limits loaded): cold {cold:.0} ms (first render {cold_render:.0} ms), warm {warm:.0} ms (first render {warm_render:.0} ms)"
+    );
+    assert!(
+        cold < INTERACTIVE_BUDGET_MS,
+        "the page took {cold:.0} ms to become interactive"
+    );
+    browser.screenshot("1-upload").await?;
+
+    // Choose the file: the browser reads it and shows its classes.
+    // ChromeDriver wants a plain absolute path (no `..`).
+    let fixture = fixtures().join("yolov7-w25-c3.pt").canonicalize()?;
+    let input = browser.driver.find(By::Id("file")).await?;
+    input.send_keys(fixture.to_string_lossy()).await?;
+    let names = browser
+        .wait_for(
+            "the inspected class names",
+            "const n = document.getElementById('inspect-names'); return n && n.innerText;",
+            Duration::from_secs(60),
+        )
+        .await?;
+    let names = names.as_str().unwrap_or_default();
+    assert!(
+        names.lines().any(|l| l.trim() == "helmet"),
+        "no `helmet` among the class names: {names}"
+    );
+    browser.screenshot_full("2-inspected").await?;
+
+    // Upload, slowed down so the progress bar is seen moving.
+    browser
+        .js("window.__progress = [];
+             new MutationObserver(() => {
+               const p = document.getElementById('upload-progress');
+               if (p) window.__progress.push([Number(p.value), Number(p.max)]);
+             }).observe(document.body, {subtree: true, childList: true, attributes: true});
+             return true;")
+        .await?;
+    browser.throttle_upload(Some(THROTTLED_UPLOAD)).await?;
+    browser
+        .driver
+        .find(By::Id("convert"))
+        .await?
+        .click()
+        .await?;
+    browser
+        .wait_for(
+            "the upload progress past a quarter",
+            "const p = document.getElementById('upload-progress');
+             return p && p.value > p.max / 4 && p.value < p.max;",
+            Duration::from_secs(30),
+        )
+        .await?;
+    browser.screenshot("3-uploading").await?;
+    browser
+        .wait_for(
+            "the job page",
+            "return location.hash.startsWith('#/jobs/') && document.querySelector('.job-view[data-status]') !== null;",
+            Duration::from_secs(120),
+        )
+        .await?;
+    browser.throttle_upload(None).await?;
+    let progress = browser.js("return window.__progress").await?;
+    let observed: Vec<(f64, f64)> = progress
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let between: Vec<f64> = observed
+        .iter()
+        .filter(|(v, max)| *v > 0.0 && v < max)
+        .map(|(v, max)| v / max * 100.0)
+        .collect();
+    println!(
+        "upload progress: {} updates, {} strictly between 0 and 100% (first {:.0}%, last {:.0}%)",
+        observed.len(),
+        between.len(),
+        between.first().copied().unwrap_or(0.0),
+        between.last().copied().unwrap_or(0.0),
+    );
+    assert!(
+        !between.is_empty(),
+        "the progress bar never moved: {observed:?}"
+    );
+
+    // Follow the job to the end.
+    let mut saw_running = false;
+    let started = std::time::Instant::now();
+    let status = loop {
+        let status = browser
+            .js("const v = document.querySelector('.job-view'); return v && v.dataset.status;")
+            .await?;
+        let status = status.as_str().unwrap_or_default().to_owned();
+        if status == "running" && !saw_running {
+            saw_running = true;
+            browser.screenshot("4-job-running").await?;
+        }
+        if matches!(status.as_str(), "succeeded" | "failed" | "cancelled") {
+            break status;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "the job is still {status} after 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if status != "succeeded" {
+        browser.screenshot_full("4-job-failed").await?;
+        let error = browser
+            .js("const e = document.getElementById('job-error'); return e && e.innerText;")
+            .await?;
+        anyhow::bail!("the job ended {status}: {error}");
+    }
+
+    // The report: parity figures, all passing.
+    let rows = browser
+        .wait_for(
+            "the parity table",
+            "const rows = [...document.querySelectorAll('#parity tbody tr')];
+             return rows.length ? rows.map(r => [r.className, r.innerText]) : null;",
+            Duration::from_secs(60),
+        )
+        .await?;
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    assert!(!rows.is_empty());
+    for row in &rows {
+        println!(
+            "parity: {}",
+            row[1].as_str().unwrap_or_default().replace('\t', " | ")
+        );
+        assert_eq!(row[0], "pass", "a parity check failed: {row}");
+    }
+    let latency = browser
+        .js("const l = document.getElementById('latency-p50'); return l && l.innerText;")
+        .await?;
+    println!("latency shown: {latency}");
+    browser.screenshot_full("5-report").await?;
+
+    // The report as the API serves it, fetched with the page's own session.
+    let report: Value = browser
+        .js(
+            "const id = document.querySelector('.job-view').dataset.jobId;
+             return fetch(`/api/v1/jobs/${id}/report`).then(r => r.json());",
+        )
+        .await?;
+    let expected_sha = report["artifact"]["sha256"]
+        .as_str()
+        .context("the report has no artifact.sha256")?
+        .to_owned();
+    let shown_sha = browser
+        .driver
+        .find(By::Id("artifact-sha256"))
+        .await?
+        .text()
+        .await?;
+    assert_eq!(shown_sha.trim(), expected_sha);
+
+    // Download through the page's button.
+    browser
+        .driver
+        .find(By::Id("download"))
+        .await?
+        .click()
+        .await?;
+    let file = browser.downloaded(Duration::from_secs(60)).await?;
+    let sha = chrome::sha256_file(&file)?;
+    println!(
+        "downloaded {} ({} bytes), SHA-256 {sha}",
+        file.file_name().unwrap_or_default().to_string_lossy(),
+        std::fs::metadata(&file)?.len()
+    );
+    assert_eq!(
+        sha, expected_sha,
+        "the downloaded artifact is not the reported one"
+    );
+
+    // The jobs list has it.
+    browser.driver.goto(format!("{page}#/jobs")).await?;
+    browser
+        .wait_for(
+            "the jobs list",
+            "return document.querySelectorAll('#jobs tbody tr').length > 0;",
+            Duration::from_secs(30),
+        )
+        .await?;
+    browser.screenshot("6-jobs").await?;
+
+    browser.quit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refuses_a_file_that_is_not_yolov7_before_uploading() -> anyhow::Result<()> {
+    let Some(tools) = Tools::from_env() else {
+        eprintln!("{}", Tools::skip_note());
+        return Ok(());
+    };
+    // A safetensors file named like a checkpoint: a plausible mistake.
+    let source = fixtures().join("yolov7-w25-c3.expected.safetensors");
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("weights.pt");
+    std::fs::copy(&source, &file)?;
+    let bytes = std::fs::read(&file)?;
+    let expected = yolots_checkpoint::Checkpoint::from_bytes(&bytes)
+        .and_then(|c| c.describe())
+        .err()
+        .context("the reader accepted the file")?;
+
+    let db = TestDatabase::create().await?;
+    let data = tempfile::tempdir()?;
+    let server = serve(&tools, &db, &data).await?;
+    let browser = Browser::start(&tools).await?;
+    load_timed(&browser, &format!("{}/", server.base)).await?;
+
+    let input = browser.driver.find(By::Id("file")).await?;
+    input.send_keys(file.to_string_lossy()).await?;
+    let refusal = browser
+        .wait_for(
+            "the refusal",
+            "const r = document.getElementById('refusal');
+             return r && [r.querySelector('.error-code').innerText, r.querySelector('.error-message').innerText];",
+            Duration::from_secs(30),
+        )
+        .await?;
+    println!("refused: {refusal}");
+    assert_eq!(refusal[0], expected.code());
+    assert_eq!(refusal[1], expected.to_string());
+    assert!(
+        browser.driver.find_all(By::Id("convert")).await?.is_empty(),
+        "a refused file can still be uploaded"
+    );
+    browser.screenshot("7-refused").await?;
+
+    // Nothing was sent: no upload request, no job.
+    let uploads = browser
+        .js("return performance.getEntriesByType('resource')
+               .filter(e => e.initiatorType === 'xmlhttprequest').length;")
+        .await?;
+    assert_eq!(uploads, 0, "the page sent a request for a refused file");
+    let jobs: Value = browser
+        .js("return fetch('/api/v1/jobs').then(r => r.json());")
+        .await?;
+    assert_eq!(jobs["total"], 0, "a job exists: {jobs}");
+
+    browser.quit().await?;
+    Ok(())
+}
