@@ -1,6 +1,9 @@
 //! The API's answers to bad requests (each with its problem code), owner isolation,
 //! hostile checkpoints, browser sessions and the service documents.
 
+// Tests and their helpers may unwrap: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use futures_util::StreamExt;

@@ -2,6 +2,9 @@
 //! 503 `database_unavailable` during the outage, and the server and its worker recover
 //! without a restart. Uses a throwaway cluster of its own.
 
+// Tests and their helpers may unwrap: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use yolots_e2e::{FAST, PgCluster, Server, create_token, exclusive, fixtures};

@@ -4,6 +4,9 @@
 //! in libtorch; events replay; the same source and options reuse the artifact; deleting
 //! jobs deletes their files.
 
+// Tests and their helpers may unwrap: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use yolots_e2e::{FAST, Server, TestDatabase, create_token, files_under, fixtures, sha256_hex};
@@ -151,7 +154,7 @@ async fn every_fixture_converts_and_its_artifact_downloads() {
     let last = text
         .lines()
         .filter_map(|l| l.strip_prefix("id: "))
-        .last()
+        .next_back()
         .unwrap();
     let rest = client
         .get(&format!("/api/v1/jobs/{}/events", ids[0]))

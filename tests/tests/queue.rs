@@ -2,6 +2,9 @@
 //! processes, a worker killed mid-conversion, conversions that abort or hang, cancellation
 //! of a running job, graceful shutdown.
 
+// Tests and their helpers may unwrap: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
@@ -119,7 +122,7 @@ async fn a_killed_worker_loses_its_job_to_the_other_one() {
         "--poll-secs",
         "1",
     ];
-    let mut workers = vec![
+    let mut workers = [
         Worker::start(&db.url, data.path(), &args).unwrap(),
         Worker::start(&db.url, data.path(), &args).unwrap(),
     ];
