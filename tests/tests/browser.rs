@@ -8,6 +8,12 @@
 //!    until the page is interactive are measured and printed.
 //! 2. A file that is not a YOLOv7 checkpoint: refused in the browser with the reader's code
 //!    and message, and no byte uploaded (no job exists).
+//! 3. The full YOLOv7 (75 MB) is read without blocking the page, and its upload can be
+//!    cancelled without leaving a job.
+//! 4. A server without open sessions: the page asks for a token and works with it.
+//!
+//! The tests of this file run one at a time: each starts a server and a browser, and the
+//! timings they print mean little on a machine shared with the others.
 
 #[path = "browser/chrome.rs"]
 mod chrome;
@@ -28,18 +34,30 @@ const GZIP_BUDGET: usize = 1_500_000;
 /// Upload speed while the progress bar is watched: the 10 MB fixture takes a few seconds.
 const THROTTLED_UPLOAD: f64 = 3_000_000.0;
 
+/// One browser test at a time (see the module documentation).
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 async fn serve(
     tools: &Tools,
     db: &TestDatabase,
     data: &tempfile::TempDir,
 ) -> anyhow::Result<Server> {
+    serve_with(tools, db, data, &["--open"]).await
+}
+
+async fn serve_with(
+    tools: &Tools,
+    db: &TestDatabase,
+    data: &tempfile::TempDir,
+    args: &[&str],
+) -> anyhow::Result<Server> {
     let web_dir = tools.web_dir.to_string_lossy().into_owned();
-    Server::start(
-        &db.url,
-        data.path(),
-        &["--open", "--web-dir", &web_dir, "--latency-runs", "3"],
-    )
-    .await
+    let mut all = vec!["--web-dir", &web_dir, "--latency-runs", "3"];
+    all.extend_from_slice(args);
+    Server::start(&db.url, data.path(), &all).await
 }
 
 fn gzip_len(bytes: &[u8]) -> anyhow::Result<usize> {
@@ -71,6 +89,7 @@ async fn converts_a_checkpoint_in_the_browser() -> anyhow::Result<()> {
         eprintln!("{}", Tools::skip_note());
         return Ok(());
     };
+    let _turn = one_at_a_time().await;
     let pkg = tools.web_dir.join("pkg");
     let mut gzip = 0;
     for name in ["yolots_web_bg.wasm", "yolots_web.js"] {
@@ -229,6 +248,20 @@ async fn converts_a_checkpoint_in_the_browser() -> anyhow::Result<()> {
         .await?;
     println!("latency shown: {latency}");
     browser.screenshot_full("5-report").await?;
+    // The same on a phone-sized screen.
+    browser
+        .cdp(
+            "Emulation.setDeviceMetricsOverride",
+            serde_json::json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
+        )
+        .await?;
+    browser.screenshot("5-report-phone").await?;
+    browser
+        .cdp(
+            "Emulation.clearDeviceMetricsOverride",
+            serde_json::json!({}),
+        )
+        .await?;
 
     // The report as the API serves it, fetched with the page's own session.
     let report: Value = browser
@@ -289,6 +322,7 @@ async fn refuses_a_file_that_is_not_yolov7_before_uploading() -> anyhow::Result<
         eprintln!("{}", Tools::skip_note());
         return Ok(());
     };
+    let _turn = one_at_a_time().await;
     // A safetensors file named like a checkpoint: a plausible mistake.
     let source = fixtures().join("yolov7-w25-c3.expected.safetensors");
     let dir = tempfile::tempdir()?;
@@ -335,6 +369,172 @@ async fn refuses_a_file_that_is_not_yolov7_before_uploading() -> anyhow::Result<
         .js("return fetch('/api/v1/jobs').then(r => r.json());")
         .await?;
     assert_eq!(jobs["total"], 0, "a job exists: {jobs}");
+
+    browser.quit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_a_large_checkpoint_without_blocking_and_cancels_its_upload() -> anyhow::Result<()> {
+    let Some(tools) = Tools::from_env() else {
+        eprintln!("{}", Tools::skip_note());
+        return Ok(());
+    };
+    let _turn = one_at_a_time().await;
+    let db = TestDatabase::create().await?;
+    let data = tempfile::tempdir()?;
+    let server = serve(&tools, &db, &data).await?;
+    let browser = Browser::start(&tools).await?;
+    load_timed(&browser, &format!("{}/", server.base)).await?;
+
+    // Main-thread tasks over 50 ms while the file is read.
+    let observed = browser
+        .js("window.__long = [];
+             new PerformanceObserver(l => l.getEntries().forEach(e => window.__long.push(e.duration)))
+               .observe({type: 'longtask'});
+             return PerformanceObserver.supportedEntryTypes.includes('longtask');")
+        .await?;
+    assert_eq!(observed, true, "this browser cannot observe long tasks");
+    let fixture = fixtures().join("yolov7-full.pt").canonicalize()?;
+    let size = std::fs::metadata(&fixture)?.len();
+    browser
+        .driver
+        .find(By::Id("file"))
+        .await?
+        .send_keys(fixture.to_string_lossy())
+        .await?;
+    let names = browser
+        .wait_for(
+            "the inspected class names",
+            "const n = document.getElementById('inspect-names'); return n && n.innerText;",
+            Duration::from_secs(120),
+        )
+        .await?;
+    // Its 80 classes are named `class_0` to `class_79`; the page lists 60, then a count.
+    let names = names.as_str().unwrap_or_default();
+    assert!(
+        names.contains("class_0") && names.contains("and 20 more"),
+        "unexpected class names: {names}"
+    );
+    let read = browser
+        .js("return document.querySelector('#inspection .muted').innerText;")
+        .await?;
+    let long: Vec<f64> = browser
+        .js("return window.__long;")
+        .await?
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    let longest = long.iter().copied().fold(0.0, f64::max);
+    println!(
+        "large file ({size} bytes): {read}; main-thread tasks over 50 ms: {} (longest {longest:.0} ms)",
+        long.len()
+    );
+    assert!(
+        longest < 1000.0,
+        "the page was blocked for {longest:.0} ms while reading the file"
+    );
+    browser.screenshot("8-large-inspected").await?;
+
+    // Start uploading it slowly, then cancel.
+    browser.throttle_upload(Some(1_000_000.0)).await?;
+    browser
+        .driver
+        .find(By::Id("convert"))
+        .await?
+        .click()
+        .await?;
+    browser
+        .wait_for(
+            "the upload to start",
+            "const p = document.getElementById('upload-progress'); return p && p.value > 0;",
+            Duration::from_secs(30),
+        )
+        .await?;
+    browser
+        .driver
+        .find(By::Id("cancel-upload"))
+        .await?
+        .click()
+        .await?;
+    browser
+        .wait_for(
+            "the cancellation notice",
+            "return [...document.querySelectorAll('.notice')].some(n => n.innerText.includes('cancelled'))
+                && document.getElementById('convert') !== null;",
+            Duration::from_secs(30),
+        )
+        .await?;
+    browser.throttle_upload(None).await?;
+    browser.screenshot("9-upload-cancelled").await?;
+    let jobs: Value = browser
+        .js("return fetch('/api/v1/jobs').then(r => r.json());")
+        .await?;
+    assert_eq!(jobs["total"], 0, "a cancelled upload left a job: {jobs}");
+
+    browser.quit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn asks_for_a_token_when_the_server_hands_out_no_sessions() -> anyhow::Result<()> {
+    let Some(tools) = Tools::from_env() else {
+        eprintln!("{}", Tools::skip_note());
+        return Ok(());
+    };
+    let _turn = one_at_a_time().await;
+    let db = TestDatabase::create().await?;
+    let data = tempfile::tempdir()?;
+    let server = serve_with(&tools, &db, &data, &[]).await?;
+    let token = yolots_e2e::create_token(&db.url, "pat", false)?;
+    let browser = Browser::start(&tools).await?;
+    browser.driver.goto(format!("{}/", server.base)).await?;
+
+    let field = browser
+        .wait_for(
+            "the token form",
+            "return document.getElementById('token') !== null;",
+            Duration::from_secs(30),
+        )
+        .await;
+    field?;
+    browser.screenshot("10-token").await?;
+    browser
+        .driver
+        .find(By::Id("token"))
+        .await?
+        .send_keys(&token)
+        .await?;
+    browser
+        .driver
+        .find(By::Css("form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    let owner = browser
+        .wait_for(
+            "the upload view with the token's owner",
+            "const o = document.querySelector('.owner');
+             return document.getElementById('file') && o && o.innerText;",
+            Duration::from_secs(30),
+        )
+        .await?;
+    assert!(
+        owner.as_str().unwrap_or_default().contains("pat"),
+        "not signed in as the token's owner: {owner}"
+    );
+
+    browser
+        .driver
+        .goto(format!("{}/#/jobs", server.base))
+        .await?;
+    browser
+        .wait_for(
+            "the empty jobs list",
+            "const e = document.querySelector('.empty'); return e && e.innerText.includes('No conversions');",
+            Duration::from_secs(30),
+        )
+        .await?;
 
     browser.quit().await?;
     Ok(())

@@ -199,18 +199,22 @@ pub fn JobView(props: &JobProps) -> Html {
         });
     }
 
-    // The report, once the job succeeded.
+    // The report, once the job succeeded (or failed validation, which writes one too).
     let succeeded = job.as_ref().is_some_and(|j| j.status == "succeeded");
+    let failed = job.as_ref().is_some_and(|j| j.status == "failed");
     {
         let (report, job) = (report.clone(), job.clone());
-        use_effect_with((props.id.clone(), succeeded), move |(_, succeeded)| {
-            if *succeeded && let Some(found) = (*job).clone() {
-                yew::platform::spawn_local(async move {
-                    let fetched = api::get::<Report>(&found.report_link()).await;
-                    report.set(Some(fetched.map(Rc::new)));
-                });
-            }
-        });
+        use_effect_with(
+            (props.id.clone(), succeeded || failed),
+            move |(_, finished)| {
+                if *finished && let Some(found) = (*job).clone() {
+                    yew::platform::spawn_local(async move {
+                        let fetched = api::get::<Report>(&found.report_link()).await;
+                        report.set(Some(fetched.map(Rc::new)));
+                    });
+                }
+            },
+        );
     }
 
     let act = |what: &'static str| {
@@ -225,6 +229,18 @@ pub fn JobView(props: &JobProps) -> Html {
             let Some(current) = (*job).clone() else {
                 return;
             };
+            // Deleting a finished job removes its files for good: ask first.
+            if what == "delete" && current.is_final() {
+                let sure = web_sys::window()
+                    .and_then(|w| {
+                        w.confirm_with_message("Delete this job, its report and its artifact?")
+                            .ok()
+                    })
+                    .unwrap_or(false);
+                if !sure {
+                    return;
+                }
+            }
             let (job, action_error, generation, progress, report) = (
                 job.clone(),
                 action_error.clone(),
@@ -387,9 +403,12 @@ pub fn JobView(props: &JobProps) -> Html {
                         Some(Err(error)) => html! {
                             <ErrorBox title="The report cannot be shown" message={error.message.clone()} code={Some(AttrValue::from(error.code.clone()))} />
                         },
-                        Some(Ok(found)) => html! { <ReportView job={current.clone()} report={found.clone()} /> },
+                        Some(Ok(found)) => html! { <ReportView job={current.clone()} report={found.clone()} downloadable=true /> },
                     }
                 }
+            }
+            if failed && let Some(Ok(found)) = &*report {
+                <ReportView job={current.clone()} report={found.clone()} downloadable=false />
             }
         </div>
     }

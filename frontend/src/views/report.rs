@@ -15,6 +15,8 @@ use crate::views::common::{CopyButton, StatusBadge};
 pub struct ReportProps {
     pub job: Job,
     pub report: Rc<Report>,
+    /// Only a succeeded job's artifact can be downloaded.
+    pub downloadable: bool,
 }
 
 #[component]
@@ -100,9 +102,11 @@ pub fn ReportView(props: &ReportProps) -> Html {
                         <p class="muted">{ "Methods: " }{ r.artifact.methods.join(", ") }</p>
                     }
                 </div>
-                <a class="button primary" id="download" href={download_link} download={artifact_name.clone()} onclick={on_download}>
-                    { "Download" }
-                </a>
+                if props.downloadable {
+                    <a class="button primary" id="download" href={download_link} download={artifact_name.clone()} onclick={on_download}>
+                        { "Download" }
+                    </a>
+                }
             </div>
 
             <h3>{ "Parity with the original model" }</h3>
