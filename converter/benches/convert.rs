@@ -89,21 +89,29 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// p50 and p90 of `runs` calls after 3 warm-up calls, in ms.
-fn time(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
-    for _ in 0..3 {
-        f();
+/// Nearest-rank percentile of millisecond timings.
+fn percentile(ms: &[f64], p: f64) -> f64 {
+    let mut v = ms.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
     }
-    let mut ms: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    ms.sort_by(f64::total_cmp);
-    let at = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
-    (at(0.5), at(0.9))
+    v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+/// An artifact loaded for timing.
+enum Model {
+    Script(tch::CModule),
+    Lite(MobileModule),
+}
+
+impl Model {
+    fn run(&mut self, x: &tch::Tensor) {
+        let _ = match self {
+            Model::Script(m) => m.forward_ts(&[x]).map(drop).map_err(|e| e.to_string()),
+            Model::Lite(m) => m.forward(x).map(drop).map_err(|e| e.to_string()),
+        };
+    }
 }
 
 fn main() {
@@ -223,31 +231,40 @@ fn main() {
     }
     let _guard = tch::no_grad_guard();
     let x = tch::Tensor::rand([1, 3, 640, 640], (tch::Kind::Float, tch::Device::Cpu));
-    println!("\ninference 1x3x640x640 on CPU, p50 / p90 over {runs} runs after 3 warm-up runs");
-    let mut traced_p50 = f64::NAN;
+    println!(
+        "\ninference 1x3x640x640 on CPU, {runs} rounds after 3 warm-up calls; each round \
+         calls every artifact once, so machine load hits all alike"
+    );
+    let mut loaded: Vec<(&str, Model)> = Vec::new();
     for (label, path, _, optimize) in &variants {
-        let (p50, p90) = if *optimize == Optimize::Mobile {
-            let Ok(mut m) = MobileModule::load(path) else {
-                println!("  {label:<20} (not available)");
-                continue;
-            };
-            time(runs, || {
-                let _ = m.forward(&x);
-            })
+        let model = if *optimize == Optimize::Mobile {
+            MobileModule::load(path).ok().map(Model::Lite)
         } else {
-            let Ok(m) = tch::CModule::load(path) else {
-                println!("  {label:<20} (not available)");
-                continue;
-            };
-            time(runs, || {
-                let _ = m.forward_ts(&[&x]);
-            })
+            tch::CModule::load(path).ok().map(Model::Script)
         };
-        if *label == "traced" {
-            traced_p50 = p50;
+        match model {
+            Some(m) => loaded.push((label, m)),
+            None => println!("  {label:<20} (not available)"),
         }
+    }
+    for (_, m) in &mut loaded {
+        for _ in 0..3 {
+            m.run(&x);
+        }
+    }
+    let mut ms: Vec<Vec<f64>> = vec![Vec::new(); loaded.len()];
+    for _ in 0..runs {
+        for (i, (_, m)) in loaded.iter_mut().enumerate() {
+            let t = Instant::now();
+            m.run(&x);
+            ms[i].push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let traced_p50 = percentile(&ms[0], 0.5);
+    for ((label, _), times) in loaded.iter().zip(&ms) {
+        let (p50, p90) = (percentile(times, 0.5), percentile(times, 0.9));
         println!(
-            "  {label:<20} p50 {p50:>8.1} ms  p90 {p90:>8.1} ms  ratio to traced {:.3}",
+            "  {label:<20} p50 {p50:>8.1} ms  p90 {p90:>8.1} ms  p50 ratio to traced {:.3}",
             p50 / traced_p50
         );
     }

@@ -6,6 +6,28 @@
 //! artifact back and compare it with the unfused float32 eager network, time it, and
 //! report ([`ConversionReport`], documented in `REPORT.md`).
 //!
+//! # The artifact
+//!
+//! A TorchScript module (class `__torch__.yolots.Model`) whose parameters keep the source
+//! names (`model.0.conv.weight`, ...), with:
+//!
+//! - `forward(images)`: `images` float32 (float16 for half artifacts) `[B, 3, H, W]`, RGB
+//!   in 0..1, H and W multiples of the largest stride; returns what the head option says
+//!   (`decoded` `[B, N, 5 + nc]`, `raw` list of `[B, na, ny, nx, 5 + nc]`, or
+//!   `detections` list of `[K, 6]` per image);
+//! - `raw(images)` and `decoded(images)` whatever the head;
+//! - `detect(images, conf_thres, iou_thres, max_det) -> List[Tensor]` (`[K, 6]` per image:
+//!   x1, y1, x2, y2, score, class; float32);
+//! - `detect_image(image, conf_thres, iou_thres, max_det) -> Tensor` for one
+//!   `uint8 [H, W, 3]` RGB image of any size, letterboxed inside the graph to the
+//!   conversion size, boxes in the image's own pixels;
+//! - attributes `names`, `stride`, `img_size`, `conf_thres`, `iou_thres`, `max_det`, and
+//!   `extra/yolots.json` ([`ArtifactMetadata`]).
+//!
+//! Script-mode artifacts take any batch and size and run on whatever device they are
+//! moved to; trace-mode artifacts run the traced network at the conversion size and
+//! batch 1 (their decoding, NMS and letterbox are still scripted).
+//!
 //! The crate links libtorch through `tch` and a small C++ shim (`csrc/`) for the JIT
 //! calls that `tch` does not expose (defining methods, registering attributes, freezing,
 //! mobile export, tracing into a module with parameters).

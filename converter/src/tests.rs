@@ -118,12 +118,27 @@ fn trace_artifacts_validate() {
 #[test]
 fn optimised_artifacts_validate() {
     let dir = tempfile::tempdir().unwrap();
-    for opt in [Optimize::Freeze, Optimize::Inference, Optimize::Mobile] {
-        let mut r = request(&dir, &format!("o-{opt}.pt"));
+    let combos = [
+        (Optimize::Freeze, Mode::Script, Precision::Fp32),
+        (Optimize::Inference, Mode::Script, Precision::Fp32),
+        (Optimize::Mobile, Mode::Script, Precision::Fp32),
+        (Optimize::Inference, Mode::Trace, Precision::Fp32),
+        (Optimize::Freeze, Mode::Trace, Precision::Fp16),
+        (Optimize::Inference, Mode::Script, Precision::Fp16),
+    ];
+    for (opt, mode, precision) in combos {
+        let mut r = request(&dir, &format!("o-{opt}-{mode}-{precision}.pt"));
         r.optimize = opt;
-        let report = run(&r, 3, false).unwrap_or_else(|e| panic!("{opt}: {e}"));
+        r.mode = mode;
+        r.precision = precision;
+        let report = run(&r, 3, false).unwrap_or_else(|e| panic!("{opt} {mode} {precision}: {e}"));
         assert_passed(&report);
     }
+    // Mobile's rewrites are float32 only: refused up front, not after the work.
+    let mut r = request(&dir, "o-mobile-half.ptl");
+    r.optimize = Optimize::Mobile;
+    r.precision = Precision::Fp16;
+    assert!(matches!(run(&r, 3, false), Err(ConvertError::Options(_))));
 }
 
 #[test]
