@@ -539,3 +539,64 @@ async fn asks_for_a_token_when_the_server_hands_out_no_sessions() -> anyhow::Res
     browser.quit().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shows_a_failed_job_with_the_services_message_and_advice() -> anyhow::Result<()> {
+    let Some(tools) = Tools::from_env() else {
+        eprintln!("{}", Tools::skip_note());
+        return Ok(());
+    };
+    let _turn = one_at_a_time().await;
+    let db = TestDatabase::create().await?;
+    let data = tempfile::tempdir()?;
+    let server = serve_with(
+        &tools,
+        &db,
+        &data,
+        &["--open", "--allow-test-faults", "--max-attempts", "1"],
+    )
+    .await?;
+    let browser = Browser::start(&tools).await?;
+    load_timed(&browser, &format!("{}/", server.base)).await?;
+
+    // A job of the page's owner whose conversion aborts (the service's fault hook).
+    let token = browser.driver.get_named_cookie("yolots_token").await?.value;
+    let client = server.client(&token);
+    let fixture = fixtures().join("yolov7-w25-c3.pt");
+    let job = client
+        .create_job(&fixture, Some(r#"{"test_fault": "abort"}"#))
+        .await?;
+    let id = job["id"].as_str().context("job id")?.to_owned();
+    browser
+        .driver
+        .goto(format!("{}/#/jobs/{id}", server.base))
+        .await?;
+    let shown = browser
+        .wait_for(
+            "the failure",
+            "const v = document.querySelector('.job-view[data-status=failed]');
+             const e = document.getElementById('job-error');
+             return v && e && [e.querySelector('.error-code').innerText,
+                               e.querySelector('.error-message').innerText,
+                               e.querySelector('.error-advice').innerText];",
+            Duration::from_secs(300),
+        )
+        .await?;
+    let failed = client.job(&id).await?;
+    println!("failure shown: {shown}");
+    assert_eq!(shown[0], failed["error"]["code"]);
+    assert_eq!(shown[1], failed["error"]["message"]);
+    assert!(!shown[2].as_str().unwrap_or_default().is_empty());
+    assert!(
+        !browser
+            .driver
+            .find_all(By::Id("retry-job"))
+            .await?
+            .is_empty(),
+        "a failed job offers no retry"
+    );
+    browser.screenshot_full("11-job-failed").await?;
+
+    browser.quit().await?;
+    Ok(())
+}

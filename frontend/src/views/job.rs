@@ -78,7 +78,7 @@ pub fn timeline(job: &Job, current: Option<&str>) -> Vec<(&'static str, &'static
 pub fn advice(code: &str) -> &'static str {
     match code {
         "conversion_crashed" => {
-            "The conversion process stopped unexpectedly (libtorch aborted or memory ran out); the worker retries it. If every attempt fails, try fp32, no fusing or a smaller image size."
+            "The conversion process stopped unexpectedly (libtorch aborted, or memory ran out) on every attempt. Retry; if it fails again, try fp32, no fusing or a smaller image size."
         }
         "storage_error" | "storage_unavailable" => {
             "The service could not store the artifact. Retry in a moment."
