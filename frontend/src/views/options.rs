@@ -21,11 +21,11 @@ pub fn validate(options: &Options, max_stride: u32) -> Vec<FieldError> {
         ("opt-height", options.img_size[0], "Height"),
         ("opt-width", options.img_size[1], "Width"),
     ] {
-        if side == 0 || side % stride != 0 || side > 8192 {
+        if side < 32 || !side.is_multiple_of(stride) || side > 8192 {
             errors.push(FieldError {
                 field,
                 message: format!(
-                    "{name} must be a multiple of {stride} (the model's largest stride), at most 8192."
+                    "{name} must be a multiple of {stride} (the model's largest stride), from 32 to 8192."
                 ),
             });
         }
