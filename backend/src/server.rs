@@ -131,7 +131,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             app.service(actix_files::Files::new("/", &web_dir))
         }
     })
-    .shutdown_timeout(5);
+    .shutdown_timeout(5)
+    // Longer than clients' idle pools usually keep connections, so a client rarely
+    // reuses a connection the server is closing at that moment.
+    .keep_alive(Duration::from_secs(75));
     if let Some(threads) = args.http_threads {
         server = server.workers(threads.max(1));
     }

@@ -127,6 +127,8 @@ async fn every_fixture_converts_and_its_artifact_downloads() {
         assert_eq!(beyond.status(), 416);
     }
     loads_in_libtorch(&saved);
+    // A fresh connection: the pooled ones idled while Python ran.
+    let client = yolots_e2e::Client::new(&server.base, &token);
 
     // The log replays every stage and the final state, then the stream ends.
     let text = client
