@@ -394,8 +394,13 @@ pub(crate) fn nms_per_image(
         .f_to_kind(Kind::Float)?
         .f_to_device(Device::Cpu)?
         .f_contiguous()?;
-    let s = d.size();
-    let (b, no) = (s[0], usize::try_from(s[2]).unwrap_or(0));
+    let (b, no) = match d.size().as_slice() {
+        [b, _, no] => (*b, usize::try_from(*no).unwrap_or(0)),
+        other => {
+            let message = format!("decoded output of shape {other:?}, expected [B, N, no]");
+            return Err(ConvertError::Internal(message));
+        }
+    };
     let mut out = Vec::new();
     for i in 0..b {
         let rows: Vec<f32> = Vec::try_from(d.f_get(i)?.f_flatten(0, -1)?)?;
