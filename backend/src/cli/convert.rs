@@ -2,8 +2,9 @@
 //!
 //! Progress goes to stderr, one line per stage (`--progress json` prints JSON lines on
 //! stdout instead, which is how the service's workers follow a conversion child).
-//! Exit status: 0 on success, 2 when the input is not a supported model, 3 when the
-//! artifact fails validation (the report says which output diverged), 1 otherwise.
+//! Exit status: 0 on success, 2 when the input is not a supported model (or an option does
+//! not fit it, such as a size that is not a multiple of its stride), 3 when the artifact
+//! fails validation (the report says which output diverged), 1 otherwise.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -174,7 +175,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
     let outcome = yolots_converter::convert(&request, &mut on_progress);
     let code = match &outcome {
         Ok(_) => 0,
-        Err(ConvertError::Input(_) | ConvertError::Unsupported(_)) => 2,
+        Err(ConvertError::Input(_) | ConvertError::Unsupported(_) | ConvertError::Options(_)) => 2,
         Err(ConvertError::ValidationFailed { .. }) => 3,
         Err(_) => 1,
     };
