@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Args;
 use yolots_converter::DeviceChoice;
 
+use crate::storage::{Location, Storage, StorageError};
+
 /// Where the database is.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
@@ -23,9 +25,24 @@ pub struct DatabaseArgs {
 /// Where uploads, artifacts and reports are kept.
 #[derive(Debug, Clone, Args)]
 pub struct StorageArgs {
-    /// Folder for uploads and artifacts (the local object store).
+    /// Folder for uploads and artifacts (the local object store, used when `--storage`
+    /// is not set).
     #[arg(long, env = "YOLOTS_DATA_DIR", default_value = ".yolots/data")]
     pub data_dir: PathBuf,
+
+    /// Object store shared by every server and worker: `s3://BUCKET[/PREFIX]` (key,
+    /// region and endpoint from the standard `AWS_*` variables) or `file:///FOLDER`;
+    /// default: the local `--data-dir`.
+    #[arg(long, env = "YOLOTS_STORAGE")]
+    pub storage: Option<String>,
+}
+
+impl StorageArgs {
+    /// The store these settings name, opened.
+    pub fn open(&self) -> Result<(Storage, Location), StorageError> {
+        let location = Location::parse(self.storage.as_deref(), &self.data_dir)?;
+        Ok((Storage::open(&location)?, location))
+    }
 }
 
 /// How the queue treats jobs: leases, attempts, time limits.

@@ -58,6 +58,9 @@ pub struct AppState {
 /// Runs the server until Ctrl-C or SIGTERM; then the workers finish or hand back their
 /// jobs.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // A bad storage setting is refused before waiting for the database.
+    let (storage, location) = args.storage.open().context("opening the object store")?;
+    tracing::info!(storage = %location, "object store");
     let pool = crate::db::pool(&args.database).context("invalid DATABASE_URL")?;
     crate::db::migrate_when_up(&pool, Duration::from_secs(60))
         .await
@@ -68,7 +71,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cuda_devices = runtime.cuda_devices,
         "libtorch loaded"
     );
-    let storage = Storage::local(&args.storage.data_dir).context("opening the data folder")?;
     let queue = Queue::new(pool.clone(), QueueSettings::from(&args.queue));
     let stop = CancellationToken::new();
     let hub = Hub::spawn(pool.clone(), stop.clone());

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use sqlx::{Connection, PgConnection};
 
+pub mod s3;
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -255,6 +257,27 @@ impl Worker {
             .env("DATABASE_URL", database_url)
             .env("YOLOTS_DATA_DIR", data_dir)
             .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary().display()))?;
+        Ok(Self { child })
+    }
+
+    /// Starts `yolots worker` with extra environment variables (a storage of its own, a
+    /// scratch folder of its own).
+    pub fn start_with_env(
+        database_url: &str,
+        data_dir: &Path,
+        extra_args: &[&str],
+        env: &[(String, String)],
+    ) -> anyhow::Result<Self> {
+        let child = Command::new(binary())
+            .arg("worker")
+            .args(extra_args)
+            .env("DATABASE_URL", database_url)
+            .env("YOLOTS_DATA_DIR", data_dir)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", binary().display()))?;

@@ -21,6 +21,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     let env = setup::setup(&SetupArgs {
         for_tests: false,
         no_web: true,
+        no_database: false,
     })?;
     let packages: Vec<&str> = match &args.package {
         Some(p) => vec![p.as_str()],

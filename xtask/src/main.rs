@@ -5,14 +5,19 @@
 //! - `test`: setup, format and lint checks, every test of every crate, a summary.
 //! - `bench`: the benchmarks of every crate, figures printed.
 //! - `gpu-bundle`: the binary, fixtures and a script to validate on a GPU machine.
+//! - `dist`: the release binary, its libraries and the web page in one folder (Docker).
+//! - `soak`: uploads at a steady rate for minutes; throughput, latency, memory.
 
 mod bench;
 mod browser;
+mod dist;
 mod gpu_bundle;
 mod libtorch;
+mod moto;
 mod paths;
 mod postgres;
 mod process;
+mod pytools;
 mod run;
 mod schemathesis;
 mod setup;
@@ -40,15 +45,18 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Build a self-contained bundle that converts the fixtures on a GPU machine.
     GpuBundle(gpu_bundle::GpuBundleArgs),
+    /// Build the release binary, its libraries and the web page into one folder.
+    Dist(dist::DistArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Setup(args) => setup::setup(&args).map(|_| ()),
+        Command::Setup(args) => setup::command(&args),
         Command::Run(args) => run::run(&args),
         Command::Test(args) => test::test(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::GpuBundle(args) => gpu_bundle::gpu_bundle(&args),
+        Command::Dist(args) => dist::dist(&args),
     }
 }

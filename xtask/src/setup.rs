@@ -7,17 +7,30 @@ use clap::Args;
 use crate::libtorch::Libtorch;
 use crate::postgres::Database;
 use crate::process::{self, step};
-use crate::{browser, libtorch, paths, postgres, schemathesis, web};
+use crate::{browser, libtorch, moto, paths, postgres, schemathesis, web};
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct SetupArgs {
     /// Also install what the tests need (Chromium and ChromeDriver, Python's torch,
-    /// schemathesis).
+    /// schemathesis, moto's S3 server).
     #[arg(long)]
     pub for_tests: bool,
     /// Skip building the web page.
     #[arg(long)]
     pub no_web: bool,
+    /// Skip PostgreSQL and the migrations (a build-only machine, such as the Docker
+    /// builder).
+    #[arg(long)]
+    pub no_database: bool,
+}
+
+/// What setup installs besides the database.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub libtorch: Libtorch,
+    pub browser: Option<browser::Browser>,
+    pub schemathesis: Option<std::path::PathBuf>,
+    pub moto_server: Option<std::path::PathBuf>,
 }
 
 /// What setup made available.
@@ -28,6 +41,8 @@ pub struct Environment {
     pub browser: Option<browser::Browser>,
     /// The schemathesis executable (for the API's property-based test).
     pub schemathesis: Option<std::path::PathBuf>,
+    /// moto's `moto_server` executable (an S3-compatible server for the storage tests).
+    pub moto_server: Option<std::path::PathBuf>,
 }
 
 impl Environment {
@@ -53,6 +68,12 @@ impl Environment {
                 schemathesis.display().to_string(),
             ));
         }
+        if let Some(moto_server) = &self.moto_server {
+            vars.push((
+                "YOLOTS_MOTO_SERVER".to_owned(),
+                moto_server.display().to_string(),
+            ));
+        }
         if let Some(browser) = &self.browser {
             vars.push((
                 "YOLOTS_CHROMIUM".to_owned(),
@@ -67,7 +88,8 @@ impl Environment {
     }
 }
 
-pub fn setup(args: &SetupArgs) -> anyhow::Result<Environment> {
+/// Installs and builds what the project needs, without the database.
+pub fn tools(args: &SetupArgs) -> anyhow::Result<Tools> {
     std::fs::create_dir_all(paths::state())?;
     let libtorch = libtorch::ensure(args.for_tests)?;
     step(format!("libtorch: {}", libtorch.dir.display()));
@@ -84,6 +106,38 @@ pub fn setup(args: &SetupArgs) -> anyhow::Result<Environment> {
     } else {
         None
     };
+    let moto_server = if args.for_tests {
+        Some(moto::ensure()?)
+    } else {
+        None
+    };
+    Ok(Tools {
+        libtorch,
+        browser,
+        schemathesis,
+        moto_server,
+    })
+}
+
+/// The `setup` command: everything, or everything but the database.
+pub fn command(args: &SetupArgs) -> anyhow::Result<()> {
+    if args.no_database {
+        tools(args)?;
+        step("setup done (no database)");
+        Ok(())
+    } else {
+        setup(args).map(|_| ())
+    }
+}
+
+/// Everything: the tools, then PostgreSQL with the migrations applied.
+pub fn setup(args: &SetupArgs) -> anyhow::Result<Environment> {
+    let Tools {
+        libtorch,
+        browser,
+        schemathesis,
+        moto_server,
+    } = tools(args)?;
     let database = postgres::ensure()?;
     step("applying database migrations");
     let migrated = process::run(
@@ -102,5 +156,6 @@ pub fn setup(args: &SetupArgs) -> anyhow::Result<Environment> {
         database,
         browser,
         schemathesis,
+        moto_server,
     })
 }

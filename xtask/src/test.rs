@@ -28,6 +28,7 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
     let env = setup::setup(&SetupArgs {
         for_tests: true,
         no_web: false,
+        no_database: false,
     })?;
     step(format!(
         "setup took {:.1}s",

@@ -12,16 +12,17 @@ use crate::config::StandaloneWorkerArgs;
 use crate::metrics::Metrics;
 use crate::queue::notify::Hub;
 use crate::queue::{Queue, QueueSettings};
-use crate::storage::Storage;
 use crate::worker::{WorkerConfig, WorkerContext};
 
 pub async fn run(args: StandaloneWorkerArgs) -> anyhow::Result<()> {
+    // A bad storage setting is refused before waiting for the database.
+    let (storage, location) = args.storage.open().context("opening the object store")?;
+    tracing::info!(storage = %location, "object store");
     let pool = crate::db::pool(&args.database).context("invalid DATABASE_URL")?;
     crate::db::migrate_when_up(&pool, Duration::from_secs(60))
         .await
         .context("applying database migrations")?;
     let cuda_devices = yolots_converter::runtime::cuda_device_count();
-    let storage = Storage::local(&args.storage.data_dir).context("opening the data folder")?;
     let queue = Queue::new(pool.clone(), QueueSettings::from(&args.queue));
     let stop = CancellationToken::new();
     let hub = Hub::spawn(pool, stop.clone());

@@ -3,8 +3,12 @@
 //! Keys are made here from ids the server generated, never from user input:
 //! `jobs/<job>/source.pt` for an upload, `jobs/<job>/artifacts/<lease>/<name>` for an
 //! artifact (one folder per attempt, so two workers that both believed they held a job can
-//! never overwrite each other's file). The local folder is the default store; any store
-//! `object_store` supports fits behind [`Storage::new`].
+//! never overwrite each other's file). The local folder is the default store; an
+//! S3-compatible bucket ([`s3`]) lets processes on several machines share one store, and
+//! any other store `object_store` supports fits behind [`Storage::new`].
+//!
+//! - [`location`]: the `--storage` setting, parsed.
+//! - [`s3`]: an S3-compatible bucket from the standard `AWS_*` variables.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
@@ -21,11 +25,25 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
+pub mod location;
+pub mod s3;
+
+pub use location::Location;
+
+/// Bytes buffered before an upload turns into a multipart upload, and the size of each
+/// part (S3 needs at least 5 MiB per part but the last).
+const PART_BYTES: usize = 8 << 20;
+/// Parts of one upload in flight at once: bounds an upload's memory to a few parts
+/// however slow the store is.
+const PARTS_IN_FLIGHT: usize = 3;
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+    #[error("invalid storage setting: {0}")]
+    Config(String),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -65,6 +83,14 @@ impl Storage {
         Self { store, local: None }
     }
 
+    /// The store a location names.
+    pub fn open(location: &Location) -> Result<Self, StorageError> {
+        match location {
+            Location::Local(dir) => Self::local(dir),
+            Location::S3 { bucket, prefix } => Ok(Self::new(s3::open(bucket, prefix.as_deref())?)),
+        }
+    }
+
     /// The local folder store (created if missing).
     pub fn local(dir: &FsPath) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir)
@@ -91,11 +117,10 @@ impl Storage {
     /// [`ObjectWriter::finish`], and [`ObjectWriter::abort`] leaves nothing behind.
     pub fn writer(&self, key: &Path) -> ObjectWriter {
         ObjectWriter {
-            inner: Some(BufWriter::with_capacity(
-                self.store.clone(),
-                key.clone(),
-                8 << 20,
-            )),
+            inner: Some(
+                BufWriter::with_capacity(self.store.clone(), key.clone(), PART_BYTES)
+                    .with_max_concurrency(PARTS_IN_FLIGHT),
+            ),
         }
     }
 
@@ -178,7 +203,7 @@ impl Storage {
     }
 
     /// A blocking reader over an object, for the checkpoint reader (call it from a blocking
-    /// thread: it waits on the async store for every range it reads).
+    /// thread: it waits on the async store for every block it fetches).
     pub fn blocking_reader(
         &self,
         key: &Path,
@@ -190,16 +215,14 @@ impl Storage {
                 .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
             return Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, file)));
         }
-        Ok(Box::new(std::io::BufReader::with_capacity(
-            1 << 20,
-            RangeReader {
-                store: self.store.clone(),
-                key: key.clone(),
-                size,
-                position: 0,
-                runtime,
-            },
-        )))
+        Ok(Box::new(RangeReader {
+            store: self.store.clone(),
+            key: key.clone(),
+            size,
+            position: 0,
+            blocks: Vec::with_capacity(BLOCKS_KEPT),
+            runtime,
+        }))
     }
 }
 
@@ -245,13 +268,40 @@ impl ObjectWriter {
     }
 }
 
-/// `Read + Seek` over ranged gets of an object.
+/// Size of one ranged get of [`RangeReader`].
+const BLOCK_BYTES: u64 = 4 << 20;
+/// Blocks it keeps: the reader jumps between a zip's central directory, its pickle and
+/// its tensors; a few cached blocks turn hundreds of small reads into a few requests.
+const BLOCKS_KEPT: usize = 4;
+
+/// `Read + Seek` over ranged gets of an object, in aligned blocks.
 struct RangeReader {
     store: Arc<dyn ObjectStore>,
     key: Path,
     size: u64,
     position: u64,
+    /// Recently read blocks (start offset, bytes), oldest first.
+    blocks: Vec<(u64, Bytes)>,
     runtime: tokio::runtime::Handle,
+}
+
+impl RangeReader {
+    /// The block starting at `start`, fetched when not cached.
+    fn block(&mut self, start: u64) -> std::io::Result<Bytes> {
+        if let Some((_, bytes)) = self.blocks.iter().find(|(s, _)| *s == start) {
+            return Ok(bytes.clone());
+        }
+        let end = (start + BLOCK_BYTES).min(self.size);
+        let bytes = self
+            .runtime
+            .block_on(self.store.get_range(&self.key, start..end))
+            .map_err(std::io::Error::other)?;
+        if self.blocks.len() == BLOCKS_KEPT {
+            self.blocks.remove(0);
+        }
+        self.blocks.push((start, bytes.clone()));
+        Ok(bytes)
+    }
 }
 
 impl Read for RangeReader {
@@ -259,13 +309,18 @@ impl Read for RangeReader {
         if self.position >= self.size || buf.is_empty() {
             return Ok(0);
         }
-        let end = (self.position + buf.len() as u64).min(self.size);
-        let bytes = self
-            .runtime
-            .block_on(self.store.get_range(&self.key, self.position..end))
-            .map_err(std::io::Error::other)?;
-        let n = bytes.len().min(buf.len());
-        buf[..n].copy_from_slice(&bytes[..n]);
+        let start = self.position / BLOCK_BYTES * BLOCK_BYTES;
+        let block = self.block(start)?;
+        let offset = usize::try_from(self.position - start).unwrap_or(usize::MAX);
+        let available = block.get(offset..).unwrap_or_default();
+        if available.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the object is shorter than its size",
+            ));
+        }
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
         self.position += n as u64;
         Ok(n)
     }
@@ -348,6 +403,36 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(bytes, vec![250, 251, 252, 253, 254, 255]);
+    }
+
+    #[tokio::test]
+    async fn range_reader_serves_scattered_reads_across_blocks() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let storage = Storage::new(store);
+        let key = Path::from("big");
+        let data: Vec<u8> = (0..(BLOCK_BYTES as usize * 2 + 12_345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut writer = storage.writer(&key);
+        writer.put(Bytes::from(data.clone())).await.unwrap();
+        writer.finish().await.unwrap();
+        let size = data.len() as u64;
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let mut reader = storage.blocking_reader(&key, size, handle).unwrap();
+            // Reads that straddle block ends, jumps back and forth, and the tail.
+            for start in [BLOCK_BYTES - 10, 5, 2 * BLOCK_BYTES - 1, 17, size - 100] {
+                reader.seek(SeekFrom::Start(start)).unwrap();
+                let mut out = vec![0u8; 100];
+                reader.read_exact(&mut out).unwrap();
+                let start = start as usize;
+                assert_eq!(out, data[start..start + 100], "at {start}");
+            }
+            let mut rest = Vec::new();
+            assert_eq!(reader.read_to_end(&mut rest).unwrap(), 0);
+        })
+        .await
+        .unwrap();
     }
 
     fn walk(dir: &FsPath) -> Vec<PathBuf> {
