@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{DatabaseArgs, ServeArgs, StandaloneWorkerArgs};
 
+mod check;
 mod convert;
 mod inspect;
 mod token;
@@ -14,8 +15,20 @@ mod worker;
 
 /// YOLOv7 checkpoints to TorchScript, without Python.
 #[derive(Debug, Parser)]
-#[command(name = "yolots", version, about)]
+#[command(
+    name = "yolots",
+    version,
+    about,
+    after_help = "Logging: RUST_LOG sets the filter (default: info); YOLOTS_LOG_FORMAT=json \
+                  writes JSON lines."
+)]
 pub struct Cli {
+    /// Check the command line and the environment (every flag and value, the database URL,
+    /// the storage and its AWS_* settings), print a summary and exit without connecting to
+    /// or starting anything.
+    #[arg(long, global = true)]
+    pub check_config: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,6 +52,15 @@ pub enum Command {
 /// Parses the command line, runs the subcommand and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.check_config {
+        return match check::run(&cli.command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     init_tracing();
     match run(cli) {
         Ok(code) => code,

@@ -32,12 +32,36 @@ pub fn open(bucket: &str, prefix: Option<&str>) -> Result<Arc<dyn ObjectStore>, 
         .ok();
     if endpoint.as_deref().is_some_and(is_loopback_http) {
         builder = builder.with_allow_http(true);
+    } else if let Some(endpoint) = endpoint.as_deref()
+        && refused_plain_http(endpoint, std::env::var("AWS_ALLOW_HTTP").ok().as_deref())
+    {
+        // object_store would refuse every request; say so now, not at the first upload.
+        return Err(StorageError::Config(format!(
+            "the S3 endpoint {endpoint} is plain HTTP: set AWS_ALLOW_HTTP=true to allow it \
+             (or use https://)"
+        )));
     }
     let store = builder.build()?;
     Ok(match prefix {
         Some(prefix) => Arc::new(PrefixStore::new(store, prefix)),
         None => Arc::new(store),
     })
+}
+
+/// Whether object_store would refuse this endpoint: plain HTTP (and not to loopback,
+/// which [`open`] allows) while `AWS_ALLOW_HTTP` is not true (read the way object_store
+/// reads its booleans).
+fn refused_plain_http(endpoint: &str, allow_http: Option<&str>) -> bool {
+    let plain = endpoint
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+    let allowed = allow_http.is_some_and(|value| {
+        matches!(
+            value.to_ascii_lowercase().as_str(),
+            "1" | "true" | "on" | "yes" | "y"
+        )
+    });
+    plain && !is_loopback_http(endpoint) && !allowed
 }
 
 /// Whether an endpoint is `http://` to a loopback address (`localhost`, 127.0.0.0/8, ::1).
@@ -80,5 +104,15 @@ mod tests {
         ] {
             assert!(!is_loopback_http(no), "{no}");
         }
+    }
+
+    #[test]
+    fn plain_http_elsewhere_needs_aws_allow_http() {
+        assert!(refused_plain_http("http://minio:9000", None));
+        assert!(refused_plain_http("HTTP://minio:9000", Some("false")));
+        assert!(!refused_plain_http("http://minio:9000", Some("true")));
+        assert!(!refused_plain_http("http://minio:9000", Some("1")));
+        assert!(!refused_plain_http("https://minio:9000", None));
+        assert!(!refused_plain_http("http://127.0.0.1:9000", None));
     }
 }
