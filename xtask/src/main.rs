@@ -21,6 +21,7 @@ mod pytools;
 mod run;
 mod schemathesis;
 mod setup;
+mod soak;
 mod test;
 mod web;
 
@@ -47,6 +48,8 @@ enum Command {
     GpuBundle(gpu_bundle::GpuBundleArgs),
     /// Build the release binary, its libraries and the web page into one folder.
     Dist(dist::DistArgs),
+    /// Serve with two workers under a steady stream of uploads; throughput, latency, memory.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,5 +61,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::bench(&args),
         Command::GpuBundle(args) => gpu_bundle::gpu_bundle(&args),
         Command::Dist(args) => dist::dist(&args),
+        Command::Soak(args) => soak::soak(&args),
     }
 }
