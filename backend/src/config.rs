@@ -127,6 +127,14 @@ pub struct WorkerArgs {
     #[arg(long, env = "YOLOTS_SHUTDOWN_GRACE_SECS", default_value_t = 30.0)]
     pub shutdown_grace_secs: f64,
 
+    /// Threads each CPU conversion may use; 0 shares this machine's cores among the
+    /// conversions this process runs at once. With several worker processes on one
+    /// machine, give each its share (cores / processes): libtorch otherwise starts a
+    /// thread per core in every conversion, and the conversions slow each other down
+    /// many times over. `OMP_NUM_THREADS`, when set, wins.
+    #[arg(long, env = "YOLOTS_CPU_THREADS", default_value_t = 0)]
+    pub cpu_threads: usize,
+
     /// Honour the `test_fault` job option (for the project's fault tests only).
     #[arg(long, hide = true)]
     pub allow_test_faults: bool,

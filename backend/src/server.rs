@@ -91,6 +91,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 &args.queue,
                 &args.limits,
                 runtime.cuda_devices,
+                args.workers,
             ),
             exe: std::env::current_exe().context("locating the yolots binary")?,
         });

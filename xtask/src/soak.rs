@@ -335,11 +335,11 @@ impl Fleet {
             // A short grace keeps the stop at the end quick; the run is over by then.
             worker
                 .args(["worker", "--shutdown-grace-secs", "3"])
-                .env("OMP_NUM_THREADS", &threads);
+                .env("YOLOTS_CPU_THREADS", &threads);
             workers.push(Proc::spawn(&format!("worker-{n}"), &mut worker, logs)?);
         }
         step(format!(
-            "soak: server on {base}, {WORKERS} workers (OMP_NUM_THREADS={threads} each)"
+            "soak: server on {base}, {WORKERS} workers (YOLOTS_CPU_THREADS={threads} each)"
         ));
         Ok(Self {
             base,
@@ -381,11 +381,11 @@ impl Drop for Fleet {
     }
 }
 
-/// The workers stand for separate machines, so each gets its share of the cores: with
-/// libtorch's default (every core) two overlapping CPU conversions spin against each
-/// other and each takes several times as long. `OMP_NUM_THREADS` set by the user wins.
+/// The workers stand for separate machines, so each gets its share of the cores, as the
+/// README tells anyone who runs several workers on one machine to do (a worker alone
+/// would give each conversion every core). `YOLOTS_CPU_THREADS` set by the user wins.
 fn threads_per_worker() -> String {
-    if let Ok(threads) = std::env::var("OMP_NUM_THREADS") {
+    if let Ok(threads) = std::env::var("YOLOTS_CPU_THREADS") {
         return threads;
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);

@@ -27,7 +27,13 @@ pub async fn run(args: StandaloneWorkerArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let hub = Hub::spawn(pool, stop.clone());
     let metrics = Metrics::new();
-    let config = WorkerConfig::new(&args.worker, &args.queue, &args.limits, cuda_devices);
+    let config = WorkerConfig::new(
+        &args.worker,
+        &args.queue,
+        &args.limits,
+        cuda_devices,
+        args.concurrency.max(1),
+    );
     tracing::info!(device = %config.device, concurrency = args.concurrency, "worker starting");
     let ctx = Arc::new(WorkerContext {
         queue: queue.clone(),

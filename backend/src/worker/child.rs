@@ -31,6 +31,8 @@ pub struct ChildSpec {
     pub device: DeviceChoice,
     pub latency_runs: usize,
     pub test_fault: Option<TestFault>,
+    /// libtorch's thread count in the child (`OMP_NUM_THREADS`), if capped.
+    pub cpu_threads: Option<usize>,
 }
 
 impl ChildSpec {
@@ -118,6 +120,10 @@ impl ConversionChild {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
+        if let Some(threads) = spec.cpu_threads {
+            // Read by libtorch when it starts its thread pool.
+            command.env("OMP_NUM_THREADS", threads.to_string());
+        }
         // SAFETY: the closure runs in the forked child before exec and only calls
         // async-signal-safe functions (prctl, getppid, _exit).
         unsafe {
@@ -266,6 +272,7 @@ mod tests {
             device: DeviceChoice::Cpu,
             latency_runs: 1,
             test_fault: Some(TestFault::Hang),
+            cpu_threads: Some(2),
         };
         let args = spec.args().join(" ");
         assert!(args.starts_with("convert in.pt --output out.pt"), "{args}");

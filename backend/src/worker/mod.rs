@@ -37,14 +37,19 @@ pub struct WorkerConfig {
     pub heartbeat: Duration,
     pub poll: Duration,
     pub allow_test_faults: bool,
+    /// libtorch threads of one conversion child (`OMP_NUM_THREADS`), or none to leave
+    /// the child's environment as it is.
+    pub cpu_threads: Option<usize>,
 }
 
 impl WorkerConfig {
+    /// `conversions` is how many conversions this process runs at once.
     pub fn new(
         worker: &crate::config::WorkerArgs,
         queue: &crate::config::QueueArgs,
         limits: &crate::config::LimitArgs,
         cuda_devices: usize,
+        conversions: usize,
     ) -> Self {
         let device = match worker.device {
             DeviceChoice::Auto if cuda_devices > 0 => DeviceChoice::Cuda(0),
@@ -59,7 +64,25 @@ impl WorkerConfig {
             heartbeat: queue.heartbeat(),
             poll: queue.poll(),
             allow_test_faults: worker.allow_test_faults,
+            cpu_threads: cpu_threads(
+                worker.cpu_threads,
+                conversions,
+                std::env::var_os("OMP_NUM_THREADS").is_some(),
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
         }
+    }
+}
+
+/// The thread count each conversion child gets: the one asked for, else an equal share of
+/// the cores; none when the user set `OMP_NUM_THREADS` for the process tree.
+fn cpu_threads(asked: usize, conversions: usize, omp_set: bool, cores: usize) -> Option<usize> {
+    if omp_set {
+        None
+    } else if asked > 0 {
+        Some(asked)
+    } else {
+        Some((cores / conversions.max(1)).max(1))
     }
 }
 
@@ -284,6 +307,7 @@ async fn attempt(
         options,
         device,
         latency_runs: ctx.config.latency_runs,
+        cpu_threads: ctx.config.cpu_threads,
     };
     let mut child = ConversionChild::spawn(&spec)
         .map_err(|e| internal(format!("starting the conversion process: {e}")))?;
@@ -471,4 +495,19 @@ async fn file_digest(path: &std::path::Path) -> std::io::Result<(u64, String)> {
         hasher.update(buf.get(..n).unwrap_or_default());
     }
     Ok((size, hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_threads;
+
+    #[test]
+    fn conversions_share_the_cores() {
+        assert_eq!(cpu_threads(0, 1, false, 16), Some(16));
+        assert_eq!(cpu_threads(0, 2, false, 16), Some(8));
+        assert_eq!(cpu_threads(0, 3, false, 2), Some(1));
+        assert_eq!(cpu_threads(4, 2, false, 16), Some(4));
+        // The user's own OMP_NUM_THREADS is left alone.
+        assert_eq!(cpu_threads(4, 2, true, 16), None);
+    }
 }
