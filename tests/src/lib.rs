@@ -251,16 +251,7 @@ pub struct Worker {
 impl Worker {
     /// Starts `yolots worker` against a database and data folder.
     pub fn start(database_url: &str, data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
-        let child = Command::new(binary())
-            .arg("worker")
-            .args(extra_args)
-            .env("DATABASE_URL", database_url)
-            .env("YOLOTS_DATA_DIR", data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", binary().display()))?;
-        Ok(Self { child })
+        Self::start_with_env(database_url, data_dir, extra_args, &[])
     }
 
     /// Starts `yolots worker` with extra environment variables (a storage of its own, a
@@ -399,6 +390,27 @@ impl Client {
             reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned()),
         );
         Ok(self.post("/api/v1/jobs").multipart(form).send().await?)
+    }
+
+    /// Uploads `bytes` at 160x160 with a confidence threshold of its own (0.10 + index /
+    /// 100), so no job reuses another's artifact; expects 201 and returns the job id.
+    pub async fn upload_distinct(
+        &self,
+        file_name: &str,
+        bytes: Vec<u8>,
+        index: usize,
+    ) -> anyhow::Result<String> {
+        let options = format!(r#"{{"img_size": [160, 160], "conf": 0.{:02}}}"#, 10 + index);
+        let response = self.upload(file_name, bytes, Some(&options)).await?;
+        let status = response.status();
+        let job: serde_json::Value = response.json().await?;
+        if status != 201 {
+            bail!("upload {index} answered {status}: {job}");
+        }
+        job["id"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no job id in {job}"))
     }
 
     /// Uploads a file and expects 201; returns the job.

@@ -50,13 +50,7 @@ async fn twenty_concurrent_uploads_two_workers_each_converted_once() {
     let uploads = (0..20).map(|i| {
         let client = client.clone();
         let bytes = bytes.clone();
-        async move {
-            let options = format!(r#"{{"img_size": [160, 160], "conf": 0.{:02}}}"#, 10 + i);
-            let response = client.upload(SMALL, bytes, Some(&options)).await.unwrap();
-            assert_eq!(response.status(), 201);
-            let job: serde_json::Value = response.json().await.unwrap();
-            job["id"].as_str().unwrap().to_owned()
-        }
+        async move { client.upload_distinct(SMALL, bytes, i).await.unwrap() }
     });
     let ids: Vec<String> = futures_util::future::join_all(uploads).await;
 

@@ -273,13 +273,7 @@ async fn three_workers_sharing_only_postgres_and_s3_do_thirty_jobs_exactly_once(
         .map(|i| {
             let client: Client = client.clone();
             let bytes = bytes.clone();
-            async move {
-                let options = format!(r#"{{"img_size": [160, 160], "conf": 0.{:02}}}"#, 10 + i);
-                let response = client.upload(SMALL, bytes, Some(&options)).await.unwrap();
-                assert_eq!(response.status(), 201);
-                let job: serde_json::Value = response.json().await.unwrap();
-                job["id"].as_str().unwrap().to_owned()
-            }
+            async move { client.upload_distinct(SMALL, bytes, i).await.unwrap() }
         })
         .buffer_unordered(5);
     let ids: Vec<String> = uploads.collect().await;
