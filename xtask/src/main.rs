@@ -13,6 +13,7 @@ mod browser;
 mod dist;
 mod gpu_bundle;
 mod libtorch;
+mod migrations;
 mod moto;
 mod paths;
 mod postgres;

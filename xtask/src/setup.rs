@@ -1,13 +1,11 @@
 //! `cargo xtask setup`: everything the project needs, idempotent.
 
-use std::process::Command;
-
 use clap::Args;
 
 use crate::libtorch::Libtorch;
 use crate::postgres::Database;
-use crate::process::{self, step};
-use crate::{browser, libtorch, moto, paths, postgres, schemathesis, web};
+use crate::process::step;
+use crate::{browser, libtorch, migrations, moto, paths, postgres, schemathesis, web};
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct SetupArgs {
@@ -140,13 +138,7 @@ pub fn setup(args: &SetupArgs) -> anyhow::Result<Environment> {
     } = tools(args)?;
     let database = postgres::ensure()?;
     step("applying database migrations");
-    let migrated = process::run(
-        Command::new("cargo")
-            .args(["run", "--quiet", "-p", "yolots", "--", "migrate"])
-            .env("DATABASE_URL", &database.url)
-            .current_dir(paths::root()),
-    );
-    if let Err(error) = migrated {
+    if let Err(error) = migrations::apply(&database.url) {
         database.stop_if_started();
         return Err(error);
     }
