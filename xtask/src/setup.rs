@@ -86,35 +86,53 @@ impl Environment {
     }
 }
 
-/// Installs and builds what the project needs, without the database.
+/// Installs and builds what the project needs, without the database. The downloads
+/// (libtorch's 5 GB wheel, the test tools) run beside the web page's compilation: one is
+/// bound by the network and the disk, the other by the CPU.
 pub fn tools(args: &SetupArgs) -> anyhow::Result<Tools> {
     std::fs::create_dir_all(paths::state())?;
-    let libtorch = libtorch::ensure(args.for_tests)?;
-    step(format!("libtorch: {}", libtorch.dir.display()));
-    if !args.no_web {
-        web::ensure()?;
-    }
-    let browser = if args.for_tests {
-        Some(browser::ensure()?)
-    } else {
-        None
-    };
-    let schemathesis = if args.for_tests {
-        Some(schemathesis::ensure()?)
-    } else {
-        None
-    };
-    let moto_server = if args.for_tests {
-        Some(moto::ensure()?)
-    } else {
-        None
-    };
-    Ok(Tools {
-        libtorch,
-        browser,
-        schemathesis,
-        moto_server,
+    std::thread::scope(|scope| {
+        let libtorch = scope.spawn(|| libtorch::ensure(args.for_tests));
+        let test_tools = scope.spawn(|| test_tools(args.for_tests));
+        let web = if args.no_web {
+            Ok(())
+        } else {
+            web::ensure().map(drop)
+        };
+        let libtorch = joined(libtorch.join())?;
+        step(format!("libtorch: {}", libtorch.dir.display()));
+        let (browser, schemathesis, moto_server) = joined(test_tools.join())?;
+        web?;
+        Ok(Tools {
+            libtorch,
+            browser,
+            schemathesis,
+            moto_server,
+        })
     })
+}
+
+/// What only the tests need: Chromium and ChromeDriver, schemathesis, moto's server.
+type TestTools = (
+    Option<browser::Browser>,
+    Option<std::path::PathBuf>,
+    Option<std::path::PathBuf>,
+);
+
+fn test_tools(for_tests: bool) -> anyhow::Result<TestTools> {
+    if !for_tests {
+        return Ok((None, None, None));
+    }
+    Ok((
+        Some(browser::ensure()?),
+        Some(schemathesis::ensure()?),
+        Some(moto::ensure()?),
+    ))
+}
+
+/// A setup thread's outcome; a panic in it becomes an error.
+fn joined<T>(outcome: std::thread::Result<anyhow::Result<T>>) -> anyhow::Result<T> {
+    outcome.unwrap_or_else(|_| Err(anyhow::anyhow!("a setup step panicked")))
 }
 
 /// The `setup` command: everything, or everything but the database.
