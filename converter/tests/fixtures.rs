@@ -205,7 +205,7 @@ fixture_tests! {
 
 #[test]
 fn every_fixture_with_outputs_is_covered() {
-    let mut found: Vec<String> = std::fs::read_dir(FIXTURES)
+    let mut found: Vec<String> = std::fs::read_dir(fixtures_dir())
         .unwrap()
         .filter_map(|e| {
             let name = e.unwrap().file_name().to_string_lossy().into_owned();

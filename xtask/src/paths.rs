@@ -42,9 +42,11 @@ pub fn target() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
-/// The shared test fixtures, beside the project.
+/// The shared test fixtures: `YOLOTS_FIXTURES`, else `../shared/fixtures` beside the
+/// project.
 pub fn fixtures() -> PathBuf {
-    root().join("../shared/fixtures")
+    std::env::var_os("YOLOTS_FIXTURES")
+        .map_or_else(|| root().join("../shared/fixtures"), PathBuf::from)
 }
 
 /// Whether this process runs as root (then system packages can be installed).

@@ -123,6 +123,14 @@ fn test_tools(for_tests: bool) -> anyhow::Result<TestTools> {
     if !for_tests {
         return Ok((None, None, None));
     }
+    let fixtures = paths::fixtures();
+    if !fixtures.join("yolov7-tiny.pt").is_file() {
+        anyhow::bail!(
+            "the tests need the YOLOv7 fixtures (yolov7-tiny.pt and the others) in {}: \
+             put the shared fixtures folder there or name it in YOLOTS_FIXTURES",
+            fixtures.display()
+        );
+    }
     Ok((
         Some(browser::ensure()?),
         Some(schemathesis::ensure()?),

@@ -10,7 +10,13 @@ use safetensors::SafeTensors;
 use tch::{Device, Kind, Tensor};
 use yolots_converter::{ConversionReport, ConvertRequest, DeviceChoice, ImageSize, convert};
 
-pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
+/// The shared fixtures: `YOLOTS_FIXTURES`, else `<project>/../shared/fixtures`.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("YOLOTS_FIXTURES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
+        PathBuf::from,
+    )
+}
 
 /// The fixtures that come with official outputs.
 pub const MODELS: &[&str] = &[
@@ -25,7 +31,7 @@ pub const BOX_TOL: f64 = 1e-3;
 pub const PROB_TOL: f64 = 1e-5;
 
 pub fn checkpoint(name: &str) -> PathBuf {
-    Path::new(FIXTURES).join(format!("{name}.pt"))
+    fixtures_dir().join(format!("{name}.pt"))
 }
 
 /// A fixture's official inputs and outputs, and its metadata.
@@ -36,7 +42,7 @@ pub struct Expected {
 
 impl Expected {
     pub fn load(name: &str) -> Self {
-        let path = Path::new(FIXTURES).join(format!("{name}.expected.safetensors"));
+        let path = fixtures_dir().join(format!("{name}.expected.safetensors"));
         let bytes = std::fs::read(&path).unwrap();
         let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
         let meta = header
