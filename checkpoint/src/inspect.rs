@@ -206,8 +206,8 @@ fn details(kind: &LayerKind) -> String {
     }
 }
 
-/// `1234567` as `1,234,567`.
-fn thousands(n: u64) -> String {
+/// `1234567` as `1,234,567` (also the web page's way of writing counts).
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {

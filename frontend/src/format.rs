@@ -48,18 +48,8 @@ pub fn duration(seconds: f64) -> String {
     }
 }
 
-/// `37,620,125`.
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+/// `37,620,125`, as `yolots inspect` writes counts.
+pub use yolots_checkpoint::inspect::thousands as count;
 
 /// An absolute error: `0`, `3.1e-6`, `0.0042`.
 pub fn error(value: f64) -> String {
