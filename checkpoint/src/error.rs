@@ -34,6 +34,15 @@ pub enum Error {
         actual: u64,
     },
 
+    /// The read spent more memory or work than its [`crate::limits::Budget`] allows.
+    #[error("{budget} exceeds the limit at {at}: {used} > {limit}")]
+    BudgetExceeded {
+        budget: &'static str,
+        at: &'static str,
+        limit: u64,
+        used: u64,
+    },
+
     /// The pickle program is malformed (stack underflow, wrong operand types, bad text...).
     #[error("malformed pickle at byte offset {offset}: {reason}")]
     Pickle { offset: u64, reason: String },
@@ -117,7 +126,7 @@ impl Error {
             Error::Truncated { .. } => "truncated",
             Error::Corrupt { .. } => "corrupt",
             Error::Unsupported { .. } => "unsupported",
-            Error::LimitExceeded { .. } => "limit_exceeded",
+            Error::LimitExceeded { .. } | Error::BudgetExceeded { .. } => "limit_exceeded",
             Error::Pickle { .. } => "malformed_pickle",
             Error::UnsupportedOpcode { .. } => "unsupported_opcode",
             Error::StateDictOnly => "state_dict_only",
@@ -153,11 +162,38 @@ impl Error {
         }
     }
 
+    /// The read ran out of its memory or work [`Budget`](crate::limits::Budget): `budget`
+    /// names the allowance, `at` where it was spent.
+    pub(crate) fn budget(budget: &'static str, at: &'static str, limit: u64, used: u64) -> Self {
+        Error::BudgetExceeded {
+            budget,
+            at,
+            limit,
+            used,
+        }
+    }
+
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             what: what.into(),
             source,
         }
+    }
+}
+
+/// Longest prefix of a value from the file that an error message quotes.
+pub(crate) const QUOTE_CHARS: usize = 120;
+
+/// A string from the file as an error message may quote it: at most [`QUOTE_CHARS`]
+/// characters, then how long the whole was, so a huge name cannot make a huge message.
+pub(crate) fn clip(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_CHARS) {
+        None => text.to_owned(),
+        Some((end, _)) => format!(
+            "{}… ({} bytes in all)",
+            text.get(..end).unwrap_or_default(),
+            text.len()
+        ),
     }
 }
 
@@ -179,3 +215,17 @@ impl fmt::Display for Shape<'_> {
 
 /// Shorthand used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_keeps_short_text_and_cuts_long_text() {
+        assert_eq!(clip("Conv"), "Conv");
+        let long = "é".repeat(10_000);
+        let clipped = clip(&long);
+        assert!(clipped.chars().count() < QUOTE_CHARS + 30, "{clipped}");
+        assert!(clipped.ends_with("(20000 bytes in all)"), "{clipped}");
+    }
+}

@@ -52,5 +52,5 @@ mod torch;
 
 pub use archive::{ArchiveFormat, Checkpoint, ReadSeek};
 pub use error::{Error, Result};
-pub use limits::Limits;
+pub use limits::{Budget, Limits};
 pub use model::{DType, ModelDescription, TensorRef};

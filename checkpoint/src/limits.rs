@@ -1,6 +1,10 @@
 //! Bounds that turn hostile or absurd files into [`Error::LimitExceeded`](crate::Error)
 //! instead of memory exhaustion or endless work.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+
 /// Resource limits applied while reading a checkpoint.
 ///
 /// The defaults accept every official YOLOv7 checkpoint, training ones with optimizer state
@@ -26,6 +30,12 @@ pub struct Limits {
     pub max_objects: u64,
     /// Most elements in one list, tuple, dict or set.
     pub max_container_len: u64,
+    /// Most bytes the reader may hold for one checkpoint, summed over everything it keeps:
+    /// pickle values, memo, inflated entries, the model description. Charged to a [`Budget`].
+    pub max_memory: u64,
+    /// Most units of work for one checkpoint: opcodes executed, attribute lookups, walk
+    /// steps. Charged to a [`Budget`].
+    pub max_steps: u64,
 }
 
 impl Default for Limits {
@@ -42,6 +52,72 @@ impl Default for Limits {
             max_memo: 4_000_000,
             max_objects: 4_000_000,
             max_container_len: 4_000_000,
+            max_memory: 192 * MIB,
+            max_steps: 200_000_000,
         }
     }
+}
+
+/// What one read of a checkpoint has spent of its [`Limits::max_memory`] and
+/// [`Limits::max_steps`].
+///
+/// Every part of the reader charges what it is about to hold or do *before* doing it, so a
+/// count declared by the file never sizes an allocation that was not paid for. Counters are
+/// atomic so a shared `&Budget` can be charged from anywhere (the reader is `Send + Sync`).
+#[derive(Debug, Default)]
+pub struct Budget {
+    max_memory: u64,
+    max_steps: u64,
+    memory: AtomicU64,
+    steps: AtomicU64,
+}
+
+impl Budget {
+    /// A fresh budget with the limits' memory and work allowances.
+    pub fn new(limits: &Limits) -> Self {
+        Budget {
+            max_memory: limits.max_memory,
+            max_steps: limits.max_steps,
+            memory: AtomicU64::new(0),
+            steps: AtomicU64::new(0),
+        }
+    }
+
+    /// Pays for `bytes` more bytes held by the reader; `at` says what is being held.
+    pub fn charge_memory(&self, at: &'static str, bytes: u64) -> Result<()> {
+        let used = add(&self.memory, bytes);
+        if used > self.max_memory {
+            return Err(Error::budget("reader memory", at, self.max_memory, used));
+        }
+        Ok(())
+    }
+
+    /// Pays for `units` more units of work; `at` says what work.
+    pub fn charge_steps(&self, at: &'static str, units: u64) -> Result<()> {
+        let used = add(&self.steps, units);
+        if used > self.max_steps {
+            return Err(Error::budget("reader work", at, self.max_steps, used));
+        }
+        Ok(())
+    }
+
+    /// Bytes charged so far.
+    pub fn memory_used(&self) -> u64 {
+        self.memory.load(Ordering::Relaxed)
+    }
+
+    /// Work units charged so far.
+    pub fn steps_used(&self) -> u64 {
+        self.steps.load(Ordering::Relaxed)
+    }
+}
+
+/// Adds and returns the new total, saturating instead of wrapping.
+fn add(counter: &AtomicU64, amount: u64) -> u64 {
+    let previous = counter
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_add(amount))
+        })
+        .unwrap_or_else(|v| v);
+    previous.saturating_add(amount)
 }

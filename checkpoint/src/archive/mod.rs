@@ -14,7 +14,7 @@ pub use source::ReadSeek;
 
 use self::source::{Source, inflate};
 use crate::error::{Error, Result};
-use crate::limits::Limits;
+use crate::limits::{Budget, Limits};
 use crate::model::{DType, ModelDescription, TensorRef};
 use crate::pickle::{Graph, Value, run};
 use crate::torch::{PidFormat, TorchHooks};
@@ -73,6 +73,9 @@ pub struct Checkpoint<'a> {
     storages: HashMap<Box<str>, Entry<'a>>,
     source: Source<'a>,
     limits: Limits,
+    /// What this read has spent of `limits.max_memory` and `limits.max_steps`; opening
+    /// charges it, and so do [`describe`](Self::describe) and tensor reads.
+    budget: Budget,
 }
 
 impl std::fmt::Debug for Checkpoint<'_> {
@@ -181,6 +184,7 @@ impl<'a> Checkpoint<'a> {
             big_endian: false,
             storages,
             source: Source::None,
+            budget: Budget::new(&limits),
             limits,
         })
     }
@@ -212,6 +216,7 @@ impl<'a> Checkpoint<'a> {
                     storages: layout.storages,
                     source,
                     limits: limits.clone(),
+                    budget: Budget::new(limits),
                 })
             }
             Kind::Tar => Err(Error::Unsupported {
@@ -251,7 +256,14 @@ impl<'a> Checkpoint<'a> {
             storages: layout.storages,
             source,
             limits: limits.clone(),
+            budget: Budget::new(limits),
         })
+    }
+
+    /// What this read has spent so far of its memory and work allowances
+    /// ([`Limits::max_memory`], [`Limits::max_steps`]).
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     /// The container format.
