@@ -7,9 +7,13 @@
 //! - `gpu-bundle`: the binary, fixtures and a script to validate on a GPU machine.
 //! - `dist`: the release binary, its libraries and the web page in one folder (Docker).
 //! - `soak`: uploads at a steady rate for minutes; throughput, latency, memory.
+//!
+//! Every command builds in a target folder shared by the machine's clones (see
+//! `build_cache`), so a fresh clone reuses the compiled dependencies.
 
 mod bench;
 mod browser;
+mod build_cache;
 mod dist;
 mod gpu_bundle;
 mod libtorch;
@@ -55,6 +59,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    build_cache::use_shared_target();
     match cli.command {
         Command::Setup(args) => setup::command(&args),
         Command::Run(args) => run::run(&args),

@@ -56,6 +56,12 @@ impl Environment {
                 "YOLOTS_FIXTURES".to_owned(),
                 paths::fixtures().display().to_string(),
             ),
+            // The resolved folder, not the clone's `.yolots/libtorch` link: torch-sys rebuilds
+            // when `LIBTORCH` changes, and the build cache is shared by every clone.
+            (
+                "LIBTORCH".to_owned(),
+                self.libtorch.dir.display().to_string(),
+            ),
         ];
         if let Some(python) = &self.libtorch.python {
             vars.push(("YOLOTS_PYTHON".to_owned(), python.display().to_string()));

@@ -104,18 +104,14 @@ fn run_checks(args: &TestArgs, env: &Environment) -> Vec<Outcome> {
                 "warnings",
             ]),
         ),
+        // One build of every crate, binaries and tests together with the features the
+        // tests resolve (dev-dependencies included), so `cargo test` after it compiles
+        // nothing again and the end-to-end tests find the real binaries. The wasm32 build
+        // of the reader is the web page's, made by setup.
         (
-            "checkpoint for wasm32",
-            cargo(&[
-                "build",
-                "-p",
-                "yolots-checkpoint",
-                "--target",
-                "wasm32-unknown-unknown",
-            ]),
+            "build",
+            cargo(&["build", "--workspace", "--bins", "--tests", "--examples"]),
         ),
-        // End-to-end tests run the real binary: build it first.
-        ("build", cargo(&["build", "--workspace", "--bins"])),
         ("tests", test_cmd),
     ];
     let mut outcomes = Vec::new();
