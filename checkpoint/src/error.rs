@@ -11,19 +11,19 @@ use std::fmt;
 #[non_exhaustive]
 pub enum Error {
     /// Neither a PyTorch zip archive nor the legacy pickle format.
-    #[error("not a PyTorch checkpoint: {reason}")]
+    #[error("not a PyTorch checkpoint: {}", Long(reason))]
     NotAnArchive { reason: String },
 
     /// The data ends before a structure it announces.
-    #[error("truncated {what} at byte offset {offset}")]
+    #[error("truncated {} at byte offset {offset}", Long(what))]
     Truncated { what: String, offset: u64 },
 
     /// An archive entry is inconsistent or damaged.
-    #[error("corrupt entry `{entry}`: {reason}")]
+    #[error("corrupt entry `{}`: {}", Short(entry), Long(reason))]
     Corrupt { entry: String, reason: String },
 
     /// A valid file using something this reader does not implement.
-    #[error("unsupported: {what}")]
+    #[error("unsupported: {}", Long(what))]
     Unsupported { what: String },
 
     /// A size, count or depth limit was reached; see [`crate::Limits`].
@@ -44,7 +44,7 @@ pub enum Error {
     },
 
     /// The pickle program is malformed (stack underflow, wrong operand types, bad text...).
-    #[error("malformed pickle at byte offset {offset}: {reason}")]
+    #[error("malformed pickle at byte offset {offset}: {}", Long(reason))]
     Pickle { offset: u64, reason: String },
 
     /// An opcode outside the pickle protocols 0 to 5, or one this reader refuses
@@ -60,25 +60,27 @@ pub enum Error {
     StateDictOnly,
 
     /// No model object where one was expected.
-    #[error("no model in the checkpoint: {reason}")]
+    #[error("no model in the checkpoint: {}", Long(reason))]
     NoModel { reason: String },
 
     /// The model object is not a YOLOv7 `models.yolo.Model`.
     #[error(
-        "unsupported model class `{class}`: only the YOLOv7 detection family (models.yolo.Model) \
-         is supported"
+        "unsupported model class `{}`: only the YOLOv7 detection family (models.yolo.Model) \
+         is supported",
+        Short(class)
     )]
     UnsupportedModel { class: String },
 
     /// A layer class outside the YOLOv7 detection family.
     #[error(
-        "layer {index} is `{class}`, which is not part of YOLOv7: only the YOLOv7 detection \
-         family is supported"
+        "layer {index} is `{}`, which is not part of YOLOv7: only the YOLOv7 detection \
+         family is supported",
+        Short(class)
     )]
     UnknownLayer { index: usize, class: String },
 
     /// A known layer whose attributes or wiring make no sense.
-    #[error("layer {index} (`{class}`): {reason}")]
+    #[error("layer {index} (`{}`): {}", Short(class), Long(reason))]
     BadLayer {
         index: usize,
         class: String,
@@ -87,7 +89,8 @@ pub enum Error {
 
     /// A tensor whose shape disagrees with its module's hyper-parameters.
     #[error(
-        "tensor `{tensor}` has shape {}, expected {}",
+        "tensor `{}` has shape {}, expected {}",
+        Short(tensor),
         Shape(actual),
         Shape(expected)
     )]
@@ -98,7 +101,10 @@ pub enum Error {
     },
 
     /// A tensor that reaches past the end of its storage.
-    #[error("tensor `{tensor}` needs {needed} bytes of storage, only {available} are stored")]
+    #[error(
+        "tensor `{}` needs {needed} bytes of storage, only {available} are stored",
+        Short(tensor)
+    )]
     StorageTooSmall {
         tensor: String,
         needed: u64,
@@ -106,11 +112,15 @@ pub enum Error {
     },
 
     /// A tensor element type this reader does not convert (complex, quantized, ...).
-    #[error("tensor `{tensor}` has unsupported element type `{dtype}`")]
+    #[error(
+        "tensor `{}` has unsupported element type `{}`",
+        Short(tensor),
+        Short(dtype)
+    )]
     UnsupportedDtype { tensor: String, dtype: String },
 
     /// Reading from the underlying reader failed.
-    #[error("I/O error while reading {what}: {source}")]
+    #[error("I/O error while reading {}: {source}", Long(what))]
     Io {
         what: String,
         #[source]
@@ -183,31 +193,69 @@ impl Error {
 
 /// Longest prefix of a value from the file that an error message quotes.
 pub(crate) const QUOTE_CHARS: usize = 120;
+/// Longest free-text part (a reason, a "what") of a message: a few quoted values and words.
+const TEXT_CHARS: usize = 4 * QUOTE_CHARS;
+/// Most dimensions of a shape a message lists.
+const SHAPE_DIMS: usize = 8;
 
 /// A string from the file as an error message may quote it: at most [`QUOTE_CHARS`]
 /// characters, then how long the whole was, so a huge name cannot make a huge message.
 pub(crate) fn clip(text: &str) -> String {
-    match text.char_indices().nth(QUOTE_CHARS) {
-        None => text.to_owned(),
-        Some((end, _)) => format!(
-            "{}… ({} bytes in all)",
-            text.get(..end).unwrap_or_default(),
-            text.len()
-        ),
+    Clipped(text, QUOTE_CHARS).to_string()
+}
+
+/// `text` cut after `max` characters, with the length of the whole.
+struct Clipped<'a>(&'a str, usize);
+
+impl fmt::Display for Clipped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Clipped(text, max) = *self;
+        match text.char_indices().nth(max) {
+            None => f.write_str(text),
+            Some((end, _)) => write!(
+                f,
+                "{}… ({} bytes in all)",
+                text.get(..end).unwrap_or_default(),
+                text.len()
+            ),
+        }
     }
 }
 
-/// `[1, 2, 3]` rendering for shapes in messages.
+/// A name in a message (entry, class, tensor): clipped again when shown, whoever built the
+/// error.
+struct Short<'a>(&'a str);
+
+impl fmt::Display for Short<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Clipped(self.0, QUOTE_CHARS).fmt(f)
+    }
+}
+
+/// A reason or description in a message, clipped when shown.
+struct Long<'a>(&'a str);
+
+impl fmt::Display for Long<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Clipped(self.0, TEXT_CHARS).fmt(f)
+    }
+}
+
+/// `[1, 2, 3]` rendering for shapes in messages; a long shape lists its first dimensions
+/// and how many there are.
 struct Shape<'a>(&'a [usize]);
 
 impl fmt::Display for Shape<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[")?;
-        for (i, d) in self.0.iter().enumerate() {
+        for (i, d) in self.0.iter().take(SHAPE_DIMS).enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
             write!(f, "{d}")?;
+        }
+        if self.0.len() > SHAPE_DIMS {
+            write!(f, ", … ({} dimensions)", self.0.len())?;
         }
         f.write_str("]")
     }
@@ -227,5 +275,32 @@ mod tests {
         let clipped = clip(&long);
         assert!(clipped.chars().count() < QUOTE_CHARS + 30, "{clipped}");
         assert!(clipped.ends_with("(20000 bytes in all)"), "{clipped}");
+    }
+
+    #[test]
+    fn messages_stay_short_whoever_built_them() {
+        let huge = "x".repeat(1 << 20);
+        let errors = [
+            Error::UnsupportedModel {
+                class: huge.clone(),
+            },
+            Error::corrupt(huge.clone(), huge.clone()),
+            Error::ShapeMismatch {
+                tensor: huge.clone(),
+                expected: vec![1; 1 << 16],
+                actual: vec![2; 1 << 16],
+            },
+            Error::Pickle {
+                offset: 0,
+                reason: huge.clone(),
+            },
+        ];
+        for error in errors {
+            assert!(
+                error.to_string().len() < 1200,
+                "{}",
+                error.to_string().len()
+            );
+        }
     }
 }

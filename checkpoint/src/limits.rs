@@ -83,20 +83,25 @@ impl Budget {
         }
     }
 
-    /// Pays for `bytes` more bytes held by the reader; `at` says what is being held.
+    /// Pays for `bytes` more bytes held by the reader; `at` says what is being held. A
+    /// refused charge is not recorded, so what is used never exceeds the limit.
     pub fn charge_memory(&self, at: &'static str, bytes: u64) -> Result<()> {
-        let used = add(&self.memory, bytes);
-        if used > self.max_memory {
-            return Err(Error::budget("reader memory", at, self.max_memory, used));
-        }
-        Ok(())
+        add(&self.memory, bytes, self.max_memory)
+            .map_err(|used| Error::budget("reader memory", at, self.max_memory, used))
     }
 
     /// Pays for `units` more units of work; `at` says what work.
     pub fn charge_steps(&self, at: &'static str, units: u64) -> Result<()> {
-        let used = add(&self.steps, units);
-        if used > self.max_steps {
-            return Err(Error::budget("reader work", at, self.max_steps, used));
+        add(&self.steps, units, self.max_steps)
+            .map_err(|used| Error::budget("reader work", at, self.max_steps, used))
+    }
+
+    /// Checks that `bytes` more would fit in what is left of the memory allowance, without
+    /// paying for them: for results handed to the caller rather than kept by the reader.
+    pub fn check_memory(&self, at: &'static str, bytes: u64) -> Result<()> {
+        let used = self.memory_used().saturating_add(bytes);
+        if used > self.max_memory {
+            return Err(Error::budget("reader memory", at, self.max_memory, used));
         }
         Ok(())
     }
@@ -112,12 +117,12 @@ impl Budget {
     }
 }
 
-/// Adds and returns the new total, saturating instead of wrapping.
-fn add(counter: &AtomicU64, amount: u64) -> u64 {
-    let previous = counter
+/// Adds `amount` unless the total would pass `max`; the refused total is the error.
+fn add(counter: &AtomicU64, amount: u64, max: u64) -> Result<(), u64> {
+    counter
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-            Some(v.saturating_add(amount))
+            Some(v.saturating_add(amount)).filter(|&total| total <= max)
         })
-        .unwrap_or_else(|v| v);
-    previous.saturating_add(amount)
+        .map(|_| ())
+        .map_err(|v| v.saturating_add(amount))
 }

@@ -9,10 +9,18 @@
 
 use std::collections::HashMap;
 
+use crate::error::{Error, clip};
+use crate::limits::Budget;
 use crate::model::DType;
 use crate::pickle::{
-    CallKind, Fault, Graph, Hooks, NdArray, Node, ObjId, Object, Storage, Tensor, Value,
+    CallKind, Fault, Graph, Hooks, NdArray, Node, ObjId, Object, Storage, Tensor, Value, cost,
 };
+
+/// Bytes charged for one entry of the hooks' own tables, besides its key's text.
+const TABLE_ENTRY: u64 = 64;
+/// Most arguments any interpreted callable looks at; the rest of a longer tuple is
+/// ignored instead of copied.
+const MAX_ARGS: usize = 8;
 
 /// How persistent ids are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,24 +177,26 @@ impl TorchHooks {
         &self.declared
     }
 
-    fn known(&mut self, graph: &Graph, callable: Value) -> Known {
+    fn known(&mut self, graph: &Graph, budget: &Budget, callable: Value) -> Result<Known, Fault> {
         let Value::Ref(id) = callable else {
-            return Known::Other;
+            return Ok(Known::Other);
         };
         if let Some(k) = self.known.get(&id) {
-            return *k;
+            return Ok(*k);
         }
         let k = match graph.global(callable) {
             Some((module, name)) => known(module, name),
             None => Known::Other,
         };
+        budget.charge_memory("pickle callables", TABLE_ENTRY)?;
         self.known.insert(id, k);
-        k
+        Ok(k)
     }
 
     fn storage(
         &mut self,
         graph: &mut Graph,
+        budget: &Budget,
         fields: &[Value],
         view: Option<(Box<str>, u64, u64)>,
     ) -> Result<Value, Fault> {
@@ -204,12 +214,35 @@ impl TorchHooks {
             .int(*numel)
             .and_then(|n| u64::try_from(n).ok())
             .ok_or_else(|| malformed("storage size is not a non-negative integer"))?;
-        self.declared
-            .entry(key.clone())
-            .or_insert_with(|| DeclaredStorage {
-                type_name: type_name.clone(),
-                numel,
-            });
+        match self.declared.get(&key) {
+            // One storage read as two element types: torch.save refuses to write that.
+            Some(first) if first.type_name != type_name => {
+                return Err(Fault::Refused(Error::corrupt(
+                    format!("data/{}", clip(&key)),
+                    format!(
+                        "storage declared as `{}` and as `{}`",
+                        clip(&first.type_name),
+                        clip(&type_name)
+                    ),
+                )));
+            }
+            Some(_) => {}
+            None => {
+                budget.charge_memory(
+                    "storage table",
+                    TABLE_ENTRY
+                        .saturating_add(key.len() as u64)
+                        .saturating_add(type_name.len() as u64),
+                )?;
+                self.declared.insert(
+                    key.clone(),
+                    DeclaredStorage {
+                        type_name: type_name.clone(),
+                        numel,
+                    },
+                );
+            }
+        }
         let (view_offset, view_numel, view_key) = match view {
             Some((view_key, offset, size)) => (offset, size, view_key),
             None => (0, numel, key.clone()),
@@ -225,6 +258,12 @@ impl TorchHooks {
             location,
             view_offset,
         });
+        budget.charge_memory(
+            "storage table",
+            cost::node(&node, graph.len())
+                .saturating_add(TABLE_ENTRY)
+                .saturating_add(view_key.len() as u64),
+        )?;
         let value = graph.alloc(node).ok_or(Fault::GraphFull)?;
         self.storages.insert((view_key, view_offset), value);
         Ok(value)
@@ -232,17 +271,25 @@ impl TorchHooks {
 }
 
 impl Hooks for TorchHooks {
-    fn persistent_load(&mut self, graph: &mut Graph, pid: Value) -> Result<Value, Fault> {
+    fn persistent_load(
+        &mut self,
+        graph: &mut Graph,
+        budget: &Budget,
+        pid: Value,
+    ) -> Result<Value, Fault> {
         let fields = graph
             .seq(pid)
             .ok_or_else(|| malformed("persistent id is not a tuple"))?
-            .to_vec();
+            .iter()
+            .take(MAX_ARGS)
+            .copied()
+            .collect::<Vec<_>>();
         let typename = fields
             .first()
             .and_then(|v| key_string(graph, *v))
             .ok_or_else(|| malformed("persistent id without a type name"))?;
         match (self.format, &*typename) {
-            (PidFormat::Zip, "storage") => self.storage(graph, &fields, None),
+            (PidFormat::Zip, "storage") => self.storage(graph, budget, &fields, None),
             (PidFormat::Legacy, "storage") => {
                 let view = match fields.get(5).copied() {
                     None | Some(Value::None) => None,
@@ -260,7 +307,7 @@ impl Hooks for TorchHooks {
                         Some((view_key, offset, size))
                     }
                 };
-                self.storage(graph, &fields, view)
+                self.storage(graph, budget, &fields, view)
             }
             // Old files record the class of pickled modules for a source check: the class
             // reference itself is the value.
@@ -269,19 +316,32 @@ impl Hooks for TorchHooks {
                 .copied()
                 .ok_or_else(|| malformed("module persistent id without a class")),
             (PidFormat::None, _) => Err(malformed("persistent id where none is allowed")),
-            (_, other) => Err(malformed(format!("unknown persistent id type {other:?}"))),
+            (_, other) => Err(malformed(format!(
+                "unknown persistent id type {:?}",
+                clip(other)
+            ))),
         }
     }
 
     fn call(
         &mut self,
         graph: &mut Graph,
+        budget: &Budget,
         callable: Value,
         args: Value,
         _kind: CallKind,
     ) -> Result<Value, Fault> {
-        let known = self.known(graph, callable);
-        let list = |graph: &Graph| graph.seq(args).map(<[Value]>::to_vec).unwrap_or_default();
+        let known = self.known(graph, budget, callable)?;
+        // What the value to build will hold beyond its slot, paid before it is built.
+        let payload = payload(graph, known, args);
+        let growth = cost::arena_growth(graph.len());
+        budget.charge_memory("pickle values", payload.saturating_add(growth))?;
+        let list = |graph: &Graph| {
+            graph
+                .seq(args)
+                .map(|items| items.iter().take(MAX_ARGS).copied().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
         let node = match known {
             Known::RebuildTensor { explicit_dtype } => {
                 Node::Tensor(rebuild_tensor(graph, &list(graph), explicit_dtype)?)
@@ -401,13 +461,26 @@ impl Hooks for TorchHooks {
         graph.alloc(node).ok_or(Fault::GraphFull)
     }
 
-    fn build(&mut self, graph: &mut Graph, target: Value, state: Value) -> Result<(), Fault> {
+    fn build(
+        &mut self,
+        graph: &mut Graph,
+        budget: &Budget,
+        target: Value,
+        state: Value,
+    ) -> Result<(), Fault> {
         let Value::Ref(id) = target else {
             return Ok(());
         };
         // Read what the state says before borrowing the target mutably.
         let array_state = match graph.node(id) {
-            Some(Node::NdArray(_)) => Some(ndarray_state(graph, state)?),
+            Some(Node::NdArray(_)) => {
+                let shape = graph
+                    .seq(state)
+                    .and_then(|items| items.get(usize::from(items.len() == 5)).copied());
+                let dims = shape.and_then(|s| graph.seq(s)).map_or(0, <[Value]>::len);
+                budget.charge_memory("numpy array shapes", cost::dims(dims))?;
+                Some(ndarray_state(graph, state)?)
+            }
             _ => None,
         };
         let byte_order = match graph.node(id) {
@@ -430,6 +503,36 @@ impl Hooks for TorchHooks {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// The most bytes the value built for `known(args)` can hold besides its node slot: the
+/// elements it copies out of its arguments.
+fn payload(graph: &Graph, known: Known, args: Value) -> u64 {
+    let arg = |i: usize| graph.seq(args).and_then(|items| items.get(i).copied());
+    let len = |value: Option<Value>| -> usize {
+        match value.and_then(|v| graph.get(v)) {
+            Some(Node::List(items) | Node::Tuple(items)) => items.len(),
+            Some(Node::Str(text)) => text.len(),
+            _ => 0,
+        }
+    };
+    match known {
+        Known::RebuildTensor { .. } => {
+            cost::dims(len(arg(2))).saturating_add(cost::dims(len(arg(3))))
+        }
+        Known::OrderedDict => cost::entries_bytes(len(arg(0))),
+        Known::Set { .. } => cost::values(len(arg(0))),
+        // Latin-1 text encodes to at most its UTF-8 length.
+        Known::CodecsEncode | Known::Bytes => len(arg(0)) as u64,
+        Known::GetAttr => len(arg(1)) as u64,
+        Known::NpReconstruct => cost::dims(len(arg(1))),
+        Known::NpDtype => len(arg(0)) as u64,
+        Known::RebuildParameter
+        | Known::TorchSize
+        | Known::NpScalar
+        | Known::CopyregReconstructor
+        | Known::Other => 0,
     }
 }
 
@@ -529,7 +632,7 @@ fn encode(text: &str, encoding: &str) -> Result<Vec<u8>, Fault> {
             .map(|c| u8::try_from(u32::from(c)).map_err(|_| malformed("non-Latin-1 character")))
             .collect(),
         "utf-8" | "utf8" | "ascii" => Ok(text.as_bytes().to_vec()),
-        other => Err(malformed(format!("unsupported encoding {other:?}"))),
+        other => Err(malformed(format!("unsupported encoding {:?}", clip(other)))),
     }
 }
 

@@ -15,12 +15,13 @@ fn fuzz_dir() -> PathBuf {
 /// The entry points of a target folder.
 fn entries(target: &str) -> Vec<fn(&[u8])> {
     match target {
-        "archive" => vec![fuzzing::archive, fuzzing::reader],
+        "archive" => vec![fuzzing::archive, fuzzing::reader, fuzzing::paths],
         "pickle" => vec![fuzzing::pickle],
         "describe" => vec![fuzzing::describe],
         _ => vec![
             fuzzing::archive,
             fuzzing::reader,
+            fuzzing::paths,
             fuzzing::pickle,
             fuzzing::describe,
         ],

@@ -6,16 +6,16 @@ use std::collections::HashMap;
 
 use super::Entry;
 use super::source::Source;
-use crate::error::{Error, Result};
-use crate::limits::Limits;
-use crate::pickle::{Graph, Node, Value, run};
+use crate::error::{Error, Result, clip};
+use crate::limits::{Budget, Limits};
+use crate::pickle::{Graph, Node, Value, needed_len, run};
 use crate::torch::{PidFormat, TorchHooks, storage_element_size};
 
 /// `0x1950a86a20f9469cfc6c` as the little-endian bytes of its `LONG1` encoding.
 const MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 const PROTOCOL_VERSION: i64 = 1001;
 
-/// How much of a reader to buffer for the first attempt at a pickle; doubled on demand.
+/// How much of a reader to scan first for the end of a pickle; doubled on demand.
 const FIRST_WINDOW: u64 = 1 << 20;
 
 pub(crate) struct LegacyLayout {
@@ -33,11 +33,12 @@ pub(crate) fn parse(
     source: &Source<'_>,
     graph: &mut Graph,
     limits: &Limits,
+    budget: &Budget,
 ) -> Result<LegacyLayout> {
     let mut hooks = TorchHooks::new(PidFormat::None);
     let mut pos = 0u64;
     let mut next = |what: &str, hooks: &mut TorchHooks, graph: &mut Graph| {
-        next_pickle(source, &mut pos, what, graph, hooks, limits)
+        next_pickle(source, &mut pos, what, graph, hooks, limits, budget)
     };
 
     let magic = next("legacy magic number", &mut hooks, graph)?;
@@ -50,7 +51,10 @@ pub(crate) fn parse(
     let version = next("legacy protocol version", &mut hooks, graph)?;
     if graph.int(version) != Some(PROTOCOL_VERSION) {
         return Err(Error::Unsupported {
-            what: format!("legacy torch format version {}", graph.describe(version)),
+            what: format!(
+                "legacy torch format version {}",
+                clip(&graph.describe(version))
+            ),
         });
     }
     let sys_info = next("legacy system info", &mut hooks, graph)?;
@@ -71,16 +75,16 @@ pub(crate) fn parse(
         .collect::<Option<_>>()
         .ok_or_else(|| Error::corrupt("storage keys", "a key is not a string"))?;
 
-    let mut storages = HashMap::with_capacity(keys.len());
+    let mut storages = HashMap::new();
     for key in keys {
-        let what = format!("legacy storage `{key}`");
+        let what = format!("legacy storage `{}`", clip(&key));
         let declared = hooks
             .declared()
             .get(&key)
             .ok_or_else(|| Error::corrupt(&what, "not referenced by the pickle"))?;
         let element_size =
             storage_element_size(&declared.type_name).ok_or_else(|| Error::Unsupported {
-                what: format!("storage type `{}`", declared.type_name),
+                what: format!("storage type `{}`", clip(&declared.type_name)),
             })?;
         let count_bytes = source.read(pos, 8, &what)?;
         let count: [u8; 8] = count_bytes
@@ -105,7 +109,10 @@ pub(crate) fn parse(
                 offset: source.len(),
             });
         }
-        storages.insert(key, Entry::Stored { start, len });
+        budget.charge_memory("storage table", 64u64.saturating_add(key.len() as u64))?;
+        if storages.insert(key, Entry::Stored { start, len }).is_some() {
+            return Err(Error::corrupt(what, "listed twice"));
+        }
         pos = end;
     }
     Ok(LegacyLayout {
@@ -115,8 +122,12 @@ pub(crate) fn parse(
     })
 }
 
-/// Runs the pickle at `*pos` and moves `*pos` past it. A reader is buffered in growing
-/// windows, as the pickle's length is only known once it has been read.
+/// Runs the pickle at `*pos` and moves `*pos` past it.
+///
+/// The machine always gets the same bytes however the file is read: the pickle through its
+/// end (found by scanning a window that doubles from [`FIRST_WINDOW`] on a reader) or, when
+/// no end is found, everything up to [`Limits::max_pickle_size`]. It runs once, so nothing
+/// of a failed attempt is left in the graph.
 fn next_pickle(
     source: &Source<'_>,
     pos: &mut u64,
@@ -124,34 +135,42 @@ fn next_pickle(
     graph: &mut Graph,
     hooks: &mut TorchHooks,
     limits: &Limits,
+    budget: &Budget,
 ) -> Result<Value> {
     let remaining = source.len().saturating_sub(*pos);
+    let most = remaining.min(limits.max_pickle_size);
     let mut window = match source {
-        Source::Bytes(_) => remaining.min(limits.max_pickle_size),
-        _ => remaining.min(FIRST_WINDOW).min(limits.max_pickle_size),
+        Source::Bytes(_) => most,
+        _ => most.min(FIRST_WINDOW),
     };
-    loop {
+    let buf = loop {
         let buf = source.read(*pos, window, what)?;
-        match run(&buf, *pos, what, graph, hooks, limits) {
-            Ok(done) => {
-                *pos = pos.saturating_add(done.consumed as u64);
-                return Ok(done.value);
+        if let Some(len) = needed_len(&buf) {
+            let mut buf = buf;
+            match &mut buf {
+                std::borrow::Cow::Borrowed(bytes) => *bytes = bytes.get(..len).unwrap_or(bytes),
+                std::borrow::Cow::Owned(bytes) => bytes.truncate(len),
             }
-            Err(Error::Truncated { .. }) if window < remaining => {
-                if window >= limits.max_pickle_size {
-                    // The pickle goes on past the limit: its exact length is unknown.
-                    return Err(Error::limit(
-                        "pickle size",
-                        limits.max_pickle_size,
-                        limits.max_pickle_size.saturating_add(1),
-                    ));
-                }
-                window = window
-                    .saturating_mul(2)
-                    .min(remaining)
-                    .min(limits.max_pickle_size);
-            }
-            Err(e) => return Err(e),
+            break buf;
         }
+        if window >= most {
+            break buf;
+        }
+        window = window.saturating_mul(2).min(most);
+    };
+    match run(&buf, *pos, what, graph, hooks, limits, budget) {
+        Ok(done) => {
+            *pos = pos.saturating_add(done.consumed as u64);
+            Ok(done.value)
+        }
+        // The pickle goes on past the limit: its exact length is unknown.
+        Err(Error::Truncated { .. }) if buf.len() as u64 >= most && most < remaining => {
+            Err(Error::limit(
+                "pickle size",
+                limits.max_pickle_size,
+                limits.max_pickle_size.saturating_add(1),
+            ))
+        }
+        Err(e) => Err(e),
     }
 }

@@ -8,12 +8,12 @@ mod zip;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub use source::ReadSeek;
 
 use self::source::{Source, inflate};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, clip};
 use crate::limits::{Budget, Limits};
 use crate::model::{DType, ModelDescription, TensorRef};
 use crate::pickle::{Graph, Value, run};
@@ -76,6 +76,9 @@ pub struct Checkpoint<'a> {
     /// What this read has spent of `limits.max_memory` and `limits.max_steps`; opening
     /// charges it, and so do [`describe`](Self::describe) and tensor reads.
     budget: Budget,
+    /// Deflated entries already inflated, by where their data starts: each is inflated at
+    /// most once per checkpoint, however many tensors share it.
+    inflated: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for Checkpoint<'_> {
@@ -122,7 +125,8 @@ impl<'a> Checkpoint<'a> {
     /// [`from_bytes`](Self::from_bytes) with explicit [`Limits`].
     pub fn from_bytes_with_limits(bytes: &'a [u8], limits: Limits) -> Result<Self> {
         let head = bytes.get(..512).unwrap_or(bytes);
-        Self::open_source(sniff(head), Source::Bytes(bytes), &limits)
+        let budget = Budget::new(&limits);
+        Self::open_source(sniff(head), Source::Bytes(bytes), &limits, budget)
     }
 
     /// Opens a checkpoint from a reader: the pickle is read now, tensor bytes when asked for.
@@ -141,6 +145,7 @@ impl<'a> Checkpoint<'a> {
         let mut head = Vec::with_capacity(512);
         (&mut reader).take(512).read_to_end(&mut head).map_err(io)?;
         let kind = sniff(&head);
+        let budget = Budget::new(&limits);
         if let Kind::Zip = kind {
             // The zip crate needs the reader itself for the central directory.
             let (layout, reader) = zip::layout(reader, len, &limits)?;
@@ -148,13 +153,13 @@ impl<'a> Checkpoint<'a> {
                 reader: Mutex::new(Box::new(reader)),
                 len,
             };
-            return Self::open_zip(source, layout, &limits);
+            return Self::open_zip(source, layout, &limits, budget);
         }
         let source = Source::Reader {
             reader: Mutex::new(Box::new(reader)),
             len,
         };
-        Self::open_source(kind, source, &limits)
+        Self::open_source(kind, source, &limits, budget)
     }
 
     /// Opens a checkpoint file (reads the pickle now, tensors on demand).
@@ -176,7 +181,8 @@ impl<'a> Checkpoint<'a> {
             .into_iter()
             .map(|(key, bytes)| (key.into_boxed_str(), Entry::Slice(bytes)))
             .collect();
-        let (graph, root) = run_zip_pickle(pickle, "data.pkl", &limits)?;
+        let budget = Budget::new(&limits);
+        let (graph, root) = run_zip_pickle(pickle, "data.pkl", &limits, &budget)?;
         Ok(Checkpoint {
             graph,
             root,
@@ -184,12 +190,18 @@ impl<'a> Checkpoint<'a> {
             big_endian: false,
             storages,
             source: Source::None,
-            budget: Budget::new(&limits),
+            budget,
             limits,
+            inflated: Mutex::default(),
         })
     }
 
-    fn open_source(kind: Kind, source: Source<'a>, limits: &Limits) -> Result<Self> {
+    fn open_source(
+        kind: Kind,
+        source: Source<'a>,
+        limits: &Limits,
+        budget: Budget,
+    ) -> Result<Self> {
         match kind {
             Kind::Empty => Err(Error::NotAnArchive {
                 reason: "the file is empty".into(),
@@ -203,11 +215,11 @@ impl<'a> Checkpoint<'a> {
                 };
                 let (layout, _) =
                     zip::layout(std::io::Cursor::new(bytes), bytes.len() as u64, limits)?;
-                Self::open_zip(Source::Bytes(bytes), layout, limits)
+                Self::open_zip(Source::Bytes(bytes), layout, limits, budget)
             }
             Kind::Legacy => {
                 let mut graph = Graph::new(limits.max_objects);
-                let layout = legacy::parse(&source, &mut graph, limits)?;
+                let layout = legacy::parse(&source, &mut graph, limits, &budget)?;
                 Ok(Checkpoint {
                     graph,
                     root: layout.root,
@@ -216,7 +228,8 @@ impl<'a> Checkpoint<'a> {
                     storages: layout.storages,
                     source,
                     limits: limits.clone(),
-                    budget: Budget::new(limits),
+                    budget,
+                    inflated: Mutex::default(),
                 })
             }
             Kind::Tar => Err(Error::Unsupported {
@@ -228,14 +241,20 @@ impl<'a> Checkpoint<'a> {
         }
     }
 
-    fn open_zip(source: Source<'a>, layout: zip::ZipLayout, limits: &Limits) -> Result<Self> {
-        let pickle = read_entry(&source, &layout.pickle, &layout.pickle_name)?;
+    fn open_zip(
+        source: Source<'a>,
+        layout: zip::ZipLayout,
+        limits: &Limits,
+        budget: Budget,
+    ) -> Result<Self> {
+        let pickle_name = clip(&layout.pickle_name);
+        let pickle = read_entry(&source, &layout.pickle, &pickle_name, &budget)?;
         let big_endian = match &layout.byteorder {
             None => false,
             Some(entry) if entry.len() > 16 => {
                 return Err(Error::corrupt("byteorder", "longer than a byte-order name"));
             }
-            Some(entry) => match read_entry(&source, entry, "byteorder")?.as_ref() {
+            Some(entry) => match read_entry(&source, entry, "byteorder", &budget)?.as_ref() {
                 b"little" => false,
                 b"big" => true,
                 other => {
@@ -246,7 +265,7 @@ impl<'a> Checkpoint<'a> {
                 }
             },
         };
-        let (graph, root) = run_zip_pickle(&pickle, &layout.pickle_name, limits)?;
+        let (graph, root) = run_zip_pickle(&pickle, &pickle_name, limits, &budget)?;
         drop(pickle);
         Ok(Checkpoint {
             graph,
@@ -256,7 +275,8 @@ impl<'a> Checkpoint<'a> {
             storages: layout.storages,
             source,
             limits: limits.clone(),
-            budget: Budget::new(limits),
+            budget,
+            inflated: Mutex::default(),
         })
     }
 
@@ -264,6 +284,11 @@ impl<'a> Checkpoint<'a> {
     /// ([`Limits::max_memory`], [`Limits::max_steps`]).
     pub fn budget(&self) -> &Budget {
         &self.budget
+    }
+
+    /// The limits this checkpoint is read under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The container format.
@@ -312,14 +337,17 @@ impl<'a> Checkpoint<'a> {
             .get(tensor.storage_key.as_str())
             .ok_or_else(|| {
                 Error::corrupt(
-                    format!("data/{}", tensor.storage_key),
-                    format!("storage of tensor `{}` is missing", tensor.name),
+                    format!("data/{}", clip(&tensor.storage_key)),
+                    format!("storage of tensor `{}` is missing", clip(&tensor.name)),
                 )
             })?;
         let footprint = strided::footprint(tensor).ok_or_else(|| {
             Error::corrupt(
-                format!("data/{}", tensor.storage_key),
-                format!("tensor `{}`: shape and strides overflow", tensor.name),
+                format!("data/{}", clip(&tensor.storage_key)),
+                format!(
+                    "tensor `{}`: shape and strides overflow",
+                    clip(&tensor.name)
+                ),
             )
         })?;
         let needed = footprint.end.checked_mul(tensor.dtype.size() as u64);
@@ -327,7 +355,7 @@ impl<'a> Checkpoint<'a> {
         match needed {
             Some(needed) if needed <= available => Ok((entry, footprint)),
             _ => Err(Error::StorageTooSmall {
-                tensor: tensor.name.clone(),
+                tensor: clip(&tensor.name),
                 needed: needed.unwrap_or(u64::MAX),
                 available,
             }),
@@ -352,6 +380,12 @@ impl<'a> Checkpoint<'a> {
                 bytes,
             ));
         }
+        // More than the storage holds is built from repeated elements: only as much as the
+        // budget has left.
+        if bytes > entry.len() {
+            self.budget
+                .check_memory("tensor built from repeated elements", bytes)?;
+        }
         // `locate` checked that `end * element` fits, so these products cannot overflow.
         let start = (tensor.storage_offset as u64).saturating_mul(element);
         let len = if footprint.contiguous {
@@ -359,7 +393,7 @@ impl<'a> Checkpoint<'a> {
         } else {
             footprint.end.saturating_mul(element).saturating_sub(start)
         };
-        let what = format!("storage of tensor `{}`", tensor.name);
+        let what = format!("storage of tensor `{}`", clip(&tensor.name));
         let raw = self.read_range(entry, start, len, &what)?;
         let mut data = if footprint.contiguous {
             raw
@@ -402,8 +436,8 @@ impl<'a> Checkpoint<'a> {
                 let from = base.checked_add(start).ok_or_else(truncated)?;
                 self.source.read(from, len, what)
             }
-            Entry::Deflated { .. } => {
-                let all = read_entry(&self.source, entry, what)?;
+            Entry::Deflated { start: at, .. } => {
+                let all = self.inflated(*at, entry, what)?;
                 let range = usize::try_from(start).map_err(|_| truncated())?
                     ..usize::try_from(end).map_err(|_| truncated())?;
                 all.get(range)
@@ -420,8 +454,14 @@ impl<'a> Checkpoint<'a> {
     }
 }
 
-/// The whole content of an entry (inflated if needed).
-fn read_entry<'a>(source: &Source<'a>, entry: &Entry<'a>, what: &str) -> Result<Cow<'a, [u8]>> {
+/// The whole content of an entry (inflated if needed, the inflated bytes paid from
+/// `budget` first).
+fn read_entry<'a>(
+    source: &Source<'a>,
+    entry: &Entry<'a>,
+    what: &str,
+    budget: &Budget,
+) -> Result<Cow<'a, [u8]>> {
     match entry {
         Entry::Stored { start, len } => source.read(*start, *len, what),
         Entry::Deflated {
@@ -431,17 +471,38 @@ fn read_entry<'a>(source: &Source<'a>, entry: &Entry<'a>, what: &str) -> Result<
             crc32,
             name,
         } => {
+            budget.charge_memory("inflated zip entries", *len)?;
             let raw = source.read(*start, *compressed, what)?;
-            inflate(&raw, *len, *crc32, name).map(Cow::Owned)
+            inflate(&raw, *len, *crc32, &clip(name)).map(Cow::Owned)
         }
         Entry::Slice(bytes) => Ok(Cow::Borrowed(bytes)),
     }
 }
 
-fn run_zip_pickle(pickle: &[u8], name: &str, limits: &Limits) -> Result<(Graph, Value)> {
+impl<'a> Checkpoint<'a> {
+    /// The inflated bytes of the deflated entry whose data starts at `at`, inflated on first
+    /// use only (the lock is held meanwhile, so concurrent readers wait instead of
+    /// inflating it again).
+    fn inflated(&self, at: u64, entry: &Entry<'a>, what: &str) -> Result<Arc<Vec<u8>>> {
+        let mut cache = self.inflated.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bytes) = cache.get(&at) {
+            return Ok(Arc::clone(bytes));
+        }
+        let bytes = Arc::new(read_entry(&self.source, entry, what, &self.budget)?.into_owned());
+        cache.insert(at, Arc::clone(&bytes));
+        Ok(bytes)
+    }
+}
+
+fn run_zip_pickle(
+    pickle: &[u8],
+    name: &str,
+    limits: &Limits,
+    budget: &Budget,
+) -> Result<(Graph, Value)> {
     let mut graph = Graph::new(limits.max_objects);
     let mut hooks = TorchHooks::new(PidFormat::Zip);
-    let done = run(pickle, 0, name, &mut graph, &mut hooks, limits)?;
+    let done = run(pickle, 0, name, &mut graph, &mut hooks, limits, budget)?;
     Ok((graph, done.value))
 }
 

@@ -3,16 +3,17 @@
 //! The `zip` crate reads the central directory and locates each entry's data; the bytes are
 //! then taken straight from the input (stored entries, as `torch.save` writes them) or
 //! inflated on demand under the limits. Declared sizes are checked before anything is
-//! inflated, so a zip bomb is refused without work.
+//! inflated, so a zip bomb is refused without work, and the entry count the end records
+//! declare is checked before the central directory is parsed.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, SeekFrom};
 
 use zip::result::ZipError;
 use zip::{CompressionMethod, ZipArchive};
 
 use super::Entry;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, clip};
 use crate::limits::Limits;
 
 /// The entries of a torch zip archive that the reader uses.
@@ -25,14 +26,26 @@ pub(crate) struct ZipLayout {
 
 /// Reads the central directory of `reader` (`file_len` bytes) and gives the reader back.
 pub(crate) fn layout<R: Read + Seek>(
-    reader: R,
+    mut reader: R,
     file_len: u64,
     limits: &Limits,
 ) -> Result<(ZipLayout, R)> {
+    let declared = declared_entries(&mut reader, file_len)?;
+    if declared > limits.max_entries {
+        return Err(Error::limit("zip entries", limits.max_entries, declared));
+    }
     let mut archive = ZipArchive::new(reader).map_err(|e| zip_error(e, "zip archive", file_len))?;
     let count = archive.len() as u64;
     if count > limits.max_entries {
         return Err(Error::limit("zip entries", limits.max_entries, count));
+    }
+    // The zip crate keeps the last of entries with the same name; torch never writes two,
+    // and which one PyTorch would read is not something to guess.
+    if archive.has_duplicate_names() {
+        return Err(Error::corrupt(
+            "zip archive",
+            "two entries with the same name",
+        ));
     }
 
     let mut pickle: Option<(String, Entry<'static>)> = None;
@@ -47,6 +60,7 @@ pub(crate) fn layout<R: Read + Seek>(
             .by_index_raw(index)
             .map_err(|e| zip_error(e, "zip entry header", file_len))?;
         let name = String::from_utf8_lossy(file.name_raw()).into_owned();
+        let quoted = clip(&name);
         let (prefix, role) = role(&name);
         if matches!(role, Role::TorchScript) {
             torchscript = true;
@@ -58,13 +72,13 @@ pub(crate) fn layout<R: Read + Seek>(
         let compressed = file.compressed_size();
         let start = file
             .data_start()
-            .ok_or_else(|| Error::corrupt(&name, "no local header"))?;
+            .ok_or_else(|| Error::corrupt(&quoted, "no local header"))?;
         let end = start
             .checked_add(compressed)
-            .ok_or_else(|| Error::corrupt(&name, "size overflows"))?;
+            .ok_or_else(|| Error::corrupt(&quoted, "size overflows"))?;
         if end > file_len {
             return Err(Error::Truncated {
-                what: format!("zip entry `{name}`"),
+                what: format!("zip entry `{quoted}`"),
                 offset: file_len,
             });
         }
@@ -72,7 +86,7 @@ pub(crate) fn layout<R: Read + Seek>(
             CompressionMethod::Stored => {
                 if size != compressed {
                     return Err(Error::corrupt(
-                        &name,
+                        &quoted,
                         format!("stored entry of {compressed} bytes declares {size}"),
                     ));
                 }
@@ -101,7 +115,7 @@ pub(crate) fn layout<R: Read + Seek>(
             }
             other => {
                 return Err(Error::Unsupported {
-                    what: format!("compression method {other} of zip entry `{name}`"),
+                    what: format!("compression method {other} of zip entry `{quoted}`"),
                 });
             }
         };
@@ -112,8 +126,8 @@ pub(crate) fn layout<R: Read + Seek>(
                 }
                 if let Some((previous, _)) = &pickle {
                     return Err(Error::corrupt(
-                        &name,
-                        format!("a second data.pkl (the first is `{previous}`)"),
+                        &quoted,
+                        format!("a second data.pkl (the first is `{}`)", clip(previous)),
                     ));
                 }
                 pickle = Some((name, entry));
@@ -153,6 +167,87 @@ pub(crate) fn layout<R: Read + Seek>(
         storages,
     };
     Ok((layout, archive.into_inner()))
+}
+
+/// Bytes of an end-of-central-directory record without its comment.
+const EOCD_LEN: usize = 22;
+/// Bytes of a zip64 end-of-central-directory locator.
+const LOCATOR_LEN: u64 = 20;
+/// Bytes of a zip64 end-of-central-directory record without extensible data.
+const EOCD64_LEN: u64 = 56;
+
+/// The most entries that any end record near the end of the file declares: every record
+/// the zip crate might settle on is looked at, so its count is known before the crate
+/// parses (and allocates for) the central directory.
+fn declared_entries<R: Read + Seek>(reader: &mut R, file_len: u64) -> Result<u64> {
+    let io = |e| Error::io("zip end record", e);
+    // The record, a comment of up to 64 KiB, and some slack.
+    let tail_len = file_len.min(EOCD_LEN as u64 + (1 << 16) + 8);
+    let tail_start = file_len.saturating_sub(tail_len);
+    reader.seek(SeekFrom::Start(tail_start)).map_err(io)?;
+    let mut tail = Vec::new();
+    reader.take(tail_len).read_to_end(&mut tail).map_err(io)?;
+
+    let mut most = 0u64;
+    for (at, window) in tail.windows(EOCD_LEN).enumerate() {
+        if !window.starts_with(b"PK\x05\x06") {
+            continue;
+        }
+        let u16_at = |i: usize| le(window, i).map_or(0, u16::from_le_bytes);
+        let u32_at = |i: usize| le(window, i).map_or(0, u32::from_le_bytes);
+        let offset = tail_start.saturating_add(at as u64);
+        let comment = u64::from(u16_at(20));
+        if offset
+            .saturating_add(EOCD_LEN as u64)
+            .saturating_add(comment)
+            > file_len
+        {
+            continue;
+        }
+        let on_disk = u64::from(u16_at(8));
+        let files = u64::from(u16_at(10));
+        most = most.max(on_disk).max(files);
+        let zip64 =
+            files == u64::from(u16::MAX) || u32_at(12) == u32::MAX || u32_at(16) == u32::MAX;
+        if zip64 && offset >= LOCATOR_LEN {
+            most = most.max(zip64_entries(reader, offset - LOCATOR_LEN)?);
+        }
+    }
+    Ok(most)
+}
+
+/// The entry count of the zip64 end record that the locator at `locator` points to; 0
+/// without a locator (the zip crate then reads the 32-bit record).
+fn zip64_entries<R: Read + Seek>(reader: &mut R, locator: u64) -> Result<u64> {
+    let io = |e| Error::io("zip64 end record", e);
+    let mut buf = [0u8; LOCATOR_LEN as usize];
+    reader.seek(SeekFrom::Start(locator)).map_err(io)?;
+    if reader.read_exact(&mut buf).is_err() || !buf.starts_with(b"PK\x06\x07") {
+        return Ok(0);
+    }
+    let declared = le(&buf, 8).map_or(0, u64::from_le_bytes);
+    // Where the record ends right at the locator: at the declared offset, or just before.
+    for start in [declared, locator.saturating_sub(EOCD64_LEN)] {
+        let mut record = [0u8; EOCD64_LEN as usize];
+        if start >= locator || reader.seek(SeekFrom::Start(start)).is_err() {
+            continue;
+        }
+        if reader.read_exact(&mut record).is_err() || !record.starts_with(b"PK\x06\x06") {
+            continue;
+        }
+        let field = |i: usize| le(&record, i).map_or(0, u64::from_le_bytes);
+        if start.saturating_add(12).saturating_add(field(4)) == locator {
+            return Ok(field(24).max(field(32)));
+        }
+    }
+    Err(Error::Unsupported {
+        what: "a zip64 archive whose end record is not where its locator points".into(),
+    })
+}
+
+/// The `N` bytes at `at`, if there are that many.
+fn le<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
+    bytes.get(at..at.checked_add(N)?)?.try_into().ok()
 }
 
 enum Role<'n> {

@@ -7,13 +7,21 @@
 //!
 //! The machine never recurses, so nesting depth cannot overflow the native stack; the mark
 //! depth, stack size, memo, node count and container lengths are bounded by [`Limits`].
+//! Every opcode is charged to the read's [`Budget`] as work, and every value, container
+//! element and memo entry as memory, before it is kept: a short program of duplicating
+//! opcodes cannot build more than the budget.
 
+use super::cost;
 use super::decode::{long_to_i64, raw_unicode_escape, string_literal};
 use super::memo::Memo;
 use super::opcodes::*;
-use super::value::{Graph, Node, Value};
-use crate::error::{Error, Result};
-use crate::limits::Limits;
+use super::value::{Graph, Node, Object, Value};
+use crate::error::{Error, Result, clip};
+use crate::limits::{Budget, Limits};
+
+/// Opcodes executed between two charges of the work budget (charging each one would cost
+/// an atomic operation per opcode).
+const STEP_BATCH: u64 = 4096;
 
 /// Why a hook refused its input.
 #[derive(Debug)]
@@ -22,6 +30,14 @@ pub(crate) enum Fault {
     Malformed(String),
     /// The graph reached [`Limits::max_objects`].
     GraphFull,
+    /// A limit, the budget or a consistency check refused it with its own error.
+    Refused(Error),
+}
+
+impl From<Error> for Fault {
+    fn from(error: Error) -> Self {
+        Fault::Refused(error)
+    }
 }
 
 impl From<String> for Fault {
@@ -41,18 +57,31 @@ pub(crate) enum CallKind {
 
 /// What gives meaning to the parts of a pickle that would run code in Python.
 pub(crate) trait Hooks {
-    /// `PERSID`/`BINPERSID`: resolve a persistent id (a storage, in torch files).
-    fn persistent_load(&mut self, graph: &mut Graph, pid: Value) -> Result<Value, Fault>;
-    /// Apply `callable` to `args` as data.
+    /// `PERSID`/`BINPERSID`: resolve a persistent id (a storage, in torch files). Whatever
+    /// it keeps is charged to `budget`.
+    fn persistent_load(
+        &mut self,
+        graph: &mut Graph,
+        budget: &Budget,
+        pid: Value,
+    ) -> Result<Value, Fault>;
+    /// Apply `callable` to `args` as data, charging what it builds to `budget`.
     fn call(
         &mut self,
         graph: &mut Graph,
+        budget: &Budget,
         callable: Value,
         args: Value,
         kind: CallKind,
     ) -> Result<Value, Fault>;
-    /// `BUILD`: give `target` its `state`.
-    fn build(&mut self, graph: &mut Graph, target: Value, state: Value) -> Result<(), Fault>;
+    /// `BUILD`: give `target` its `state`, charging what it keeps to `budget`.
+    fn build(
+        &mut self,
+        graph: &mut Graph,
+        budget: &Budget,
+        target: Value,
+        state: Value,
+    ) -> Result<(), Fault>;
 }
 
 /// The result of running one pickle.
@@ -63,10 +92,32 @@ pub(crate) struct Run {
     pub consumed: usize,
 }
 
+/// Appends `items` to a container, paying for its growth first and keeping it within
+/// [`Limits::max_container_len`].
+fn extend<T>(
+    container: &mut Vec<T>,
+    items: Vec<T>,
+    budget: &Budget,
+    limits: &Limits,
+) -> Result<()> {
+    let len = container.len().saturating_add(items.len()) as u64;
+    if len > limits.max_container_len {
+        return Err(Error::limit(
+            "container length",
+            limits.max_container_len,
+            len,
+        ));
+    }
+    cost::grow(container, items.len(), budget, "pickle containers")?;
+    container.extend(items);
+    Ok(())
+}
+
 /// Runs the pickle at the start of `data` until its `STOP`.
 ///
 /// `base_offset` is where `data` starts in its file, so errors name file offsets; `what`
-/// names the pickle in truncation errors.
+/// names the pickle in truncation errors. What the program builds and does is charged to
+/// `budget`.
 pub(crate) fn run(
     data: &[u8],
     base_offset: u64,
@@ -74,6 +125,7 @@ pub(crate) fn run(
     graph: &mut Graph,
     hooks: &mut dyn Hooks,
     limits: &Limits,
+    budget: &Budget,
 ) -> Result<Run> {
     let mut machine = Machine {
         input: Input {
@@ -85,12 +137,15 @@ pub(crate) fn run(
         graph,
         hooks,
         limits,
+        budget,
         stack: Vec::new(),
         marks: Vec::new(),
         memo: Memo::default(),
         op_offset: 0,
+        unpaid_steps: 0,
     };
     let value = machine.execute()?;
+    budget.charge_steps("pickle opcodes", machine.unpaid_steps)?;
     Ok(Run {
         value,
         consumed: machine.input.pos,
@@ -171,12 +226,15 @@ struct Machine<'d, 'g> {
     graph: &'g mut Graph,
     hooks: &'g mut dyn Hooks,
     limits: &'g Limits,
+    budget: &'g Budget,
     stack: Vec<Value>,
     /// Stack lengths at each open `MARK`.
     marks: Vec<usize>,
     memo: Memo,
     /// Offset of the opcode being executed, for errors.
     op_offset: usize,
+    /// Opcodes executed since the work budget was last charged.
+    unpaid_steps: u64,
 }
 
 impl Machine<'_, '_> {
@@ -195,10 +253,24 @@ impl Machine<'_, '_> {
                 self.limits.max_objects,
                 self.limits.max_objects.saturating_add(1),
             ),
+            Fault::Refused(error) => error,
         }
     }
 
+    /// Counts one opcode, charging the work budget once per batch.
+    fn step(&mut self) -> Result<()> {
+        self.unpaid_steps = self.unpaid_steps.saturating_add(1);
+        if self.unpaid_steps >= STEP_BATCH {
+            self.budget
+                .charge_steps("pickle opcodes", self.unpaid_steps)?;
+            self.unpaid_steps = 0;
+        }
+        Ok(())
+    }
+
     fn alloc(&mut self, node: Node) -> Result<Value> {
+        let cost = cost::node(&node, self.graph.len());
+        self.budget.charge_memory("pickle values", cost)?;
         self.graph
             .alloc(node)
             .ok_or_else(|| self.fault(Fault::GraphFull))
@@ -305,7 +377,7 @@ impl Machine<'_, '_> {
         let text = std::str::from_utf8(line).map_err(|_| self.malformed("non-ASCII integer"))?;
         let text = text.trim().trim_end_matches('L');
         text.parse::<i64>()
-            .map_err(|_| self.malformed(format!("bad or oversized integer {text:?}")))
+            .map_err(|_| self.malformed(format!("bad or oversized integer {:?}", clip(text))))
     }
 
     fn memo_index(&self, line: &[u8]) -> Result<u64> {
@@ -323,7 +395,8 @@ impl Machine<'_, '_> {
 
     fn memo_put(&mut self, index: u64) -> Result<()> {
         let value = self.top()?;
-        self.memo.put(index, value, self.limits.max_memo)
+        self.memo
+            .put(index, value, self.limits.max_memo, self.budget)
     }
 
     fn global(&mut self, module: &[u8], name: &[u8]) -> Result<Value> {
@@ -335,7 +408,7 @@ impl Machine<'_, '_> {
     fn call(&mut self, callable: Value, args: Value, kind: CallKind) -> Result<()> {
         let value = self
             .hooks
-            .call(self.graph, callable, args, kind)
+            .call(self.graph, self.budget, callable, args, kind)
             .map_err(|f| self.fault(f))?;
         self.push(value)
     }
@@ -348,21 +421,17 @@ impl Machine<'_, '_> {
     fn append(&mut self, target: Value, items: Vec<Value>) -> Result<()> {
         let len = match target {
             Value::Ref(id) => match self.graph.node_mut(id) {
-                Some(Node::List(list)) => {
-                    list.extend(items);
-                    Some(list.len())
-                }
-                Some(Node::Object(object)) => {
-                    object.list_items.extend(items);
-                    Some(object.list_items.len())
-                }
+                Some(Node::List(list))
+                | Some(Node::Object(Object {
+                    list_items: list, ..
+                })) => Some(extend(list, items, self.budget, self.limits)),
                 _ => None,
             },
             _ => None,
         };
         match len {
-            Some(len) => self.check_len(len),
-            None => Err(self.malformed(format!("APPEND to {}", self.graph.describe(target)))),
+            Some(done) => done,
+            None => Err(self.malformed(format!("APPEND to {}", self.describe(target)))),
         }
     }
 
@@ -378,16 +447,18 @@ impl Machine<'_, '_> {
             },
             _ => None,
         };
+        let (budget, limits) = (self.budget, self.limits);
         let len = entries.map(|entries| {
             let mut iter = items.into_iter();
-            while let (Some(k), Some(v)) = (iter.next(), iter.next()) {
-                entries.push((k, v));
-            }
-            entries.len()
+            let pairs = std::iter::from_fn(|| match (iter.next(), iter.next()) {
+                (Some(k), Some(v)) => Some((k, v)),
+                _ => None,
+            });
+            extend(entries, pairs.collect(), budget, limits)
         });
         match len {
-            Some(len) => self.check_len(len),
-            None => Err(self.malformed(format!("SETITEM on {}", self.graph.describe(target)))),
+            Some(done) => done,
+            None => Err(self.malformed(format!("SETITEM on {}", self.describe(target)))),
         }
     }
 
@@ -397,23 +468,26 @@ impl Machine<'_, '_> {
                 Some(Node::Set {
                     items,
                     frozen: false,
-                }) => {
-                    items.extend(new);
-                    Some(items.len())
-                }
+                }) => Some(extend(items, new, self.budget, self.limits)),
                 _ => None,
             },
             _ => None,
         };
         match len {
-            Some(len) => self.check_len(len),
-            None => Err(self.malformed(format!("ADDITEMS on {}", self.graph.describe(target)))),
+            Some(done) => done,
+            None => Err(self.malformed(format!("ADDITEMS on {}", self.describe(target)))),
         }
+    }
+
+    /// What a value is, for messages, never longer than a short quote.
+    fn describe(&self, value: Value) -> String {
+        clip(&self.graph.describe(value))
     }
 
     fn execute(&mut self) -> Result<Value> {
         loop {
             self.op_offset = self.input.pos;
+            self.step()?;
             let op = self.input.u8()?;
             match op {
                 PROTO => {
@@ -730,14 +804,14 @@ impl Machine<'_, '_> {
                     let state = self.pop()?;
                     let target = self.top()?;
                     self.hooks
-                        .build(self.graph, target, state)
+                        .build(self.graph, self.budget, target, state)
                         .map_err(|f| self.fault(f))?;
                 }
                 BINPERSID => {
                     let pid = self.pop()?;
                     let value = self
                         .hooks
-                        .persistent_load(self.graph, pid)
+                        .persistent_load(self.graph, self.budget, pid)
                         .map_err(|f| self.fault(f))?;
                     self.push(value)?;
                 }
@@ -747,7 +821,7 @@ impl Machine<'_, '_> {
                     let pid = self.alloc(Node::Str(text))?;
                     let value = self
                         .hooks
-                        .persistent_load(self.graph, pid)
+                        .persistent_load(self.graph, self.budget, pid)
                         .map_err(|f| self.fault(f))?;
                     self.push(value)?;
                 }

@@ -1,10 +1,18 @@
 //! The pickle memo (`PUT`/`GET`): dense for the sequential indices picklers write, sparse
-//! for the rest, so a hostile index cannot force a huge allocation.
+//! for the rest.
+//!
+//! The dense part only ever grows by one slot, for the index right at its end, so every
+//! slot is a stored entry that was paid for: an index declared by the file never sizes an
+//! allocation.
 
 use std::collections::HashMap;
 
 use super::value::Value;
 use crate::error::{Error, Result};
+use crate::limits::Budget;
+
+/// Bytes charged for one sparse entry: key, value and the hash table's overhead.
+const SPARSE_ENTRY_COST: u64 = 64;
 
 /// Memo entries by index.
 #[derive(Default)]
@@ -15,9 +23,6 @@ pub(super) struct Memo {
 }
 
 impl Memo {
-    /// Largest jump past the dense end that still grows the dense part.
-    const DENSE_SLACK: u64 = 1024;
-
     pub(super) fn get(&self, index: u64) -> Option<Value> {
         match usize::try_from(index).ok().and_then(|i| self.dense.get(i)) {
             Some(slot) => *slot,
@@ -25,28 +30,40 @@ impl Memo {
         }
     }
 
-    pub(super) fn put(&mut self, index: u64, value: Value, max: u64) -> Result<()> {
-        let len = self.dense.len() as u64;
-        let fresh =
-            if index < len.saturating_add(Self::DENSE_SLACK) && !self.sparse.contains_key(&index) {
-                let i = usize::try_from(index)
-                    .map_err(|_| Error::limit("pickle memo index", max, index))?;
-                if i >= self.dense.len() {
-                    self.dense.resize(i.saturating_add(1), None);
-                }
-                match self.dense.get_mut(i) {
-                    Some(slot) => slot.replace(value).is_none(),
-                    None => false,
-                }
-            } else {
-                self.sparse.insert(index, value).is_none()
-            };
-        if fresh {
-            self.count = self.count.saturating_add(1);
-            if self.count > max {
-                return Err(Error::limit("pickle memo entries", max, self.count));
-            }
+    pub(super) fn put(
+        &mut self,
+        index: u64,
+        value: Value,
+        max: u64,
+        budget: &Budget,
+    ) -> Result<()> {
+        if let Some(slot) = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.dense.get_mut(i))
+        {
+            *slot = Some(value);
+            return Ok(());
         }
+        if let Some(slot) = self.sparse.get_mut(&index) {
+            *slot = value;
+            return Ok(());
+        }
+        // A fresh entry: count it and pay for it before storing it.
+        if self.count >= max {
+            return Err(Error::limit(
+                "pickle memo entries",
+                max,
+                self.count.saturating_add(1),
+            ));
+        }
+        if index == self.dense.len() as u64 {
+            super::cost::grow(&mut self.dense, 1, budget, "pickle memo")?;
+            self.dense.push(Some(value));
+        } else {
+            budget.charge_memory("pickle memo", SPARSE_ENTRY_COST)?;
+            self.sparse.insert(index, value);
+        }
+        self.count = self.count.saturating_add(1);
         Ok(())
     }
 }
