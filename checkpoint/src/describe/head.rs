@@ -1,6 +1,7 @@
 //! The detection heads: `Detect`, `IDetect` (implicit knowledge) and `IAuxDetect` (with
 //! training-only auxiliary convolutions).
 
+use super::MAX_CLASSES;
 use super::layers::{Ctx, conv2d, expect_shape, fused_forward};
 use super::module::{Module, tensor_ref};
 use crate::error::Result;
@@ -24,9 +25,17 @@ pub(crate) fn head(
     {
         return Err(ctx.bad(format!("`{path}.no` is {declared}, expected nc + 5 = {no}")));
     }
-    // Official heads have 3 or 4 levels of 3 anchors; anything far beyond is not a head.
-    if !(1..=16).contains(&nl) || !(1..=64).contains(&na) {
-        return Err(ctx.bad(format!("`{path}` has {nl} levels of {na} anchors")));
+    // Official heads have 3 or 4 levels of 3 anchors; a single level or anything far
+    // beyond is not a YOLOv7 head.
+    if !(2..=16).contains(&nl) || !(1..=64).contains(&na) {
+        return Err(ctx.bad(format!(
+            "`{path}` has {nl} levels of {na} anchors, expected 2 to 16 levels of 1 to 64"
+        )));
+    }
+    if !(1..=MAX_CLASSES).contains(&nc) {
+        return Err(ctx.bad(format!(
+            "`{path}.nc` is {nc}, expected 1 to {MAX_CLASSES} classes"
+        )));
     }
     let outputs = no.saturating_mul(na);
     let expected_inputs = match kind {
@@ -109,6 +118,16 @@ pub(crate) fn head(
     let anchor_grid = ctx.buffer(m, "anchor_grid", path)?;
     expect_shape(&anchor_grid, &[nl, 1, na, 1, 1, 2])?;
     let grid = ctx.ck.tensor_f32(&anchor_grid)?;
+    for (key, values) in [
+        ("anchors", ctx.ck.tensor_f32(&anchors)?),
+        ("anchor_grid", grid.clone()),
+    ] {
+        if let Some(bad) = values.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+            return Err(ctx.bad(format!(
+                "`{path}.{key}` holds {bad}: anchors must be positive sizes"
+            )));
+        }
+    }
     let anchors_px: Vec<Vec<[f32; 2]>> = grid
         .chunks_exact(na.saturating_mul(2))
         .map(|level| {
@@ -135,8 +154,14 @@ pub(crate) fn head(
         .into_iter()
         .map(f64::from)
         .collect();
-    if strides.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-        return Err(ctx.bad(format!("`{path}.stride` holds {strides:?}")));
+    // Each level halves the resolution of the one before: 8, 16, 32[, 64].
+    let power_of_two =
+        |s: f64| (1.0..=65536.0).contains(&s) && s.fract() == 0.0 && (s as u32).is_power_of_two();
+    let increasing = strides.windows(2).all(|w| matches!(w, [a, b] if a < b));
+    if !strides.iter().all(|s| power_of_two(*s)) || !increasing {
+        return Err(ctx.bad(format!(
+            "`{path}.stride` is {strides:?}: the levels' strides must be increasing powers of two"
+        )));
     }
 
     Ok(DetectHead {

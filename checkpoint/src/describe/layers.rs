@@ -4,16 +4,20 @@
 
 use super::module::{Module, pair, tensor_ref};
 use crate::Checkpoint;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, clip};
 use crate::model::{
     Activation, BatchNorm2d, Conv2d, ConvBlock, DownC, MaxPool2d, RepConv, RepConvForm, SppCspc,
     TensorRef, UpsampleMode,
 };
 
+/// Most submodules in a list inside a layer (the head's levels, the pools of `SPPCSPC`).
+const MAX_LIST: usize = 64;
+
 /// The layer being read: where errors point.
 pub(crate) struct Ctx<'c, 'a> {
     pub ck: &'c Checkpoint<'a>,
     pub index: usize,
+    /// The class path, as the layer will keep it (errors quote it clipped).
     pub class: String,
 }
 
@@ -21,7 +25,7 @@ impl<'g> Ctx<'_, '_> {
     pub fn bad(&self, reason: impl Into<String>) -> Error {
         Error::BadLayer {
             index: self.index,
-            class: self.class.clone(),
+            class: clip(&self.class),
             reason: reason.into(),
         }
     }
@@ -34,7 +38,7 @@ impl<'g> Ctx<'_, '_> {
         Module::new(m.graph, value).ok_or_else(|| {
             self.bad(format!(
                 "`{path}.{key}` is a {}, not a module",
-                m.graph.describe(value)
+                clip(&m.graph.describe(value))
             ))
         })
     }
@@ -42,11 +46,18 @@ impl<'g> Ctx<'_, '_> {
     /// The submodules of a `Sequential`/`ModuleList` child, in order.
     pub fn list(&self, m: &Module<'g>, key: &str, path: &str) -> Result<Vec<Module<'g>>> {
         let list = self.child(m, key, path)?;
-        list.children()
+        let entries = list.child_entries();
+        if entries > MAX_LIST {
+            return Err(self.bad(format!(
+                "`{path}.{key}` has {entries} entries, more than {MAX_LIST}"
+            )));
+        }
+        list.children(self.ck.budget())?
             .into_iter()
             .map(|(name, value)| {
-                Module::new(m.graph, value)
-                    .ok_or_else(|| self.bad(format!("`{path}.{key}.{name}` is not a module")))
+                Module::new(m.graph, value).ok_or_else(|| {
+                    self.bad(format!("`{path}.{key}.{}` is not a module", clip(name)))
+                })
             })
             .collect()
     }
@@ -82,7 +93,7 @@ impl<'g> Ctx<'_, '_> {
             Some(name) if names.contains(&name) => Ok(()),
             _ => Err(self.bad(format!(
                 "`{path}` is `{}`, expected torch.nn.{}",
-                m.class_path(),
+                clip(&m.class_path()),
                 names.join(" or torch.nn.")
             ))),
         }
@@ -112,7 +123,8 @@ pub(crate) fn conv2d(ctx: &Ctx<'_, '_>, m: &Module<'_>, path: &str) -> Result<Co
         && mode != "zeros"
     {
         return Err(ctx.bad(format!(
-            "`{path}` pads with `{mode}`, only zeros is supported"
+            "`{path}` pads with `{}`, only zeros is supported",
+            clip(mode)
         )));
     }
     let in_channels = ctx.usize_attr(m, "in_channels", path)?;
@@ -204,7 +216,7 @@ pub(crate) fn activation(ctx: &Ctx<'_, '_>, m: &Module<'_>, path: &str) -> Resul
         _ => {
             return Err(ctx.bad(format!(
                 "`{path}` is `{}`, not a supported activation",
-                m.class_path()
+                clip(&m.class_path())
             )));
         }
     })
@@ -219,7 +231,8 @@ pub(crate) fn fused_forward(ctx: &Ctx<'_, '_>, m: &Module<'_>, path: &str) -> Re
         Some(other) => Err(ctx.bad(format!(
             "`{path}.forward` is replaced by {}",
             other.map_or("a value that is not a method".to_string(), |n| format!(
-                "`{n}`"
+                "`{}`",
+                clip(n)
             ))
         ))),
     }
@@ -471,7 +484,7 @@ pub(crate) fn upsample(
     let mode = match m.str("mode").unwrap_or("nearest") {
         "nearest" => UpsampleMode::Nearest,
         "bilinear" => UpsampleMode::Bilinear,
-        other => return Err(ctx.bad(format!("`{path}` uses mode `{other}`"))),
+        other => return Err(ctx.bad(format!("`{path}` uses mode `{}`", clip(other)))),
     };
     if mode == UpsampleMode::Bilinear
         && m.attr("align_corners") == Some(crate::pickle::Value::Bool(true))

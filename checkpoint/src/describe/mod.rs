@@ -5,21 +5,43 @@
 mod head;
 mod layers;
 mod module;
+mod params;
 pub(crate) mod variant;
 mod walk;
 
-use std::collections::HashSet;
-
 use self::module::{Module, tensor_ref};
+use self::params::ParamCounter;
 use self::walk::Walk;
 use crate::Checkpoint;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, clip};
 use crate::model::{DType, HeadKind, Layer, LayerKind, ModelDescription, ModelSource, RepConvForm};
-use crate::pickle::{Graph, Node, ObjId, Value};
+use crate::pickle::{Graph, Node, Value};
 
+/// Most classes a head may have: far beyond any dataset (LVIS has 1,203), and a bound on
+/// the class names built when the model has none.
+pub(crate) const MAX_CLASSES: usize = 100_000;
+
+/// What one layer of the description holds beyond its heap data (charged per entry of the
+/// layer list before the walk), with its channel count and stride.
+const BYTES_PER_LAYER: u64 = (std::mem::size_of::<Layer>()
+    + std::mem::size_of::<usize>()
+    + std::mem::size_of::<f64>()) as u64;
+
+/// Charges the dict indexes built by lookups since the last call to the read's budget.
+pub(super) fn charge_index_cost(ck: &Checkpoint<'_>) -> Result<()> {
+    let (bytes, steps) = ck.graph().take_index_cost();
+    let budget = ck.budget();
+    budget.charge_memory("describe: attribute index", bytes)?;
+    budget.charge_steps("describe: attribute index", steps)
+}
+
+/// Describes the model; everything it holds or does is charged to the read's budget
+/// ([`Checkpoint::budget`]), so a hostile layer list, sharing or cycles end in
+/// [`Error::BudgetExceeded`] instead of exhausting memory or time.
 pub(crate) fn describe(ck: &Checkpoint<'_>) -> Result<ModelDescription> {
     let graph = ck.graph();
     let root = ck.root();
+    let budget = ck.budget();
     let (model_value, source) = pick_model(graph, root)?;
     let epoch = graph
         .dict(root)
@@ -36,18 +58,18 @@ pub(crate) fn describe(ck: &Checkpoint<'_>) -> Result<ModelDescription> {
             return Err(Error::UnsupportedModel {
                 class: object
                     .class
-                    .map_or("an unknown class".into(), |c| graph.describe(c)),
+                    .map_or("an unknown class".into(), |c| clip(&graph.describe(c))),
             });
         }
         (None, None) => {
             return Err(Error::NoModel {
-                reason: format!("`{where_}` is a {}", graph.describe(model_value)),
+                reason: format!("`{where_}` is a {}", clip(&graph.describe(model_value))),
             });
         }
     };
     if model.yolo_class() != Some("Model") {
         return Err(Error::UnsupportedModel {
-            class: model.class_path(),
+            class: clip(&model.class_path()),
         });
     }
     let sequential = model
@@ -57,7 +79,7 @@ pub(crate) fn describe(ck: &Checkpoint<'_>) -> Result<ModelDescription> {
         .ok_or_else(|| Error::NoModel {
             reason: format!("`{where_}` has no layer list (`model.model`)"),
         })?;
-    let entries = sequential.children();
+    let entries = sequential.children(budget)?;
     if entries.is_empty() {
         return Err(Error::NoModel {
             reason: format!("`{where_}.model` has no layers"),
@@ -76,15 +98,23 @@ pub(crate) fn describe(ck: &Checkpoint<'_>) -> Result<ModelDescription> {
         None => None,
     };
 
+    // The whole layer list is paid for before anything is built for it: a list of millions
+    // of shared entries ends here, not after gigabytes.
+    let count = entries.len();
+    budget.charge_memory(
+        "describe: layer list",
+        (count as u64).saturating_mul(BYTES_PER_LAYER),
+    )?;
     let mut walk = Walk {
         ck,
         input_channels,
-        channels: Vec::with_capacity(entries.len()),
-        strides: Vec::with_capacity(entries.len()),
-        layers: Vec::with_capacity(entries.len()),
+        // Paid for just above.
+        channels: Vec::with_capacity(count),
+        strides: Vec::with_capacity(count),
+        layers: Vec::with_capacity(count),
         head_inputs: Vec::new(),
+        params: ParamCounter::new(graph, budget),
     };
-    let count = entries.len();
     for (index, (key, value)) in entries.into_iter().enumerate() {
         walk.layer(index, key, value, index + 1 == count, model_stride.clone())?;
     }
@@ -95,7 +125,7 @@ pub(crate) fn describe(ck: &Checkpoint<'_>) -> Result<ModelDescription> {
         });
     };
     let last_index = last.index;
-    let last_class = last.class.clone();
+    let last_class = clip(&last.class);
     let LayerKind::Detect(head) = &last.kind else {
         return Err(Error::BadLayer {
             index: last_index,
@@ -118,9 +148,15 @@ pub(crate) fn describe(ck: &Checkpoint<'_>) -> Result<ModelDescription> {
             head.nc
         )));
     }
-    let names = names(graph, &model, head.nc).map_err(head_error)?;
-    let save = save_list(graph, &model, &walk.layers).map_err(head_error)?;
-    let parameters = count_parameters(graph, model_value);
+    let names = names(ck, &model, head.nc, &head_error)?;
+    let save = save_list(ck, &model, &walk.layers, &head_error)?;
+    // Every layer counted its own; what else the model holds comes on top, each tensor once.
+    let parameters = walk
+        .layers
+        .iter()
+        .fold(0u64, |n, l| n.saturating_add(l.parameters))
+        .saturating_add(walk.params.count(model_value)?);
+    charge_index_cost(ck)?;
     let weights_dtype = weights_dtype(&walk.layers);
     let fused = is_fused(&walk.layers);
     let (variant, _) = variant::guess(&walk.layers, head.kind, head.nl, &walk.head_inputs);
@@ -162,10 +198,11 @@ fn pick_model(graph: &Graph, root: Value) -> Result<(Value, ModelSource)> {
                 {
                     return Err(Error::StateDictOnly);
                 }
-                let keys: Vec<&str> = entries
+                let keys: Vec<String> = entries
                     .iter()
                     .filter_map(|(k, _)| graph.str(*k))
                     .take(12)
+                    .map(clip)
                     .collect();
                 return Err(Error::NoModel {
                     reason: format!("no `model` or `ema` entry (keys: {})", keys.join(", ")),
@@ -175,7 +212,7 @@ fn pick_model(graph: &Graph, root: Value) -> Result<(Value, ModelSource)> {
         Some(Node::Object(_)) => (root, ModelSource::Model),
         _ => {
             return Err(Error::NoModel {
-                reason: format!("the file holds a {}", graph.describe(root)),
+                reason: format!("the file holds a {}", clip(&graph.describe(root))),
             });
         }
     };
@@ -193,98 +230,113 @@ fn is_state_dict(graph: &Graph, value: Value) -> bool {
 }
 
 /// `model.names` (a list, or a dict from index to name in some forks); the official default
-/// (`"0"`, `"1"`, ...) when absent.
-fn names(graph: &Graph, model: &Module<'_>, nc: usize) -> std::result::Result<Vec<String>, String> {
+/// (`"0"`, `"1"`, ...) when absent. Every name is paid for before it is copied, so one huge
+/// name listed many times runs out of budget instead of memory.
+fn names(
+    ck: &Checkpoint<'_>,
+    model: &Module<'_>,
+    nc: usize,
+    bad: &dyn Fn(String) -> Error,
+) -> Result<Vec<String>> {
+    const AT: &str = "describe: class names";
+    const STRING_BYTES: u64 = std::mem::size_of::<String>() as u64;
+    let graph = ck.graph();
+    let budget = ck.budget();
     let Some(value) = model.attr("names") else {
+        // `nc` is at most MAX_CLASSES (checked with the head); each default name fits 24 bytes.
+        budget.charge_memory(AT, (nc as u64).saturating_mul(STRING_BYTES + 24))?;
         return Ok((0..nc).map(|i| i.to_string()).collect());
     };
-    let names: Vec<String> = if let Some(items) = graph.seq(value) {
-        items
-            .iter()
-            .map(|v| graph.str(*v).map(str::to_string))
-            .collect::<Option<_>>()
-            .ok_or("`names` holds something other than strings")?
-    } else if let Some(entries) = graph.dict(value) {
-        let mut pairs: Vec<(i64, String)> = entries
-            .iter()
-            .map(|(k, v)| Some((graph.int(*k)?, graph.str(*v)?.to_string())))
-            .collect::<Option<_>>()
-            .ok_or("`names` is a dict that does not map integers to strings")?;
-        pairs.sort_by_key(|(k, _)| *k);
-        pairs.into_iter().map(|(_, v)| v).collect()
-    } else {
-        return Err(format!("`names` is a {}", graph.describe(value)));
+    let copy = |v: Value| -> Result<Option<String>> {
+        let Some(name) = graph.str(v) else {
+            return Ok(None);
+        };
+        budget.charge_memory(AT, STRING_BYTES.saturating_add(name.len() as u64))?;
+        Ok(Some(name.to_string()))
     };
-    if names.len() != nc {
-        return Err(format!(
-            "`names` has {} names for {nc} classes",
-            names.len()
-        ));
+    let count = if let Some(items) = graph.seq(value) {
+        items.len()
+    } else if let Some(entries) = graph.dict(value) {
+        entries.len()
+    } else {
+        return Err(bad(format!(
+            "`names` is a {}",
+            clip(&graph.describe(value))
+        )));
+    };
+    if count != nc {
+        return Err(bad(format!("`names` has {count} names for {nc} classes")));
     }
-    Ok(names)
+    budget.charge_steps(AT, count as u64)?;
+    if let Some(items) = graph.seq(value) {
+        let mut names = Vec::new();
+        for item in items {
+            match copy(*item)? {
+                Some(name) => names.push(name),
+                None => return Err(bad("`names` holds something other than strings".into())),
+            }
+        }
+        return Ok(names);
+    }
+    let mut pairs: Vec<(i64, String)> = Vec::new();
+    for (k, v) in graph.dict(value).unwrap_or_default() {
+        match (graph.int(*k), copy(*v)?) {
+            (Some(k), Some(name)) => pairs.push((k, name)),
+            _ => {
+                return Err(bad(
+                    "`names` is a dict that does not map integers to strings".into(),
+                ));
+            }
+        }
+    }
+    pairs.sort_by_key(|(k, _)| *k);
+    Ok(pairs.into_iter().map(|(_, v)| v).collect())
 }
 
 /// `Model.save`, checked; derived from the inputs when absent.
 fn save_list(
-    graph: &Graph,
+    ck: &Checkpoint<'_>,
     model: &Module<'_>,
     layers: &[Layer],
-) -> std::result::Result<Vec<usize>, String> {
+    bad: &dyn Fn(String) -> Error,
+) -> Result<Vec<usize>> {
+    const AT: &str = "describe: save list";
+    let graph = ck.graph();
+    let budget = ck.budget();
     let mut save: Vec<usize> = match model.attr("save").and_then(|v| graph.seq(v)) {
-        Some(items) => items
-            .iter()
-            .map(|v| graph.int(*v).and_then(|i| usize::try_from(i).ok()))
-            .collect::<Option<_>>()
-            .ok_or("`save` holds something other than layer indices")?,
-        None => layers
-            .iter()
-            .flat_map(|l| {
-                l.from.iter().filter(|f| **f != -1).filter_map(move |f| {
-                    let index = i64::try_from(l.index).ok()?;
-                    usize::try_from(if *f < 0 { index + f } else { *f }).ok()
+        Some(items) => {
+            budget.charge_steps(AT, items.len() as u64)?;
+            budget.charge_memory(AT, (items.len() as u64).saturating_mul(8))?;
+            items
+                .iter()
+                .map(|v| graph.int(*v).and_then(|i| usize::try_from(i).ok()))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad("`save` holds something other than layer indices".into()))?
+        }
+        None => {
+            // As long as the layers' input lists, which were paid for already.
+            let inputs = layers.iter().map(|l| l.from.len() as u64).sum::<u64>();
+            budget.charge_memory(AT, inputs.saturating_mul(8))?;
+            layers
+                .iter()
+                .flat_map(|l| {
+                    l.from.iter().filter(|f| **f != -1).filter_map(move |f| {
+                        let index = i64::try_from(l.index).ok()?;
+                        usize::try_from(if *f < 0 { index + f } else { *f }).ok()
+                    })
                 })
-            })
-            .collect(),
+                .collect()
+        }
     };
     save.sort_unstable();
     save.dedup();
-    if let Some(bad) = save.iter().find(|i| **i >= layers.len()) {
-        return Err(format!(
-            "`save` names layer {bad}, the model has {}",
+    if let Some(bad_index) = save.iter().find(|i| **i >= layers.len()) {
+        return Err(bad(format!(
+            "`save` names layer {bad_index}, the model has {}",
             layers.len()
-        ));
+        )));
     }
     Ok(save)
-}
-
-/// Parameters of every module reachable from `root` through `_modules`, each tensor once.
-pub(super) fn count_parameters(graph: &Graph, root: Value) -> u64 {
-    let mut modules: HashSet<ObjId> = HashSet::new();
-    let mut tensors: HashSet<ObjId> = HashSet::new();
-    let mut stack = vec![root];
-    let mut total: u64 = 0;
-    while let Some(value) = stack.pop() {
-        let Value::Ref(id) = value else { continue };
-        if !modules.insert(id) {
-            continue;
-        }
-        let Some(m) = Module::new(graph, value) else {
-            continue;
-        };
-        for p in m.params() {
-            if let (Value::Ref(pid), Some(t)) = (p, graph.tensor(p))
-                && tensors.insert(pid)
-            {
-                let numel = t
-                    .shape
-                    .iter()
-                    .fold(1u64, |n, d| n.saturating_mul(*d as u64));
-                total = total.saturating_add(numel);
-            }
-        }
-        stack.extend(m.children().into_iter().map(|(_, v)| v));
-    }
-    total
 }
 
 /// The element type of the first convolution's weights.

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use crate::Checkpoint;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, clip};
+use crate::limits::Budget;
 use crate::model::TensorRef;
 use crate::pickle::{Graph, Node, Value};
 
@@ -86,13 +87,28 @@ impl<'g> Module<'g> {
         self.registry("_buffers", key)
     }
 
+    /// Entries of the `_modules` dict as stored (`None` and repeated keys included).
+    pub fn child_entries(&self) -> usize {
+        self.attr("_modules")
+            .and_then(|d| self.graph.dict(d))
+            .map_or(0, <[_]>::len)
+    }
+
     /// The submodules in registration order, `None` entries skipped. A key inserted twice
-    /// keeps its first position and its last value, as in a Python dict.
-    pub fn children(&self) -> Vec<(&'g str, Value)> {
+    /// keeps its first position and its last value, as in a Python dict. The list and its
+    /// key index are paid for before they are built.
+    pub fn children(&self, budget: &Budget) -> Result<Vec<(&'g str, Value)>> {
+        const AT: &str = "describe: submodule list";
+        // One output slot and one key index slot (with hash table overhead) per entry.
+        const BYTES_PER_ENTRY: u64 = 64;
         let graph = self.graph;
         let Some(entries) = self.attr("_modules").and_then(|d| graph.dict(d)) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
+        let len = entries.len() as u64;
+        budget.charge_steps(AT, len)?;
+        budget.charge_memory(AT, len.saturating_mul(BYTES_PER_ENTRY))?;
+        // Sized from entries already held in memory, and paid for just above.
         let mut out: Vec<(&'g str, Value)> = Vec::with_capacity(entries.len());
         let mut position: HashMap<&'g str, usize> = HashMap::with_capacity(entries.len());
         for (k, v) in entries {
@@ -106,7 +122,7 @@ impl<'g> Module<'g> {
             }
         }
         out.retain(|(_, v)| !matches!(v, Value::None));
-        out
+        Ok(out)
     }
 
     /// Parameter values of this module (not of its children).
@@ -148,23 +164,53 @@ impl<'g> Module<'g> {
     }
 }
 
-/// A [`TensorRef`] for a pickled tensor, checked against its storage.
+/// Most dimensions of a tensor the description reads (`anchor_grid` has 6).
+pub(crate) const MAX_DIMS: usize = 8;
+
+/// Longest storage key kept (PyTorch writes `0`, `1`, ...).
+const MAX_STORAGE_KEY: usize = 256;
+
+/// A [`TensorRef`] for a pickled tensor, checked against its storage. What the reference
+/// copies from the file (shape, strides, storage key) is bounded and paid for first.
 pub(crate) fn tensor_ref(ck: &Checkpoint<'_>, value: Value, name: &str) -> Result<TensorRef> {
     let graph = ck.graph();
     let tensor = graph.tensor(value).ok_or_else(|| Error::Corrupt {
         entry: "data.pkl".into(),
-        reason: format!("`{name}` is a {}, not a tensor", graph.describe(value)),
+        reason: format!(
+            "`{name}` is a {}, not a tensor",
+            clip(&graph.describe(value))
+        ),
     })?;
     let dtype = tensor.dtype.ok_or_else(|| Error::UnsupportedDtype {
         tensor: name.to_string(),
-        dtype: tensor.dtype_name.to_string(),
+        dtype: clip(&tensor.dtype_name),
     })?;
+    if tensor.shape.len() > MAX_DIMS || tensor.stride.len() > MAX_DIMS {
+        return Err(Error::Unsupported {
+            what: format!(
+                "tensor `{name}` has {} dimensions, the model's tensors have at most {MAX_DIMS}",
+                tensor.shape.len().max(tensor.stride.len())
+            ),
+        });
+    }
     let storage = graph
         .storage(tensor.storage)
         .ok_or_else(|| Error::Corrupt {
             entry: "data.pkl".into(),
             reason: format!("tensor `{name}` has no storage"),
         })?;
+    if storage.key.len() > MAX_STORAGE_KEY {
+        return Err(Error::Corrupt {
+            entry: "data.pkl".into(),
+            reason: format!(
+                "tensor `{name}` names its storage with a key of {} bytes",
+                storage.key.len()
+            ),
+        });
+    }
+    let held = name.len() + storage.key.len() + 2 * MAX_DIMS * std::mem::size_of::<usize>();
+    ck.budget()
+        .charge_memory("describe: tensor reference", held as u64)?;
     let view_offset = usize::try_from(storage.view_offset).unwrap_or(usize::MAX);
     let reference = TensorRef {
         name: name.to_string(),

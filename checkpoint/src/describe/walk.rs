@@ -4,9 +4,10 @@
 
 use super::layers::{self, Ctx};
 use super::module::Module;
-use super::{count_parameters, head};
+use super::params::ParamCounter;
+use super::{charge_index_cost, head};
 use crate::Checkpoint;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, clip};
 use crate::model::{HeadKind, Layer, LayerKind, MaxPool2d, RepConvForm, TensorRef};
 use crate::pickle::Value;
 
@@ -20,6 +21,26 @@ pub(super) struct Walk<'c, 'a> {
     pub layers: Vec<Layer>,
     /// Channels flowing into the head.
     pub head_inputs: Vec<usize>,
+    /// Counts each layer's parameters, each module and tensor once over the whole walk.
+    pub params: ParamCounter<'c>,
+}
+
+/// Bytes a layer's input list costs while it is read: the list kept in the layer, and the
+/// sources, channels and strides worked out from it.
+const BYTES_PER_INPUT: u64 = 40;
+
+/// How many values of a list an error message shows.
+const SHOWN: usize = 8;
+
+/// The first [`SHOWN`] values of a list, for messages.
+fn few(values: &[f64]) -> String {
+    let shown: Vec<String> = values.iter().take(SHOWN).map(f64::to_string).collect();
+    let more = values.len().saturating_sub(SHOWN);
+    if more == 0 {
+        format!("[{}]", shown.join(", "))
+    } else {
+        format!("[{}, ... {more} more]", shown.join(", "))
+    }
 }
 
 /// What a layer's class makes it.
@@ -65,22 +86,29 @@ impl Walk<'_, '_> {
         model_stride: Option<TensorRef>,
     ) -> Result<()> {
         let graph = self.ck.graph();
+        let budget = self.ck.budget();
+        budget.charge_steps("describe: layers", 1)?;
+        charge_index_cost(self.ck)?;
         let m = Module::new(graph, value).ok_or_else(|| Error::UnknownLayer {
             index,
-            class: graph.describe(value),
+            class: clip(&graph.describe(value)),
         })?;
-        let class = m.class_path();
+        // The layer keeps its class path: paid for before it is copied.
+        budget.charge_memory(
+            "describe: layer class",
+            (m.module.len() + m.name.len() + 1) as u64,
+        )?;
         let kind = classify(&m).ok_or_else(|| Error::UnknownLayer {
             index,
-            class: class.clone(),
+            class: clip(&m.class_path()),
         })?;
         let ctx = Ctx {
             ck: self.ck,
             index,
-            class,
+            class: m.class_path(),
         };
         if key != index.to_string() {
-            return Err(ctx.bad(format!("registered as `{key}` at position {index}")));
+            return Err(ctx.bad(format!("registered as `{}` at position {index}", clip(key))));
         }
         if let Some(i) = m.int("i")
             && usize::try_from(i).ok() != Some(index)
@@ -112,7 +140,8 @@ impl Walk<'_, '_> {
             let first = in_strides.first().copied().unwrap_or(1.0);
             if in_strides.iter().any(|s| (s - first).abs() > 1e-9 * first) {
                 return Err(ctx.bad(format!(
-                    "{what} joins maps of different strides {in_strides:?}"
+                    "{what} joins maps of different strides {}",
+                    few(&in_strides)
                 )));
             }
             Ok(first)
@@ -239,7 +268,7 @@ impl Walk<'_, '_> {
                 (LayerKind::Detect(head), out, stride)
             }
         };
-        let parameters = count_parameters(graph, value);
+        let parameters = self.params.count(value)?;
         self.layers.push(Layer {
             index,
             from,
@@ -264,7 +293,15 @@ impl Walk<'_, '_> {
         }
         let items = graph
             .seq(value)
-            .ok_or_else(|| ctx.bad(format!("`f` is a {}", graph.describe(value))))?;
+            .ok_or_else(|| ctx.bad(format!("`f` is a {}", clip(&graph.describe(value)))))?;
+        // Layers may share one list: each copy is paid for.
+        let len = items.len() as u64;
+        let budget = self.ck.budget();
+        budget.charge_steps("describe: layer inputs", len)?;
+        budget.charge_memory(
+            "describe: layer inputs",
+            len.saturating_mul(BYTES_PER_INPUT),
+        )?;
         let from = items
             .iter()
             .map(|v| graph.int(*v))

@@ -5,6 +5,11 @@
 //! [`Graph`] and a [`Value`] is a small `Copy` handle to them. Nothing here recurses over the
 //! graph: cycles and deep nesting cost nothing, and dropping the graph is flat.
 
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use crate::model::DType;
 
 /// A pickled value: a scalar, or a reference to a node of the [`Graph`].
@@ -129,7 +134,31 @@ pub struct NdArray {
 pub struct Graph {
     nodes: Vec<Node>,
     max_nodes: u64,
+    /// Lookup indexes of the large dicts that [`Graph::dict_get`] was asked about.
+    indexes: DictIndexes,
 }
+
+/// Dicts with fewer entries than this are scanned; larger ones get an index on their first
+/// lookup, so a walk that looks up many keys in one huge (or shared) dict stays linear.
+const INDEX_FROM: usize = 32;
+
+/// Per-dict indexes from the hash of a string key to the position of its last entry.
+///
+/// Only positions are stored, never the keys: a lookup hashes its key, jumps to the
+/// candidate entry and compares the text there. Two keys of one dict with the same 64-bit
+/// hash (never seen in practice with a per-graph random hasher) make the index ambiguous for
+/// that hash; such a lookup falls back to scanning the dict, which is always right.
+#[derive(Debug, Default)]
+struct DictIndexes {
+    hasher: std::collections::hash_map::RandomState,
+    built: Mutex<HashMap<ObjId, Arc<HashMap<u64, u32>>>>,
+    /// Bytes and work spent building indexes, not yet reported by [`Graph::take_index_cost`].
+    bytes: AtomicU64,
+    steps: AtomicU64,
+}
+
+/// Bytes one index entry is counted as (key, position, table overhead).
+const INDEX_ENTRY_BYTES: u64 = 24;
 
 impl Graph {
     /// An empty graph that refuses to grow past `max_nodes` nodes.
@@ -137,6 +166,7 @@ impl Graph {
         Graph {
             nodes: Vec::new(),
             max_nodes: max_nodes.min(u64::from(u32::MAX)),
+            indexes: DictIndexes::default(),
         }
     }
 
@@ -165,6 +195,12 @@ impl Graph {
     }
 
     pub(crate) fn node_mut(&mut self, id: ObjId) -> Option<&mut Node> {
+        // A dict may change: its index would be stale.
+        if let Ok(built) = self.indexes.built.get_mut()
+            && !built.is_empty()
+        {
+            built.clear();
+        }
         self.nodes.get_mut(id.index())
     }
 
@@ -207,12 +243,68 @@ impl Graph {
     }
 
     /// The value under a string key of a dict (the last one inserted).
+    ///
+    /// Large dicts are indexed on their first lookup (see [`Graph::take_index_cost`]), so
+    /// repeated lookups cost O(1) whatever the dict's size.
     pub fn dict_get(&self, dict: Value, key: &str) -> Option<Value> {
-        self.dict(dict)?
+        let entries = self.dict(dict)?;
+        if entries.len() >= INDEX_FROM
+            && let Value::Ref(id) = dict
+            && let Some(index) = self.dict_index(id, entries)
+        {
+            let hash = self.indexes.hasher.hash_one(key);
+            let position = *index.get(&hash)?;
+            match entries.get(position as usize) {
+                Some((k, v)) if self.str(*k) == Some(key) => return Some(*v),
+                // A hash shared by two keys: scan.
+                _ => {}
+            }
+        }
+        self.scan(entries, key)
+    }
+
+    fn scan(&self, entries: &[(Value, Value)], key: &str) -> Option<Value> {
+        entries
             .iter()
             .rev()
             .find(|(k, _)| self.str(*k) == Some(key))
             .map(|(_, v)| *v)
+    }
+
+    /// The index of dict `id`, built now if it is not yet; `None` if the lock is poisoned or
+    /// the dict has more entries than positions fit in `u32` (scanned instead).
+    fn dict_index(&self, id: ObjId, entries: &[(Value, Value)]) -> Option<Arc<HashMap<u64, u32>>> {
+        let mut built = self.indexes.built.lock().ok()?;
+        if let Some(index) = built.get(&id) {
+            return Some(Arc::clone(index));
+        }
+        let mut index: HashMap<u64, u32> = HashMap::new();
+        for (position, (k, _)) in entries.iter().enumerate() {
+            let Some(text) = self.str(*k) else { continue };
+            // Later entries overwrite earlier ones: the last insertion wins, as in Python.
+            index.insert(
+                self.indexes.hasher.hash_one(text),
+                u32::try_from(position).ok()?,
+            );
+        }
+        let len = entries.len() as u64;
+        self.indexes.steps.fetch_add(len, Ordering::Relaxed);
+        self.indexes.bytes.fetch_add(
+            (index.capacity() as u64).saturating_mul(INDEX_ENTRY_BYTES),
+            Ordering::Relaxed,
+        );
+        let index = Arc::new(index);
+        built.insert(id, Arc::clone(&index));
+        Some(index)
+    }
+
+    /// Bytes and work units spent on dict indexes since the last call, for the caller to
+    /// charge to its [`Budget`](crate::Budget).
+    pub(crate) fn take_index_cost(&self) -> (u64, u64) {
+        (
+            self.indexes.bytes.swap(0, Ordering::Relaxed),
+            self.indexes.steps.swap(0, Ordering::Relaxed),
+        )
     }
 
     /// `(module, name)` of a global reference.
