@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/paths.rs"]
+mod paths;
 
 use std::path::{Path, PathBuf};
 
@@ -16,8 +18,15 @@ fn archive(pickle: &[u8]) -> Vec<u8> {
     torch_zip(pickle, &[], "little")
 }
 
+/// Opens `bytes` from memory, after checking that every other way of opening them gives
+/// the same answer.
+fn open(bytes: &[u8]) -> yolots_checkpoint::Result<Checkpoint<'_>> {
+    paths::agree(bytes);
+    Checkpoint::from_bytes(bytes)
+}
+
 fn describe_error(bytes: &[u8]) -> Error {
-    match Checkpoint::from_bytes(bytes) {
+    match open(bytes) {
         Ok(checkpoint) => checkpoint.describe().unwrap_err(),
         Err(e) => e,
     }
@@ -217,7 +226,7 @@ fn os_system_is_a_named_reference() {
 
 #[test]
 fn empty_file() {
-    let error = Checkpoint::from_bytes(&[]).unwrap_err();
+    let error = open(&[]).unwrap_err();
     assert!(matches!(error, Error::NotAnArchive { .. }), "{error}");
     assert_eq!(error.code(), "not_an_archive");
     let error = Checkpoint::from_reader(std::io::Cursor::new(Vec::new())).unwrap_err();
@@ -243,13 +252,13 @@ fn random_bytes() {
         if bytes[0] == 0x80 || bytes[0] == b'P' {
             bytes[0] = 0;
         }
-        let error = Checkpoint::from_bytes(&bytes).unwrap_err();
+        let error = open(&bytes).unwrap_err();
         assert!(matches!(error, Error::NotAnArchive { .. }), "{error}");
         // Noise behind a zip signature or a pickle header fails cleanly too.
         for head in [&b"PK\x03\x04"[..], &b"\x80\x02"[..], &b"\x80\x05\x95"[..]] {
             let mut bytes = bytes.clone();
             bytes[..head.len()].copy_from_slice(head);
-            let error = Checkpoint::from_bytes(&bytes).unwrap_err();
+            let error = open(&bytes).unwrap_err();
             assert!(!error.code().is_empty());
             let _ = pickle::parse(&bytes, &Limits::default());
         }
@@ -259,7 +268,7 @@ fn random_bytes() {
 #[test]
 fn truncated_archive() {
     let bytes = common::fixture("yolov7-tiny.pt");
-    let error = Checkpoint::from_bytes(&bytes[..bytes.len() / 2]).unwrap_err();
+    let error = open(&bytes[..bytes.len() / 2]).unwrap_err();
     assert!(matches!(error, Error::Truncated { .. }), "{error}");
     assert_eq!(error.code(), "truncated");
     for cut in [
@@ -272,14 +281,11 @@ fn truncated_archive() {
         bytes.len() - 22,
         bytes.len() - 1,
     ] {
-        assert!(
-            Checkpoint::from_bytes(&bytes[..cut]).is_err(),
-            "cut at {cut}"
-        );
+        assert!(open(&bytes[..cut]).is_err(), "cut at {cut}");
     }
     // A legacy file cut inside its storages.
     let legacy = data("kinds-legacy.pt");
-    let error = Checkpoint::from_bytes(&legacy[..legacy.len() - 100]).unwrap_err();
+    let error = open(&legacy[..legacy.len() - 100]).unwrap_err();
     assert!(matches!(error, Error::Truncated { .. }), "{error}");
     // A pickle cut anywhere.
     let program = entries_of(&data("deploy.pt"))
@@ -316,7 +322,7 @@ fn zip_bomb_is_refused_before_inflating() {
         stored("archive/data.pkl", &program),
         bomb_entry("archive/data/0", huge),
     ]);
-    let error = Checkpoint::from_bytes(&bytes).unwrap_err();
+    let error = open(&bytes).unwrap_err();
     assert!(
         matches!(error, Error::LimitExceeded { what: "zip entry size", actual, .. } if actual == u64::from(huge)),
         "{error}"
@@ -331,7 +337,7 @@ fn zip_bomb_is_refused_before_inflating() {
         bomb_entry("archive/data/1", gib + gib / 2),
         bomb_entry("archive/data/2", gib + gib / 2),
     ];
-    let error = Checkpoint::from_bytes(&zip(&entries)).unwrap_err();
+    let error = open(&zip(&entries)).unwrap_err();
     assert!(
         matches!(
             error,
@@ -345,7 +351,7 @@ fn zip_bomb_is_refused_before_inflating() {
 
     // A pickle declaring more than the pickle limit.
     let bytes = zip(&[bomb_entry("archive/data.pkl", gib)]);
-    let error = Checkpoint::from_bytes(&bytes).unwrap_err();
+    let error = open(&bytes).unwrap_err();
     assert!(
         matches!(
             error,
@@ -379,7 +385,7 @@ fn zip_bomb_is_stopped_while_inflating() {
     entry.crc = crc32fast::hash(&zeros[..1024]);
     let program = Pickle::new().empty_dict().stop();
     let bytes = zip(&[stored("archive/data.pkl", &program), entry]);
-    let checkpoint = Checkpoint::from_bytes(&bytes).unwrap();
+    let checkpoint = open(&bytes).unwrap();
     let tensor = TensorRef {
         name: "bomb".into(),
         dtype: DType::F32,
@@ -400,7 +406,7 @@ fn zip_bomb_is_stopped_while_inflating() {
         &[program.clone(), vec![b'N'; 1 << 20]].concat(),
     );
     program_entry.size = program.len() as u32;
-    let error = Checkpoint::from_bytes(&zip(&[program_entry])).unwrap_err();
+    let error = open(&zip(&[program_entry])).unwrap_err();
     assert!(matches!(error, Error::Corrupt { .. }), "{error}");
 }
 
@@ -570,7 +576,7 @@ fn storage_shorter_than_its_tensor() {
     assert_eq!(error.code(), "storage_too_small");
 
     // A view past the end of an intact storage.
-    let checkpoint = Checkpoint::from_bytes(&bytes).unwrap();
+    let checkpoint = open(&bytes).unwrap();
     let d = checkpoint.describe().unwrap();
     let mut tensor = d.tensors()[0].clone();
     tensor.storage_offset = 1;
@@ -627,13 +633,13 @@ fn unsupported_and_malformed_opcodes() {
 
 #[test]
 fn archives_that_are_not_checkpoints() {
-    let error = Checkpoint::from_bytes(&zip(&[stored("readme.txt", b"hello")])).unwrap_err();
+    let error = open(&zip(&[stored("readme.txt", b"hello")])).unwrap_err();
     assert!(matches!(error, Error::NotAnArchive { .. }), "{error}");
     let scripted = zip(&[
         stored("m/constants.pkl", b"\x80\x02)."),
         stored("m/code/__torch__.py", b"def forward(self): pass"),
     ]);
-    let error = Checkpoint::from_bytes(&scripted).unwrap_err();
+    let error = open(&scripted).unwrap_err();
     assert!(matches!(error, Error::Unsupported { .. }), "{error}");
     // A dict without a model names what it has.
     let program = Pickle::new()
@@ -699,7 +705,7 @@ fn strided_views_and_byte_order() {
             &[("0", &storage)],
             if big { "big" } else { "little" },
         );
-        let checkpoint = Checkpoint::from_bytes(&bytes).unwrap();
+        let checkpoint = open(&bytes).unwrap();
         assert_eq!(checkpoint.big_endian(), big);
         // The pickle's tensor, as data.
         let graph = checkpoint.graph();
