@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use yolots_converter::DeviceChoice;
+use yolots_protocol::DeviceChoice;
 
 use crate::storage::{Location, Storage, StorageError};
 

@@ -2,6 +2,7 @@
 //!
 //! - [`cli`]: clap subcommands and their entry points.
 //! - [`config`]: settings shared by the subcommands (flags and environment variables).
+//! - [`converter`]: where the converting binary (the one that loads libtorch) is.
 //! - [`db`]: the PostgreSQL pool and migrations.
 //! - [`model`]: the job as stored and as the API shows it, and its options.
 //! - [`queue`]: the PostgreSQL job queue, its event log and notifications.
@@ -17,6 +18,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod converter;
 pub mod db;
 pub mod metrics;
 pub mod model;

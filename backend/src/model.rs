@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::{RefOr, Schema};
 use uuid::Uuid;
-use yolots_converter::{DeviceChoice, Head, ImageSize, Mode, Optimize, Precision};
+use yolots_protocol::{DeviceChoice, Head, ImageSize, Mode, Optimize, Precision};
 
 /// The states of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, ToSchema)]

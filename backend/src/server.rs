@@ -7,29 +7,15 @@ use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use utoipa_actix_web::AppExt;
+use yolots_protocol::DeviceChoice;
 
 use crate::config::ServeArgs;
+use crate::converter::Runtime;
 use crate::metrics::Metrics;
 use crate::queue::notify::Hub;
 use crate::queue::{Queue, QueueSettings};
 use crate::storage::Storage;
 use crate::worker::{WorkerConfig, WorkerContext};
-
-/// Facts about libtorch, read once at start.
-#[derive(Debug, Clone)]
-pub struct RuntimeInfo {
-    pub libtorch: Option<String>,
-    pub cuda_devices: usize,
-}
-
-impl RuntimeInfo {
-    pub fn detect() -> Self {
-        Self {
-            libtorch: yolots_converter::runtime::libtorch_version(),
-            cuda_devices: yolots_converter::runtime::cuda_device_count(),
-        }
-    }
-}
 
 /// The API's settings.
 #[derive(Debug, Clone)]
@@ -49,7 +35,8 @@ pub struct AppState {
     pub storage: Storage,
     pub hub: Hub,
     pub metrics: Metrics,
-    pub runtime: RuntimeInfo,
+    /// The converter's libtorch and CUDA devices (asked once, in the background).
+    pub runtime: Runtime,
     pub settings: ApiSettings,
     /// The OpenAPI document (JSON), made once.
     pub openapi: String,
@@ -65,12 +52,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     crate::db::migrate_when_up(&pool, Duration::from_secs(60))
         .await
         .context("applying database migrations")?;
-    let runtime = RuntimeInfo::detect();
-    tracing::info!(
-        libtorch = runtime.libtorch.as_deref().unwrap_or("unknown"),
-        cuda_devices = runtime.cuda_devices,
-        "libtorch loaded"
-    );
+    // The converter loads libtorch; this process never does.
+    let converter = crate::converter::locate().context("locating the converter")?;
+    let runtime = Runtime::start(converter.clone());
     let queue = Queue::new(pool.clone(), QueueSettings::from(&args.queue));
     let stop = CancellationToken::new();
     let hub = Hub::spawn(pool.clone(), stop.clone());
@@ -81,6 +65,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stop.clone(),
     ));
     let workers = if args.workers > 0 {
+        crate::converter::require(&converter)?;
+        let cuda_devices = if args.worker.device == DeviceChoice::Auto {
+            runtime.facts().await.cuda_devices
+        } else {
+            0
+        };
         let ctx = Arc::new(WorkerContext {
             queue: queue.clone(),
             storage: storage.clone(),
@@ -90,10 +80,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 &args.worker,
                 &args.queue,
                 &args.limits,
-                runtime.cuda_devices,
+                cuda_devices,
                 args.workers,
             ),
-            exe: std::env::current_exe().context("locating the yolots binary")?,
+            exe: converter,
         });
         tracing::info!(workers = args.workers, device = %ctx.config.device, "embedded workers");
         Some(actix_web::rt::spawn(crate::worker::run_workers(

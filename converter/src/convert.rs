@@ -16,7 +16,9 @@ use crate::jit::{CompilationUnit, ScriptModule};
 use crate::layers::{Emitter, Placement, WeightSource};
 use crate::metadata::{ArtifactMetadata, InputSpec, METADATA_FILE, METADATA_FORMAT};
 use crate::network::Network;
-use crate::options::{ConvertRequest, Head, Mode, Optimize, Precision};
+use crate::options::{
+    ConvertRequest, Head, Mode, Optimize, Precision, PrecisionKind, ResolveDevice,
+};
 use crate::progress::{ProgressEvent, Stage};
 use crate::report::{
     ArtifactFacts, ConversionReport, Environment, Latency, OutputCheck, OutputKind, REPORT_SCHEMA,

@@ -55,7 +55,7 @@ pub use layers::WeightSource;
 pub use metadata::{ArtifactMetadata, InputSpec, METADATA_FILE, METADATA_FORMAT};
 pub use options::{
     ConvertRequest, DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Perturbation,
-    Precision,
+    Precision, ResolveDevice,
 };
 pub use progress::{ProgressEvent, Stage};
 pub use report::{
@@ -63,6 +63,7 @@ pub use report::{
     ReportOptions, ReportStatus, SourceFacts, StageTime, Tolerance, Validation, ValidationStatus,
 };
 pub use validate::tolerance;
+pub use yolots_protocol::RuntimeFacts;
 
 #[cfg(test)]
 mod testing;

@@ -1,113 +1,26 @@
-//! What a conversion is asked to do: the request and its option types.
+//! What a conversion is asked to do: the request, and what its option types mean to
+//! libtorch.
 //!
-//! Every option type parses from and prints as its CLI spelling (`FromStr` / `Display`)
-//! and serialises the same way, so the CLI, the REST API and the report agree.
+//! The option types live in `yolots-protocol` (shared with the programs that do not load
+//! libtorch); each parses from and prints as its CLI spelling (`FromStr` / `Display`) and
+//! serialises the same way, so the CLI, the REST API and the report agree.
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-/// Implements `Display`, `FromStr` and serde for a fieldless enum from a spelling table.
-macro_rules! spelled_enum {
-    ($ty:ident, $what:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
-        impl $ty {
-            /// Every value, in the order the CLI lists them.
-            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+pub use yolots_protocol::{
+    DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Precision,
+};
 
-            /// The CLI spelling.
-            pub fn as_str(self) -> &'static str {
-                match self { $($ty::$variant => $text),+ }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $ty {
-            type Err = ParseOptionError;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($ty::$variant),)+
-                    _ => Err(ParseOptionError::new($what, s, &[$($text),+])),
-                }
-            }
-        }
-
-        impl Serialize for $ty {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(d)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
+/// What a precision means to libtorch.
+pub(crate) trait PrecisionKind {
+    /// The tensor element type.
+    fn kind(self) -> tch::Kind;
 }
 
-/// An option value that is not one of the accepted spellings.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} {value:?}: expected {expected}")]
-pub struct ParseOptionError {
-    what: &'static str,
-    value: String,
-    expected: String,
-}
-
-impl ParseOptionError {
-    fn new(what: &'static str, value: &str, expected: &[&str]) -> Self {
-        ParseOptionError {
-            what,
-            value: value.to_owned(),
-            expected: expected.join("|"),
-        }
-    }
-}
-
-/// How the TorchScript is produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Mode {
-    /// Generated TorchScript source: dynamic batch, size and device.
-    #[default]
-    Script,
-    /// The eager network traced at the conversion size (fixed batch and size).
-    Trace,
-}
-spelled_enum!(Mode, "mode", { Script => "script", Trace => "trace" });
-
-/// What `forward` returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Head {
-    /// `[B, N, 5 + nc]`: boxes (cx, cy, w, h in pixels), objectness, class probabilities.
-    #[default]
-    Decoded,
-    /// One `[B, na, ny, nx, 5 + nc]` pre-sigmoid tensor per level.
-    Raw,
-    /// One `[K, 6]` tensor per image (x1, y1, x2, y2, score, class) after NMS.
-    Detections,
-}
-spelled_enum!(Head, "head", { Decoded => "decoded", Raw => "raw", Detections => "detections" });
-
-/// Element type of the artifact's weights and inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Precision {
-    #[default]
-    Fp32,
-    Fp16,
-}
-spelled_enum!(Precision, "precision", { Fp32 => "fp32", Fp16 => "fp16" });
-
-impl Precision {
-    pub(crate) fn kind(self) -> tch::Kind {
+impl PrecisionKind for Precision {
+    fn kind(self) -> tch::Kind {
         match self {
             Precision::Fp32 => tch::Kind::Float,
             Precision::Fp16 => tch::Kind::Half,
@@ -115,143 +28,18 @@ impl Precision {
     }
 }
 
-/// Graph optimisation applied before saving.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Optimize {
-    #[default]
-    None,
-    /// `torch.jit.freeze`: parameters become constants, attribute reads disappear.
-    Freeze,
-    /// Channels-last weights and input layout, freeze, and the passes of
-    /// `torch.jit.optimize_for_inference` that libtorch can save (not its MKLDNN
-    /// conversion, which makes the module unsaveable).
-    Inference,
-    /// `optimize_for_mobile`, saved for the lite interpreter (`.ptl`).
-    Mobile,
-}
-spelled_enum!(Optimize, "optimization", {
-    None => "none", Freeze => "freeze", Inference => "inference", Mobile => "mobile",
-});
-
-/// Where the network is built, validated and timed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum DeviceChoice {
-    /// The first GPU when libtorch sees one, else the CPU.
-    #[default]
-    Auto,
-    Cpu,
-    Cuda(usize),
-}
-
-impl DeviceChoice {
+/// What a device choice means to the libtorch of this process.
+pub trait ResolveDevice {
     /// The device this choice means on this machine.
-    pub fn resolve(self) -> tch::Device {
-        match self {
-            DeviceChoice::Auto if crate::runtime::cuda_device_count() > 0 => tch::Device::Cuda(0),
-            DeviceChoice::Auto | DeviceChoice::Cpu => tch::Device::Cpu,
+    fn resolve(self) -> tch::Device;
+}
+
+impl ResolveDevice for DeviceChoice {
+    fn resolve(self) -> tch::Device {
+        match self.resolve_for(crate::runtime::cuda_device_count()) {
             DeviceChoice::Cuda(n) => tch::Device::Cuda(n),
+            DeviceChoice::Auto | DeviceChoice::Cpu => tch::Device::Cpu,
         }
-    }
-}
-
-impl fmt::Display for DeviceChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeviceChoice::Auto => f.write_str("auto"),
-            DeviceChoice::Cpu => f.write_str("cpu"),
-            DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
-        }
-    }
-}
-
-impl FromStr for DeviceChoice {
-    type Err = ParseOptionError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseOptionError::new("device", s, &["auto", "cpu", "cuda", "cuda:N"]);
-        match s {
-            "auto" => Ok(DeviceChoice::Auto),
-            "cpu" => Ok(DeviceChoice::Cpu),
-            "cuda" => Ok(DeviceChoice::Cuda(0)),
-            _ => {
-                let n = s.strip_prefix("cuda:").ok_or_else(err)?;
-                n.parse().map(DeviceChoice::Cuda).map_err(|_| err())
-            }
-        }
-    }
-}
-
-impl Serialize for DeviceChoice {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for DeviceChoice {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// Input image size `(height, width)` in pixels. Parses `640` (square) or `480,640`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ImageSize {
-    pub height: u32,
-    pub width: u32,
-}
-
-impl ImageSize {
-    pub const fn new(height: u32, width: u32) -> Self {
-        ImageSize { height, width }
-    }
-
-    pub(crate) fn hw(self) -> [i64; 2] {
-        [i64::from(self.height), i64::from(self.width)]
-    }
-}
-
-impl Default for ImageSize {
-    fn default() -> Self {
-        ImageSize::new(640, 640)
-    }
-}
-
-impl fmt::Display for ImageSize {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{},{}", self.height, self.width)
-    }
-}
-
-impl FromStr for ImageSize {
-    type Err = ParseOptionError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseOptionError::new("image size", s, &["H", "H,W"]);
-        let mut parts = s.split([',', 'x']).map(|p| p.trim().parse::<u32>());
-        let h = parts.next().ok_or_else(err)?.map_err(|_| err())?;
-        let w = match parts.next() {
-            Some(w) => w.map_err(|_| err())?,
-            None => h,
-        };
-        if parts.next().is_some() || h == 0 || w == 0 {
-            return Err(err());
-        }
-        Ok(ImageSize::new(h, w))
-    }
-}
-
-impl Serialize for ImageSize {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        [self.height, self.width].serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for ImageSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let [height, width] = <[u32; 2]>::deserialize(d)?;
-        Ok(ImageSize { height, width })
     }
 }
 
@@ -320,52 +108,5 @@ impl ConvertRequest {
             report: None,
             perturb: None,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spellings_round_trip() {
-        for m in Mode::ALL {
-            assert_eq!(m.to_string().parse::<Mode>(), Ok(*m));
-        }
-        for h in Head::ALL {
-            assert_eq!(h.to_string().parse::<Head>(), Ok(*h));
-        }
-        for p in Precision::ALL {
-            assert_eq!(p.to_string().parse::<Precision>(), Ok(*p));
-        }
-        for o in Optimize::ALL {
-            assert_eq!(o.to_string().parse::<Optimize>(), Ok(*o));
-        }
-        for d in [DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda(3)] {
-            assert_eq!(d.to_string().parse::<DeviceChoice>(), Ok(d));
-        }
-        assert_eq!("cuda".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda(0)));
-        assert!("gpu".parse::<DeviceChoice>().is_err());
-        assert!("cuda:x".parse::<DeviceChoice>().is_err());
-        assert!("fp64".parse::<Precision>().is_err());
-    }
-
-    #[test]
-    fn image_sizes_parse() {
-        assert_eq!("640".parse(), Ok(ImageSize::new(640, 640)));
-        assert_eq!("480,640".parse(), Ok(ImageSize::new(480, 640)));
-        assert_eq!("480x640".parse(), Ok(ImageSize::new(480, 640)));
-        assert!("0".parse::<ImageSize>().is_err());
-        assert!("1,2,3".parse::<ImageSize>().is_err());
-        assert!("a".parse::<ImageSize>().is_err());
-    }
-
-    #[test]
-    fn options_serialise_as_spelled() {
-        let json =
-            serde_json::to_string(&(Head::Raw, DeviceChoice::Cuda(1), Optimize::Mobile)).unwrap();
-        assert_eq!(json, r#"["raw","cuda:1","mobile"]"#);
-        let back: (Head, DeviceChoice, Optimize) = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, (Head::Raw, DeviceChoice::Cuda(1), Optimize::Mobile));
     }
 }

@@ -58,6 +58,15 @@ pub fn binary() -> PathBuf {
         })
 }
 
+/// The converting binary the `yolots` under test runs (`YOLOTS_CONVERTER`, else
+/// `yolots-converter` beside [`binary`], where `yolots` itself looks for it).
+pub fn converter_binary() -> PathBuf {
+    std::env::var_os("YOLOTS_CONVERTER")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| binary().with_file_name("yolots-converter"))
+}
+
 /// A database of its own for one test, dropped when the value is.
 pub struct TestDatabase {
     pub name: String,

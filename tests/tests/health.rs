@@ -1,6 +1,14 @@
-//! The service starts against a real PostgreSQL and reports libtorch as loaded.
+//! The service starts against a real PostgreSQL and reports the converter's libtorch,
+//! without loading libtorch itself.
 
 use yolots_e2e::{Server, TestDatabase};
+
+/// Whether a process has a libtorch library mapped.
+fn maps_libtorch(pid: u32) -> bool {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines()
+        .any(|l| l.contains("libtorch") || l.contains("libc10"))
+}
 
 #[tokio::test]
 async fn health_reports_database_and_libtorch() {
@@ -15,6 +23,20 @@ async fn health_reports_database_and_libtorch() {
     assert_eq!(body["database"], "ok");
     assert_eq!(body["libtorch"], "2.11.0");
     assert!(body["cuda_devices"].is_u64());
+    // The version came from the converter: the server never maps libtorch.
+    assert!(!maps_libtorch(server.pid()), "the API server maps libtorch");
+}
+
+#[test]
+fn converter_reports_its_runtime() {
+    let out = std::process::Command::new(yolots_e2e::converter_binary())
+        .arg("runtime")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let facts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(facts["libtorch"], "2.11.0");
+    assert!(facts["cuda_devices"].is_u64());
 }
 
 #[tokio::test]

@@ -14,9 +14,9 @@ pub struct Health {
     pub status: &'static str,
     /// `ok` or `unavailable`.
     pub database: &'static str,
-    /// The version of the libtorch loaded in this process.
+    /// The version of the libtorch the conversions load (the converter's).
     pub libtorch: Option<String>,
-    /// CUDA devices libtorch can use.
+    /// CUDA devices the conversions' libtorch can use.
     pub cuda_devices: usize,
     /// The version of yolots.
     pub version: &'static str,
@@ -44,11 +44,12 @@ async fn database_ok(state: &AppState) -> bool {
 #[get("/health")]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let ok = database_ok(&state).await;
+    let runtime = state.runtime.facts().await;
     let body = Health {
         status: if ok { "ok" } else { "degraded" },
         database: if ok { "ok" } else { "unavailable" },
-        libtorch: state.runtime.libtorch.clone(),
-        cuda_devices: state.runtime.cuda_devices,
+        libtorch: runtime.libtorch,
+        cuda_devices: runtime.cuda_devices,
         version: env!("CARGO_PKG_VERSION"),
     };
     if ok {

@@ -20,7 +20,8 @@ mod worker;
     version,
     about,
     after_help = "Logging: RUST_LOG sets the filter (default: info); YOLOTS_LOG_FORMAT=json \
-                  writes JSON lines."
+                  writes JSON lines.\nConversions run yolots-converter (the only program that \
+                  loads libtorch), found beside yolots or at YOLOTS_CONVERTER."
 )]
 pub struct Cli {
     /// Check the command line and the environment (every flag and value, the database URL,
@@ -52,7 +53,9 @@ pub enum Command {
 /// Parses the command line, runs the subcommand and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.check_config {
+    // `yolots convert ... --check-config`: the flag sits among the converter's arguments.
+    let convert_check = matches!(&cli.command, Command::Convert(args) if args.check_config());
+    if cli.check_config || convert_check {
         return match check::run(&cli.command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

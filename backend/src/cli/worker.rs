@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
+use yolots_protocol::DeviceChoice;
 
 use crate::config::StandaloneWorkerArgs;
 use crate::metrics::Metrics;
@@ -22,7 +23,14 @@ pub async fn run(args: StandaloneWorkerArgs) -> anyhow::Result<()> {
     crate::db::migrate_when_up(&pool, Duration::from_secs(60))
         .await
         .context("applying database migrations")?;
-    let cuda_devices = yolots_converter::runtime::cuda_device_count();
+    // The converter loads libtorch; this process never does.
+    let converter = crate::converter::locate().context("locating the converter")?;
+    crate::converter::require(&converter)?;
+    let cuda_devices = if args.worker.device == DeviceChoice::Auto {
+        crate::converter::probe(&converter).await.cuda_devices
+    } else {
+        0
+    };
     let queue = Queue::new(pool.clone(), QueueSettings::from(&args.queue));
     let stop = CancellationToken::new();
     let hub = Hub::spawn(pool, stop.clone());
@@ -41,7 +49,7 @@ pub async fn run(args: StandaloneWorkerArgs) -> anyhow::Result<()> {
         hub,
         metrics: metrics.clone(),
         config,
-        exe: std::env::current_exe().context("locating the yolots binary")?,
+        exe: converter,
     });
     let reaper = tokio::spawn(crate::queue::reaper::run(
         queue.clone(),

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use uuid::Uuid;
-use yolots_converter::ProgressEvent;
+use yolots_protocol::ProgressEvent;
 
 use super::{Queue, QueueError, insert_event, status_event};
 use crate::model::JobRow;

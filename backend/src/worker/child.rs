@@ -1,4 +1,5 @@
-//! One conversion in a child process: `yolots convert --progress json`, the binary itself.
+//! One conversion in a child process: `yolots-converter convert --progress json`, the
+//! converting binary (the only one that loads libtorch).
 //!
 //! The child reports JSON lines on stdout (progress, then a result or an error); its
 //! stderr is kept (the tail) to explain a crash. It runs in a process group of its own (a
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::task::JoinHandle;
-use yolots_converter::{DeviceChoice, ProgressEvent};
+use yolots_protocol::{DeviceChoice, ProgressEvent};
 
 use crate::model::{JobOptions, TestFault};
 
@@ -36,7 +37,7 @@ pub struct ChildSpec {
 }
 
 impl ChildSpec {
-    /// The command line of `yolots convert` for this spec.
+    /// The converter's command line (`convert ...`) for this spec.
     pub fn args(&self) -> Vec<String> {
         let o = &self.options;
         let mut args = vec![
@@ -261,7 +262,7 @@ mod tests {
     #[test]
     fn builds_the_command_line() {
         let spec = ChildSpec {
-            exe: "yolots".into(),
+            exe: "yolots-converter".into(),
             input: "in.pt".into(),
             output: "out.pt".into(),
             report: "r.json".into(),

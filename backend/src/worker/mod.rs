@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
-use yolots_converter::DeviceChoice;
+use yolots_protocol::DeviceChoice;
 
 use crate::metrics::Metrics;
 use crate::model::{JobOptions, JobRow, artifact_name};
@@ -94,7 +94,7 @@ pub struct WorkerContext {
     pub hub: Hub,
     pub metrics: Metrics,
     pub config: WorkerConfig,
-    /// This binary (the child runs `convert` of it).
+    /// The converting binary (the child runs its `convert`).
     pub exe: PathBuf,
 }
 

@@ -1,0 +1,311 @@
+//! `yolots-converter convert IN.pt` (what `yolots convert IN.pt` runs): the whole
+//! pipeline without the service.
+//!
+//! Progress goes to stderr, one line per stage (`--progress json` prints JSON lines on
+//! stdout instead, which is how the service's workers follow a conversion child).
+//! Exit status: 0 on success, 2 when the input is not a supported model (or an option does
+//! not fit it, such as a size that is not a multiple of its stride), 3 when the artifact
+//! fails validation (the report says which output diverged), 1 otherwise.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use yolots_converter::{
+    ConversionReport, ConvertError, ConvertRequest, DeviceChoice, Head, ImageSize, Mode, Optimize,
+    Precision, ProgressEvent,
+};
+
+/// Arguments of `yolots convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The checkpoint written by YOLOv7's training code.
+    pub input: PathBuf,
+    /// The artifact to write (default: beside the input, `NAME.torchscript.pt`, or
+    /// `NAME.torchscript.ptl` with `--optimize mobile`).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// `script` (dynamic batch, size and device) or `trace` (fixed size).
+    #[arg(long, default_value_t = Mode::Script)]
+    pub mode: Mode,
+    /// What `forward` returns: `decoded`, `raw` or `detections`.
+    #[arg(long, default_value_t = Head::Decoded)]
+    pub head: Head,
+    /// `fp32` or `fp16`.
+    #[arg(long, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
+    /// Keep the source structure (no BatchNorm / RepConv / implicit folding).
+    #[arg(long)]
+    pub no_fuse: bool,
+    /// `none`, `freeze`, `inference` or `mobile` (a lite-interpreter `.ptl`).
+    #[arg(long, default_value_t = Optimize::None)]
+    pub optimize: Optimize,
+    /// Conversion size `H` or `H,W`: trace size, validation size, letterbox size.
+    #[arg(long, default_value_t = ImageSize::default())]
+    pub img_size: ImageSize,
+    /// `auto`, `cpu` or `cuda:N`.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Confidence threshold of the `detections` head.
+    #[arg(long, default_value_t = 0.25)]
+    pub conf: f64,
+    /// IoU threshold of the `detections` head.
+    #[arg(long, default_value_t = 0.45)]
+    pub iou: f64,
+    /// Most detections per image of the `detections` head.
+    #[arg(long, default_value_t = 300)]
+    pub max_det: i64,
+    /// Where to write `report.json` (default: beside the artifact, `NAME.report.json`).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Skip loading the artifact back and comparing it with the reference.
+    #[arg(long)]
+    pub no_validate: bool,
+    /// Timed runs after warm-up (0 skips timing).
+    #[arg(long, default_value_t = 10)]
+    pub latency_runs: usize,
+    /// How progress is reported.
+    #[arg(long, value_enum, default_value_t = ProgressFormat::Text)]
+    pub progress: ProgressFormat,
+    /// A deliberate failure for the service's fault tests (`abort`, `hang`, `slow`), acted
+    /// on once the `building` stage is reported. Workers pass it only when allowed.
+    #[arg(long, hide = true)]
+    pub test_fault: Option<TestFault>,
+}
+
+/// The deliberate failures of `--test-fault`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestFault {
+    Abort,
+    Hang,
+    Slow,
+}
+
+impl TestFault {
+    fn act(self) {
+        match self {
+            TestFault::Abort => std::process::abort(),
+            TestFault::Hang => loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            },
+            TestFault::Slow => std::thread::sleep(std::time::Duration::from_secs(4)),
+        }
+    }
+}
+
+/// How `yolots convert` reports progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressFormat {
+    /// A line per stage on stderr and a summary at the end.
+    Text,
+    /// JSON lines on stdout (`{"event":"progress",...}`, then `result` or `error`).
+    Json,
+}
+
+/// One line of `--progress json`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ProgressLine<'a> {
+    Progress(&'a ProgressEvent),
+    Result {
+        report: &'a ConversionReport,
+    },
+    Error {
+        code: &'a str,
+        message: String,
+        exit_code: u8,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        report: Option<&'a ConversionReport>,
+    },
+}
+
+impl ConvertArgs {
+    /// The converter's request for these arguments.
+    pub fn request(&self) -> ConvertRequest {
+        let output = self
+            .output
+            .clone()
+            .unwrap_or_else(|| default_output(&self.input, self.optimize));
+        let report = self
+            .report
+            .clone()
+            .unwrap_or_else(|| default_report(&output));
+        ConvertRequest {
+            mode: self.mode,
+            head: self.head,
+            precision: self.precision,
+            fuse: !self.no_fuse,
+            optimize: self.optimize,
+            img_size: self.img_size,
+            device: self.device,
+            conf: self.conf,
+            iou: self.iou,
+            max_det: self.max_det,
+            validate: !self.no_validate,
+            latency_runs: self.latency_runs,
+            report: Some(report),
+            ..ConvertRequest::new(&self.input, output)
+        }
+    }
+}
+
+pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
+    let request = args.request();
+    let json = args.progress == ProgressFormat::Json;
+    let fault = args.test_fault;
+    let mut on_progress = |event: &ProgressEvent| {
+        if json {
+            emit(&ProgressLine::Progress(event));
+        } else {
+            eprintln!(
+                "[{:>3.0}%] {:<10} {}",
+                event.fraction * 100.0,
+                event.stage,
+                event.message
+            );
+        }
+        // After the stage is reported, so a watcher sees where the fault strikes.
+        if let Some(fault) = fault
+            && event.stage == yolots_converter::Stage::Building
+        {
+            fault.act();
+        }
+    };
+    let outcome = yolots_converter::convert(&request, &mut on_progress);
+    let code = match &outcome {
+        Ok(_) => 0,
+        Err(ConvertError::Input(_) | ConvertError::Unsupported(_) | ConvertError::Options(_)) => 2,
+        Err(ConvertError::ValidationFailed { .. }) => 3,
+        Err(_) => 1,
+    };
+    match &outcome {
+        Ok(report) if json => emit(&ProgressLine::Result { report }),
+        Ok(report) => print_summary(report, &request),
+        Err(error) => {
+            let report = match error {
+                ConvertError::ValidationFailed { report, .. } => Some(report.as_ref()),
+                _ => None,
+            };
+            if json {
+                emit(&ProgressLine::Error {
+                    code: error.code(),
+                    message: error.to_string(),
+                    exit_code: code,
+                    report,
+                });
+            } else {
+                if let Some(report) = report {
+                    print_summary(report, &request);
+                }
+                eprintln!("error: {error}");
+            }
+        }
+    }
+    Ok(ExitCode::from(code))
+}
+
+fn emit(line: &ProgressLine<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Ok(text) = serde_json::to_string(line) {
+        // A closed pipe means the parent is gone; nothing useful is left to do with output.
+        let _ = writeln!(stdout, "{text}");
+        let _ = stdout.flush();
+    }
+}
+
+fn print_summary(report: &ConversionReport, request: &ConvertRequest) {
+    eprintln!();
+    eprintln!(
+        "source    {} ({}, {} classes, {} parameters)",
+        report.source.file_name,
+        report.source.variant,
+        report.source.classes,
+        report.source.parameters
+    );
+    eprintln!(
+        "artifact  {} ({:.1} MB, sha256 {})",
+        request.output.display(),
+        report.artifact.size_bytes as f64 / 1e6,
+        report.artifact.sha256
+    );
+    eprintln!(
+        "validation {:?}: {}",
+        report.validation.status, report.validation.device
+    );
+    for check in &report.validation.checks {
+        eprintln!(
+            "  {:<4} {:<28} max |err| {:>10}  mean |err| {:>10}  (tolerance {:e})",
+            if check.passed { "ok" } else { "FAIL" },
+            check.name,
+            fmt_error(check.max_abs_error),
+            fmt_error(check.mean_abs_error),
+            check.tolerance.abs
+        );
+    }
+    if let Some(latency) = &report.latency {
+        eprintln!(
+            "latency   p50 {:.2} ms, p90 {:.2} ms on {} ({:?}, {} runs)",
+            latency.p50_ms, latency.p90_ms, latency.device, latency.input_shape, latency.runs
+        );
+    }
+    let total: f64 = report.stages.iter().map(|s| s.seconds).sum();
+    let stages: Vec<String> = report
+        .stages
+        .iter()
+        .map(|s| format!("{} {:.2}s", s.stage, s.seconds))
+        .collect();
+    eprintln!("stages    {} (total {total:.2}s)", stages.join(", "));
+    if let Some(path) = &request.report {
+        eprintln!("report    {}", path.display());
+    }
+}
+
+fn fmt_error(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.3e}"))
+}
+
+/// `dir/NAME.torchscript.pt` (or `.ptl`) beside the input.
+fn default_output(input: &Path, optimize: Optimize) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let extension = if optimize == Optimize::Mobile {
+        "ptl"
+    } else {
+        "pt"
+    };
+    input.with_file_name(format!("{stem}.torchscript.{extension}"))
+}
+
+/// `dir/NAME.report.json` beside the artifact.
+fn default_report(output: &Path) -> PathBuf {
+    let name = output
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name
+        .strip_suffix(".pt")
+        .or_else(|| name.strip_suffix(".ptl"))
+        .unwrap_or(&name);
+    let stem = stem.strip_suffix(".torchscript").unwrap_or(stem);
+    output.with_file_name(format!("{stem}.report.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_paths_sit_beside_the_input() {
+        let out = default_output(Path::new("runs/best.pt"), Optimize::None);
+        assert_eq!(out, Path::new("runs/best.torchscript.pt"));
+        assert_eq!(
+            default_output(Path::new("best.pt"), Optimize::Mobile),
+            Path::new("best.torchscript.ptl")
+        );
+        assert_eq!(default_report(&out), Path::new("runs/best.report.json"));
+    }
+}

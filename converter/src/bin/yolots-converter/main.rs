@@ -1,0 +1,59 @@
+//! `yolots-converter`: the only yolots program that loads libtorch.
+//!
+//! `yolots convert ARGS` runs `yolots-converter convert ARGS` (same arguments, output and
+//! exit status); the service's workers run it once per conversion, and the service asks
+//! it `runtime` for the libtorch version and the CUDA device count.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod convert;
+mod runtime;
+
+/// Converts YOLOv7 checkpoints with libtorch (what `yolots convert` runs).
+#[derive(Debug, Parser)]
+#[command(name = "yolots-converter", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Convert a checkpoint to TorchScript and validate it.
+    Convert(convert::ConvertArgs),
+    /// Print the loaded libtorch's version and the CUDA device count as JSON.
+    Runtime,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let outcome = match cli.command {
+        Command::Convert(args) => convert::run(&args),
+        Command::Runtime => runtime::run(),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` picks the level, `YOLOTS_LOG_FORMAT=json` the format.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("YOLOTS_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

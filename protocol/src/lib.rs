@@ -1,0 +1,16 @@
+//! yolots-protocol: the plain data that yolots' programs exchange.
+//!
+//! The converter (which loads libtorch), the `yolots` binary (which never does) and the
+//! web page speak in these types: the conversion options as the CLI spells them
+//! ([`Mode`], [`Head`], [`Precision`], [`Optimize`], [`DeviceChoice`], [`ImageSize`]), the
+//! progress of a conversion ([`ProgressEvent`], [`Stage`]) and the facts about the
+//! libtorch a converter loads ([`RuntimeFacts`]). Serde and plain Rust only, so every side
+//! can depend on it without linking libtorch, and it builds for `wasm32-unknown-unknown`.
+
+mod options;
+mod progress;
+mod runtime;
+
+pub use options::{DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Precision};
+pub use progress::{ProgressEvent, Stage};
+pub use runtime::RuntimeFacts;

@@ -1,0 +1,90 @@
+//! Progress of a conversion, as events a caller can print or stream as JSON lines.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The stages of a conversion, in order. Not every conversion visits every stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Mapping the file and parsing the archive.
+    Reading,
+    /// Building the typed model description.
+    Describing,
+    /// Turning weights into tensors and building the network.
+    Building,
+    /// Folding BatchNorm, RepConv branches and implicit knowledge.
+    Fusing,
+    /// Generating and compiling TorchScript.
+    Scripting,
+    /// Tracing the eager network (trace mode).
+    Tracing,
+    /// Freeze / optimize_for_inference / optimize_for_mobile.
+    Optimizing,
+    /// Writing the artifact.
+    Saving,
+    /// Loading the artifact back and comparing it with the reference.
+    Validating,
+    /// Measuring latency.
+    Timing,
+    /// Finished (successfully or not: see the result).
+    Done,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Reading => "reading",
+            Stage::Describing => "describing",
+            Stage::Building => "building",
+            Stage::Fusing => "fusing",
+            Stage::Scripting => "scripting",
+            Stage::Tracing => "tracing",
+            Stage::Optimizing => "optimizing",
+            Stage::Saving => "saving",
+            Stage::Validating => "validating",
+            Stage::Timing => "timing",
+            Stage::Done => "done",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One progress report: the stage, how far the whole conversion is (0 to 1), and a
+/// human-readable message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressEvent {
+    pub stage: Stage,
+    pub fraction: f64,
+    pub message: String,
+}
+
+impl ProgressEvent {
+    pub fn new(stage: Stage, fraction: f64, message: impl Into<String>) -> Self {
+        ProgressEvent {
+            stage,
+            fraction: fraction.clamp(0.0, 1.0),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_as_json_lines() {
+        let e = ProgressEvent::new(Stage::Validating, 1.5, "comparing");
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"stage":"validating","fraction":1.0,"message":"comparing"}"#
+        );
+    }
+}
