@@ -1,17 +1,18 @@
 # syntax=docker/dockerfile:1
 #
-# The yolots image: the release binary, libtorch 2.11.0 with its CUDA libraries, and the
-# web page, on Debian 12. One image for the API (`serve`, the default command) and for
-# the GPU workers (`worker`).
+# The yolots image: the release binaries (`yolots`, and beside it `yolots-converter`,
+# the only one that loads libtorch), libtorch 2.11.0 with its CUDA libraries, and the web
+# page, on Debian 12. One image for the API (`serve`, the default command; it never maps
+# libtorch) and for the GPU workers (`worker`; their conversion children load it).
 #
 #   docker build -t yolots .
 #   docker run --rm -p 8080:8080 -e DATABASE_URL=postgres://... yolots
 #
 # The builder runs the project's own steps, the ones CI and a developer run:
 # `cargo xtask setup --no-database` (libtorch from the PyPI `torch==2.11.0` wheel, the
-# wasm toolchain, the web page) and `cargo xtask dist` (the binary with its run path set,
-# libtorch and the CUDA libraries its run paths name, the web page: one folder that
-# needs nothing else). The runtime stage copies that folder onto a slim Debian.
+# wasm toolchain, the web page) and `cargo xtask dist` (both binaries, the converter's
+# run path set, libtorch and the CUDA libraries its run paths name, the web page: one
+# folder that needs nothing else). The runtime stage copies that folder onto a slim Debian.
 
 # The workspace's `rust-version` (Cargo.toml); the image's Rust must not be older.
 ARG RUST_VERSION=1.95.0
@@ -51,7 +52,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:bookworm-slim AS runtime
 
-# The binary needs only glibc, libstdc++ and libgcc from the system (libgomp comes with
+# The binaries need only glibc, libstdc++ and libgcc from the system (libgomp comes with
 # libtorch); CA certificates for an S3 store over HTTPS. No curl: the health check
 # below speaks HTTP with bash.
 RUN apt-get update \

@@ -21,6 +21,8 @@ out=${OUT:-$here/out}
 mkdir -p "$out"
 
 "$here/bin/yolots" --version
+# The converter (what `yolots convert` runs) is the program that loads libtorch.
+"$here/bin/yolots-converter" runtime || exit 1
 status=0
 for pt in "$here"/fixtures/*.pt; do
   name=$(basename "$pt" .pt)

@@ -28,11 +28,20 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         None => PACKAGES.to_vec(),
     };
     let mut result = Ok(());
-    // The service benchmarks drive the real server: the release binary.
+    // The service benchmarks drive the real server and the converter its workers run:
+    // the release binaries.
     if packages.contains(&"yolots") {
         result = process::run(
             Command::new("cargo")
-                .args(["build", "--release", "-p", "yolots"])
+                .args([
+                    "build",
+                    "--release",
+                    "--bins",
+                    "-p",
+                    "yolots",
+                    "-p",
+                    "yolots-converter",
+                ])
                 .current_dir(paths::root()),
         );
     }
@@ -43,7 +52,11 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
                 .args(["bench", "-p", package])
                 .current_dir(paths::root())
                 .envs(env.vars())
-                .env("YOLOTS_BIN", &binary),
+                .env("YOLOTS_BIN", &binary)
+                .env(
+                    "YOLOTS_CONVERTER",
+                    binary.with_file_name("yolots-converter"),
+                ),
         );
         if run.is_err() {
             result = run;

@@ -1,7 +1,10 @@
 //! `cargo xtask dist --out DIR`: what a machine needs to run yolots, in one folder that
 //! needs nothing from the build machine (the Docker image's runtime stage copies it):
 //!
-//! - `bin/yolots`: the release binary, debug information stripped, its run path set to
+//! - `bin/yolots`: the release binary (it never loads libtorch), debug information
+//!   stripped;
+//! - `bin/yolots-converter`: the converting binary beside it (what `yolots convert` and
+//!   the workers run; the only one that loads libtorch), stripped, its run path set to
 //!   `$ORIGIN/../lib/torch/lib`;
 //! - `lib/torch/lib/`: libtorch's shared objects, and beside them (`lib/nvidia/...`) the
 //!   CUDA libraries that libtorch's own run paths name, in the same relative places as in
@@ -23,7 +26,7 @@ use crate::{paths, web};
 
 /// Marks a folder this command made, so a rerun may replace it.
 const MARKER: &str = ".yolots-dist";
-/// The binary's run path inside the folder.
+/// The converter's run path inside the folder.
 const RUNPATH: &str = "$ORIGIN/../lib/torch/lib";
 /// libtorch's Python bindings: they need libpython, and the binary never loads them.
 const SKIPPED_LIBS: &[&str] = &["libtorch_python.so"];
@@ -44,22 +47,28 @@ pub fn dist(args: &DistArgs) -> anyhow::Result<()> {
     })?;
     process::run(
         Command::new("cargo")
-            .args(["build", "--release", "-p", "yolots"])
+            .args([
+                "build",
+                "--release",
+                "--bins",
+                "-p",
+                "yolots",
+                "-p",
+                "yolots-converter",
+            ])
             .current_dir(paths::root()),
     )?;
     let patchelf = ensure_patchelf()?;
     let out = &args.out;
     prepare_out(out)?;
 
-    let binary = out.join("bin/yolots");
     std::fs::create_dir_all(out.join("bin"))?;
-    std::fs::copy(paths::target().join("release/yolots"), &binary)
-        .context("copying the release binary")?;
-    process::run(Command::new("strip").arg("--strip-debug").arg(&binary))?;
+    let binary = copy_binary("yolots", out)?;
+    let converter = copy_binary("yolots-converter", out)?;
     process::run(
         Command::new(&patchelf)
             .args(["--set-rpath", RUNPATH])
-            .arg(&binary),
+            .arg(&converter),
     )?;
 
     let torch_lib = tools.libtorch.dir.join("lib");
@@ -69,20 +78,37 @@ pub fn dist(args: &DistArgs) -> anyhow::Result<()> {
 
     // The folder must stand alone: every library resolves inside it or to the system.
     check_resolution(&binary, &tools.libtorch.dir)?;
+    check_resolution(&converter, &tools.libtorch.dir)?;
     let version = process::output(
         Command::new(&binary)
             .arg("--version")
             .env_remove("LD_LIBRARY_PATH"),
     )?;
+    // Loads libtorch from the folder: the converter runs there as it will on a server.
+    process::output(
+        Command::new(&converter)
+            .arg("--version")
+            .env_remove("LD_LIBRARY_PATH"),
+    )?;
     step(format!(
-        "dist: {} ({}; binary {:.0} MB, libraries {:.0} MB, web page {:.1} MB)",
+        "dist: {} ({}; binaries {:.0} + {:.0} MB, libraries {:.0} MB, web page {:.1} MB)",
         out.display(),
         version.trim(),
         size_of(&binary) as f64 / 1e6,
+        size_of(&converter) as f64 / 1e6,
         lib_bytes as f64 / 1e6,
         tree_size(&out.join("web")) as f64 / 1e6
     ));
     Ok(())
+}
+
+/// Copies a release binary into `out/bin`, debug information stripped; returns its path.
+fn copy_binary(name: &str, out: &Path) -> anyhow::Result<PathBuf> {
+    let target = out.join("bin").join(name);
+    std::fs::copy(paths::target().join("release").join(name), &target)
+        .with_context(|| format!("copying the release binary {name}"))?;
+    process::run(Command::new("strip").arg("--strip-debug").arg(&target))?;
+    Ok(target)
 }
 
 /// Debian's patchelf, installed when missing.
@@ -215,7 +241,7 @@ fn copy_tree(source: &Path, target: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fails when a library of the binary is missing or would come from the build machine's
+/// Fails when a library of a binary is missing or would come from the build machine's
 /// libtorch rather than from the folder.
 fn check_resolution(binary: &Path, libtorch: &Path) -> anyhow::Result<()> {
     let ldd = process::output(

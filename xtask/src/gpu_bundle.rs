@@ -1,6 +1,7 @@
 //! `cargo xtask gpu-bundle`: a self-contained folder and tarball (under 64 MB) that
 //! converts and validates the fixtures on a GPU machine with PyTorch 2.11: the `yolots`
-//! binary built against libtorch 2.11.0, the small fixtures and `run.sh`.
+//! binary and beside it the converter it runs (`yolots-converter`, built against libtorch
+//! 2.11.0), the small fixtures and `run.sh`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,7 +34,15 @@ pub fn gpu_bundle(args: &GpuBundleArgs) -> anyhow::Result<()> {
     libtorch::ensure(false)?;
     process::run(
         Command::new("cargo")
-            .args(["build", "--release", "-p", "yolots"])
+            .args([
+                "build",
+                "--release",
+                "--bins",
+                "-p",
+                "yolots",
+                "-p",
+                "yolots-converter",
+            ])
             .current_dir(paths::root()),
     )?;
     let out = args
@@ -47,10 +56,13 @@ pub fn gpu_bundle(args: &GpuBundleArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("bin"))?;
     std::fs::create_dir_all(dir.join("fixtures"))?;
 
-    let binary = dir.join("bin/yolots");
-    std::fs::copy(paths::target().join("release/yolots"), &binary)?;
-    // Debug information is most of the binary's size and is not needed to run it.
-    process::run(Command::new("strip").arg("--strip-debug").arg(&binary))?;
+    for name in ["yolots", "yolots-converter"] {
+        let binary = dir.join("bin").join(name);
+        std::fs::copy(paths::target().join("release").join(name), &binary)
+            .with_context(|| format!("copying the release binary {name}"))?;
+        // Debug information is most of a binary's size and is not needed to run it.
+        process::run(Command::new("strip").arg("--strip-debug").arg(&binary))?;
+    }
     for name in FIXTURES {
         let source = paths::fixtures().join(name);
         std::fs::copy(&source, dir.join("fixtures").join(name))

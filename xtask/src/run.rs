@@ -31,7 +31,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 fn build_and_serve(args: &RunArgs, env: &setup::Environment) -> anyhow::Result<()> {
     process::run(
         Command::new("cargo")
-            .args(["build", "--release", "-p", "yolots"])
+            // The server and, beside it, the converter its worker runs.
+            .args([
+                "build",
+                "--release",
+                "--bins",
+                "-p",
+                "yolots",
+                "-p",
+                "yolots-converter",
+            ])
             .current_dir(paths::root()),
     )?;
     let binary = paths::target().join("release/yolots");

@@ -96,6 +96,8 @@ fn run_checks(args: &TestArgs, env: &Environment) -> Vec<Outcome> {
                 "-p",
                 "yolots-checkpoint",
                 "-p",
+                "yolots-protocol",
+                "-p",
                 "yolots-web",
                 "--target",
                 "wasm32-unknown-unknown",
