@@ -399,3 +399,45 @@ fn truncate(s: &str, max: usize) -> &str {
         None => s,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(graph: &mut Graph, s: &str) -> Value {
+        graph.alloc(Node::Str(s.into())).unwrap()
+    }
+
+    /// A dict large enough to be indexed: lookups agree with a scan, the last entry of a
+    /// key wins, and changing the dict drops its index.
+    #[test]
+    fn indexed_lookups_keep_python_semantics() {
+        let mut graph = Graph::new(1_000);
+        let mut entries = Vec::new();
+        for i in 0..INDEX_FROM * 2 {
+            let key = text(&mut graph, &format!("k{}", i % INDEX_FROM));
+            entries.push((key, Value::Int(i as i64)));
+        }
+        // A non-string key is skipped by string lookups.
+        entries.push((Value::Int(7), Value::Int(-1)));
+        let dict = graph.alloc(Node::Dict(entries)).unwrap();
+        for i in 0..INDEX_FROM {
+            let last = (i + INDEX_FROM) as i64;
+            assert_eq!(
+                graph.dict_get(dict, &format!("k{i}")),
+                Some(Value::Int(last))
+            );
+        }
+        assert_eq!(graph.dict_get(dict, "absent"), None);
+        let (bytes, steps) = graph.take_index_cost();
+        assert!(bytes > 0 && steps == (INDEX_FROM * 2 + 1) as u64);
+        assert_eq!(graph.take_index_cost(), (0, 0));
+
+        let key = text(&mut graph, "k0");
+        let Value::Ref(id) = dict else { panic!() };
+        if let Some(Node::Dict(entries)) = graph.node_mut(id) {
+            entries.push((key, Value::Int(99)));
+        }
+        assert_eq!(graph.dict_get(dict, "k0"), Some(Value::Int(99)));
+    }
+}
