@@ -3,6 +3,11 @@
 //!
 //! Targets (printed, not asserted): read + describe in at most 60 ms, and at most 1.2x the
 //! file size of extra memory.
+//!
+//! Then the hostile inputs (memo growth, duplicated values, deflated storages, huge
+//! central directories and names, long legacy pickles), each up to 64 MB: the worst peak
+//! memory and time of opening (from memory and through a reader), describing and reading
+//! every tensor. Target: at most 256 MB and 2 s each, the budget error otherwise.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -12,6 +17,11 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use yolots_checkpoint::Checkpoint;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "support/hostile.rs"]
+mod hostile;
 
 /// The system allocator, counting live bytes and their peak.
 struct Counting;
@@ -60,6 +70,11 @@ fn path() -> PathBuf {
         env!("CARGO_MANIFEST_DIR"),
         "/../../shared/fixtures/yolov7-full.pt"
     ))
+}
+
+/// [`peak_of`] for the hostile report.
+fn peak_of_boxed(f: hostile::Run<'_>) -> (String, usize) {
+    peak_of(f)
 }
 
 /// Peak bytes allocated by `f` beyond what was live before it.
@@ -121,6 +136,7 @@ fn bench(c: &mut Criterion) {
         return;
     };
     report(&bytes);
+    hostile::report(peak_of_boxed);
     let mut group = c.benchmark_group("yolov7-full");
     group.sample_size(30);
     group.bench_function("from_bytes+describe", |b| {

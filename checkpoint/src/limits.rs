@@ -24,7 +24,8 @@ pub struct Limits {
     pub max_depth: u64,
     /// Most values on the pickle machine's stack at once.
     pub max_stack: u64,
-    /// Most entries in the pickle memo.
+    /// Most entries in the pickle memo (a quarter of them at most stored out of sequence,
+    /// which picklers never do).
     pub max_memo: u64,
     /// Most values built by one pickle (strings, containers, objects, tensors...).
     pub max_objects: u64,

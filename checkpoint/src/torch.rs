@@ -370,7 +370,10 @@ impl Hooks for TorchHooks {
             Known::OrderedDict => {
                 let mut entries = Vec::new();
                 if let Some(&pairs) = list(graph).first() {
-                    for pair in graph.seq(pairs).unwrap_or_default() {
+                    let pairs = graph.seq(pairs).unwrap_or_default();
+                    // Exactly what was paid for, not a doubled capacity.
+                    entries.reserve_exact(pairs.len());
+                    for pair in pairs {
                         match graph.seq(*pair) {
                             Some([k, v]) => entries.push((*k, *v)),
                             _ => return Err(malformed("OrderedDict item is not a pair")),
