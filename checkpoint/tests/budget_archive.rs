@@ -454,7 +454,7 @@ fn duplicate_names_and_storages_are_corrupt() {
     let program = Pickle::new()
         .tensor("FloatStorage", "0", 1, 0, &[1], &[1])
         .stop();
-    // Two entries named `archive/data/0`: which one PyTorch reads is not something to guess.
+    // Two entries named `archive/data/0` (PyTorch reads the last): an edited file.
     let bytes = zip(&[
         stored("archive/data.pkl", &program),
         stored("archive/data/0", &[0; 4]),

@@ -39,8 +39,8 @@ pub(crate) fn layout<R: Read + Seek>(
     if count > limits.max_entries {
         return Err(Error::limit("zip entries", limits.max_entries, count));
     }
-    // The zip crate keeps the last of entries with the same name; torch never writes two,
-    // and which one PyTorch would read is not something to guess.
+    // The zip crate keeps the last of entries with the same name, as PyTorch does; but
+    // torch never writes two, so the file was edited and which copy was meant is unknown.
     if archive.has_duplicate_names() {
         return Err(Error::corrupt(
             "zip archive",
