@@ -16,17 +16,16 @@ use crate::jit::{CompilationUnit, ScriptModule};
 use crate::layers::{Emitter, Placement, WeightSource};
 use crate::metadata::{ArtifactMetadata, InputSpec, METADATA_FILE, METADATA_FORMAT};
 use crate::network::Network;
-use crate::options::{
-    ConvertRequest, Head, Mode, Optimize, Precision, PrecisionKind, ResolveDevice,
-};
+use crate::options::{ConvertRequest, Mode, Optimize, Precision, PrecisionKind, ResolveDevice};
 use crate::progress::{ProgressEvent, Stage};
+use crate::proof;
 use crate::report::{
-    ArtifactFacts, ConversionReport, Environment, Latency, OutputCheck, OutputKind, REPORT_SCHEMA,
-    ReportOptions, ReportStatus, SourceFacts, StageTime, Validation, ValidationStatus,
+    ArtifactFacts, ConversionReport, Environment, REPORT_SCHEMA, ReportOptions, ReportStatus,
+    SourceFacts, StageTime, ValidationStatus,
 };
 use crate::script::{self, RootSpec};
 use crate::source::{CheckpointWeights, InputFile};
-use crate::validate::{self, Arg, Loaded, Reference};
+use crate::validate;
 
 /// Converts the checkpoint `request.input` into a TorchScript artifact at
 /// `request.output`, reporting progress as it goes.
@@ -212,6 +211,13 @@ fn check_options(
     if request.max_det < 1 {
         return bad(format!("max_det {} is less than 1", request.max_det));
     }
+    if let Some(budget) = request.latency_budget_s
+        && !(budget.is_finite() && budget > 0.0)
+    {
+        return bad(format!(
+            "latency budget {budget} s is not a positive duration"
+        ));
+    }
     if let Device::Cuda(n) = device {
         let count = crate::runtime::cuda_device_count();
         if n >= count {
@@ -230,7 +236,7 @@ fn check_options(
     Ok(strides)
 }
 
-fn device_name(d: Device) -> String {
+pub(crate) fn device_name(d: Device) -> String {
     match d {
         Device::Cuda(n) => format!("cuda:{n}"),
         Device::Mps => "mps".into(),
@@ -317,25 +323,10 @@ pub(crate) fn convert_model(
     drop(module);
     let artifact = artifact_facts(&request.output, request.optimize, fused, tensor_elements)?;
 
-    let validation = if request.validate {
-        clock.begin(
-            Stage::Validating,
-            format!("validating on {}", device_name(device)),
-        );
-        validate_artifact(desc, weights, request, device, max_stride)?
-    } else {
-        Validation::skipped(device_name(device), "validation disabled")
-    };
-
-    let latency = if request.latency_runs > 0 {
-        clock.begin(
-            Stage::Timing,
-            format!("{} timed runs", request.latency_runs),
-        );
-        time_artifact(request, device)?
-    } else {
-        None
-    };
+    let proof::Proof {
+        validation,
+        latency,
+    } = proof::prove(desc, weights, request, device, max_stride, clock)?;
 
     let status = match validation.status {
         ValidationStatus::Passed => ReportStatus::Passed,
@@ -568,240 +559,6 @@ fn artifact_facts(
     })
 }
 
-/// Loads the artifact back and compares it with the unfused float32 eager network.
-fn validate_artifact(
-    desc: &ModelDescription,
-    weights: &dyn WeightSource,
-    request: &ConvertRequest,
-    device: Device,
-    max_stride: i64,
-) -> Result<Validation> {
-    let start = Instant::now();
-    let mobile = request.optimize == Optimize::Mobile;
-    // The lite interpreter runs where the file was saved (CPU).
-    let run_device = if mobile { Device::Cpu } else { device };
-    let reference_net = Network::build(
-        desc,
-        weights,
-        false,
-        Placement {
-            kind: Kind::Float,
-            device: run_device,
-        },
-    )?;
-    let mut loaded = Loaded::load(&request.output, mobile, run_device)?;
-    let kind = request.precision.kind();
-    let mut sizes = vec![(1, request.img_size.hw())];
-    if request.mode == Mode::Script {
-        sizes.push((2, validate::second_size(request.img_size, max_stride)));
-    }
-    let mut checks: Vec<OutputCheck> = Vec::new();
-    let mut note = None;
-    for (batch, hw) in sizes {
-        let input = validate::test_input(batch, hw)?.f_to_device(run_device)?;
-        let reference = Reference::compute(&reference_net, &input)?;
-        let artifact_input = input.f_to_kind(kind)?;
-        let shape = artifact_input.size();
-        let tag = format!("{batch}x{}x{}", hw[0], hw[1]);
-        match run_checks(
-            &mut loaded,
-            request,
-            &artifact_input,
-            &reference,
-            &shape,
-            &tag,
-            &mut checks,
-        ) {
-            Ok(()) => {}
-            Err(ConvertError::Torch(message))
-                if request.precision == Precision::Fp16 && message.contains("Half") =>
-            {
-                note = Some(format!(
-                    "float16 not validated on {}: libtorch has no float16 kernel for an \
-                     operation here ({message})",
-                    device_name(run_device)
-                ));
-                checks.clear();
-                break;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    if note.is_none() {
-        checks.push(smoke_detect_image(&mut loaded, request, run_device)?);
-    }
-    let failed_outputs: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.passed)
-        .map(|c| c.name.clone())
-        .collect();
-    let status = if note.is_some() {
-        ValidationStatus::NotValidated
-    } else if failed_outputs.is_empty() {
-        ValidationStatus::Passed
-    } else {
-        ValidationStatus::Failed
-    };
-    Ok(Validation {
-        status,
-        device: device_name(run_device),
-        reference: "eager network built unfused in float32 from the same checkpoint".into(),
-        loaded_with: loaded.loaded_with().into(),
-        note,
-        checks,
-        failed_outputs,
-        seconds: start.elapsed().as_secs_f64(),
-    })
-}
-
-fn run_checks(
-    loaded: &mut Loaded,
-    request: &ConvertRequest,
-    input: &Tensor,
-    reference: &Reference,
-    shape: &[i64],
-    tag: &str,
-    checks: &mut Vec<OutputCheck>,
-) -> Result<()> {
-    let precision = request.precision;
-    let (raw_method, decoded_method) = validate::methods_for(request.head);
-    let raw = loaded.call(raw_method, &[Arg::Tensor(input)])?;
-    validate::check_raw(
-        checks,
-        raw_method,
-        tag,
-        shape,
-        &raw,
-        &reference.raw,
-        precision,
-    )?;
-    drop(raw);
-    let decoded = loaded.call(decoded_method, &[Arg::Tensor(input)])?;
-    let decoded = match decoded.as_slice() {
-        [d] => d,
-        _ => {
-            return Err(ConvertError::Internal(format!(
-                "{decoded_method} returned {} tensors",
-                decoded.len()
-            )));
-        }
-    };
-    validate::check_decoded(
-        checks,
-        decoded_method,
-        tag,
-        shape,
-        decoded,
-        &reference.decoded,
-        precision,
-    )?;
-    if request.head == Head::Detections {
-        // The artifact's NMS must keep exactly what a plain NMS keeps on the same decoded
-        // output (whose parity with the reference is checked above). Comparing with NMS
-        // over the reference's output instead would fail on near-ties: candidates whose
-        // scores differ in the last float digits may rank either way.
-        let got = loaded.call("forward", &[Arg::Tensor(input)])?;
-        let want = validate::nms_per_image(decoded, request.conf, request.iou, request.max_det)?;
-        for (i, w) in want.iter().enumerate() {
-            let g = match got.get(i) {
-                Some(t) => validate::dets_of(t)?,
-                None => Vec::new(),
-            };
-            checks.push(validate::compare_detections(
-                format!("detections.{i}@{tag}"),
-                shape,
-                &g,
-                w,
-                request.conf,
-                precision,
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `detect_image` must take an odd-sized uint8 image and return `[K, 6]`.
-fn smoke_detect_image(
-    loaded: &mut Loaded,
-    request: &ConvertRequest,
-    device: Device,
-) -> Result<OutputCheck> {
-    let [h, w] = request.img_size.hw();
-    let (ih, iw) = (h * 3 / 4 + 1, w / 2 + 3);
-    let image = validate::test_input(1, [ih, iw])?
-        .f_mul_scalar(255.0)?
-        .f_to_kind(Kind::Uint8)?
-        .f_get(0)?
-        .f_permute([1, 2, 0])?
-        .f_contiguous()?
-        .f_to_device(device)?;
-    let result = loaded.call(
-        "detect_image",
-        &[
-            Arg::Tensor(&image),
-            Arg::Float(request.conf),
-            Arg::Float(request.iou),
-            Arg::Int(request.max_det),
-        ],
-    );
-    let (shape, passed, detail) = match &result {
-        Ok(ts) => match ts.as_slice() {
-            [t] if t.dim() == 2 && t.size()[1] == 6 => (t.size(), true, None),
-            _ => (
-                Vec::new(),
-                false,
-                Some(format!("returned {} tensors", ts.len())),
-            ),
-        },
-        Err(e) => (Vec::new(), false, Some(e.to_string())),
-    };
-    Ok(OutputCheck {
-        name: format!("detect_image@{ih}x{iw}x3"),
-        method: "detect_image".into(),
-        kind: OutputKind::Smoke,
-        input_shape: vec![ih, iw, 3],
-        shape,
-        max_abs_error: None,
-        mean_abs_error: None,
-        tolerance: validate::tolerance(OutputKind::Smoke, request.precision),
-        passed,
-        detail,
-    })
-}
-
-/// Latency of `forward` at the conversion size, batch 1.
-fn time_artifact(request: &ConvertRequest, device: Device) -> Result<Option<Latency>> {
-    const WARMUP: usize = 3;
-    let mobile = request.optimize == Optimize::Mobile;
-    let run_device = if mobile { Device::Cpu } else { device };
-    let mut loaded = Loaded::load(&request.output, mobile, run_device)?;
-    let input = validate::test_input(1, request.img_size.hw())?
-        .f_to_kind(request.precision.kind())?
-        .f_to_device(run_device)?;
-    let sync = || {
-        if let Device::Cuda(n) = run_device {
-            tch::Cuda::synchronize(n as i64);
-        }
-    };
-    let mut ms = Vec::with_capacity(request.latency_runs);
-    for i in 0..WARMUP + request.latency_runs {
-        let start = Instant::now();
-        let out = loaded.call("forward", &[Arg::Tensor(&input)])?;
-        sync();
-        drop(out);
-        if i >= WARMUP {
-            ms.push(start.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    Ok(Latency::from_runs(
-        device_name(run_device),
-        "forward",
-        input.size(),
-        WARMUP,
-        ms,
-    ))
-}
-
 fn report_options(r: &ConvertRequest) -> ReportOptions {
     ReportOptions {
         mode: r.mode,
@@ -816,6 +573,7 @@ fn report_options(r: &ConvertRequest) -> ReportOptions {
         max_det: r.max_det,
         validate: r.validate,
         latency_runs: r.latency_runs,
+        latency_budget_s: r.latency_budget_s,
     }
 }
 

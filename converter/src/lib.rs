@@ -42,10 +42,12 @@ mod metadata;
 mod network;
 mod options;
 mod progress;
+mod proof;
 mod report;
 pub mod runtime;
 mod script;
 mod source;
+mod timing;
 mod validate;
 
 pub use convert::{convert, write_report};
@@ -60,8 +62,10 @@ pub use options::{
 pub use progress::{ProgressEvent, Stage};
 pub use report::{
     ArtifactFacts, ConversionReport, Environment, Latency, OutputCheck, OutputKind, REPORT_SCHEMA,
-    ReportOptions, ReportStatus, SourceFacts, StageTime, Tolerance, Validation, ValidationStatus,
+    ReportOptions, ReportStatus, SourceFacts, StageTime, Tolerance, Validation, ValidationInput,
+    ValidationStatus,
 };
+pub use timing::DEFAULT_LATENCY_BUDGET_S;
 pub use validate::tolerance;
 pub use yolots_protocol::RuntimeFacts;
 

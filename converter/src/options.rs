@@ -78,8 +78,13 @@ pub struct ConvertRequest {
     pub max_det: i64,
     /// Load the artifact back and compare it with the reference.
     pub validate: bool,
-    /// Timed runs after warm-up (0 skips timing).
+    /// The most timed runs of `forward` after warm-up (0 skips timing).
     pub latency_runs: usize,
+    /// Stop timing before a run that would take the timed runs past this many seconds
+    /// (at least one run is made); `None`: exactly `latency_runs` runs. Requests written
+    /// before the budget existed read as `None`, the fixed count they meant.
+    #[serde(default)]
+    pub latency_budget_s: Option<f64>,
     /// Where to write `report.json` (also written when validation fails).
     pub report: Option<PathBuf>,
     #[doc(hidden)]
@@ -105,6 +110,7 @@ impl ConvertRequest {
             max_det: 300,
             validate: true,
             latency_runs: 10,
+            latency_budget_s: Some(crate::timing::DEFAULT_LATENCY_BUDGET_S),
             report: None,
             perturb: None,
         }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::options::{DeviceChoice, Head, ImageSize, Mode, Optimize, Precision};
 use crate::progress::Stage;
+use crate::timing::{Call, TimingPlan};
 
 /// Version tag of the report layout.
 pub const REPORT_SCHEMA: &str = "yolots.report/v1";
@@ -91,6 +92,11 @@ pub struct ReportOptions {
     pub max_det: i64,
     pub validate: bool,
     pub latency_runs: usize,
+    /// Timing stopped once the timed runs had taken about this many seconds (at least one
+    /// run, at most `latency_runs`); null: exactly `latency_runs` runs. Absent in reports
+    /// written before the budget existed, which timed a fixed number of runs.
+    #[serde(default)]
+    pub latency_budget_s: Option<f64>,
 }
 
 /// Where it ran.
@@ -154,6 +160,9 @@ pub struct Validation {
     /// How the artifact was loaded (`tch::CModule::load`, `lite interpreter`).
     pub loaded_with: String,
     pub note: Option<String>,
+    /// The inputs the artifact and the reference ran on, in the order they ran.
+    #[serde(default)]
+    pub inputs: Vec<ValidationInput>,
     pub checks: Vec<OutputCheck>,
     /// Names of the checks that failed.
     pub failed_outputs: Vec<String>,
@@ -168,11 +177,24 @@ impl Validation {
             reference: String::new(),
             loaded_with: String::new(),
             note: Some(note.to_owned()),
+            inputs: Vec::new(),
             checks: Vec::new(),
             failed_outputs: Vec::new(),
             seconds: 0.0,
         }
     }
+}
+
+/// One input of validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationInput {
+    /// `[B, 3, H, W]`.
+    pub shape: Vec<i64>,
+    /// What running at this shape proves (`conversion size`, or `dynamic batch and
+    /// non-square size`).
+    pub proves: String,
+    /// The artifact methods run on it, in order (the reference ran once per input).
+    pub methods: Vec<String>,
 }
 
 /// What kind of numbers a check compares, which picks its tolerance.
@@ -225,13 +247,33 @@ pub struct Latency {
     /// The method timed (`forward`).
     pub method: String,
     pub input_shape: Vec<i64>,
+    /// Untimed calls of `method` before the first timed one.
     pub warmup: usize,
+    /// Timed calls.
     pub runs: usize,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub mean_ms: f64,
     pub min_ms: f64,
     pub max_ms: f64,
+    /// Every call of the artifact before the first timed one, `method@shape`, in order:
+    /// validation's calls, then any made for timing only.
+    #[serde(default)]
+    pub warmup_calls: Vec<String>,
+    /// How many of the timed runs were validation's own call of `forward` at this input
+    /// (0 or 1): its output is the one compared with the reference.
+    #[serde(default)]
+    pub validated_runs: usize,
+    /// Timing stopped before a run that would have taken the timed runs past this many
+    /// seconds (at least one run); null when the number of runs was fixed.
+    #[serde(default)]
+    pub budget_s: Option<f64>,
+    /// Most timed runs allowed (`runs` when the number was fixed).
+    #[serde(default)]
+    pub max_runs: usize,
+    /// Seconds of all timed runs together.
+    #[serde(default)]
+    pub timed_s: f64,
 }
 
 impl Latency {
@@ -240,7 +282,9 @@ impl Latency {
         device: String,
         method: &str,
         input_shape: Vec<i64>,
-        warmup: usize,
+        warmup_calls: &[Call],
+        validated_runs: usize,
+        plan: TimingPlan,
         mut ms: Vec<f64>,
     ) -> Option<Self> {
         if ms.is_empty() {
@@ -255,13 +299,18 @@ impl Latency {
             device,
             method: method.to_owned(),
             input_shape,
-            warmup,
+            warmup: warmup_calls.iter().filter(|c| c.method == method).count(),
             runs: ms.len(),
             p50_ms: rank(0.5),
             p90_ms: rank(0.9),
             mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
             min_ms: ms[0],
             max_ms: ms[ms.len() - 1],
+            warmup_calls: warmup_calls.iter().map(Call::label).collect(),
+            validated_runs,
+            budget_s: plan.budget_s,
+            max_runs: plan.max_runs,
+            timed_s: ms.iter().sum::<f64>() / 1e3,
         })
     }
 }
@@ -272,11 +321,17 @@ mod tests {
 
     #[test]
     fn percentiles_use_nearest_rank() {
+        let plan = TimingPlan {
+            max_runs: 10,
+            budget_s: None,
+        };
         let l = Latency::from_runs(
             "cpu".into(),
             "forward",
             vec![1, 3, 64, 64],
-            1,
+            &[],
+            0,
+            plan,
             (1..=10).rev().map(f64::from).collect(),
         )
         .unwrap();
@@ -285,6 +340,8 @@ mod tests {
             (5.0, 9.0, 1.0, 10.0)
         );
         assert_eq!(l.mean_ms, 5.5);
-        assert!(Latency::from_runs("cpu".into(), "forward", vec![], 0, vec![]).is_none());
+        assert!((l.timed_s - 0.055).abs() < 1e-12);
+        let none = Latency::from_runs("cpu".into(), "forward", vec![], &[], 0, plan, vec![]);
+        assert!(none.is_none());
     }
 }

@@ -86,17 +86,77 @@ fn script_artifacts_validate_fused_and_unfused() {
         let report = run(&r, 3, true).unwrap();
         assert_passed(&report);
         assert_eq!(report.artifact.fused, fuse);
-        // Both sizes were checked, and raw and decoded outputs.
+        // Both sizes were checked: every output at the small second size (here 3S x 2S,
+        // the conversion size being 2S x 3S), what `forward` returns at the conversion size.
         let names: Vec<&str> = report
             .validation
             .checks
             .iter()
             .map(|c| c.name.as_str())
             .collect();
-        assert!(names.contains(&"raw.2@1x64x96"), "{names:?}");
-        assert!(names.contains(&"decoded.boxes@2x32x32"), "{names:?}");
+        assert!(names.contains(&"raw.2@2x96x64"), "{names:?}");
+        assert!(names.contains(&"decoded.boxes@2x96x64"), "{names:?}");
+        assert!(names.contains(&"decoded.boxes@1x64x96"), "{names:?}");
         assert!(report.latency.is_some());
     }
+}
+
+#[test]
+fn validation_runs_the_small_input_first_and_its_forward_call_is_the_first_timed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = request(&dir, "timed.torchscript");
+    r.latency_budget_s = Some(30.0);
+    let report = run(&r, 3, true).unwrap();
+    assert_passed(&report);
+    let inputs: Vec<(&[i64], &[String])> = report
+        .validation
+        .inputs
+        .iter()
+        .map(|i| (i.shape.as_slice(), i.methods.as_slice()))
+        .collect();
+    assert_eq!(
+        inputs,
+        vec![
+            (
+                &[2, 3, 96, 64][..],
+                &["raw".to_owned(), "forward".into(), "forward".into()][..]
+            ),
+            (&[1, 3, 64, 96][..], &["forward".to_owned()][..]),
+        ]
+    );
+    let latency = report.latency.unwrap();
+    assert_eq!((latency.runs, latency.validated_runs), (2, 1));
+    assert_eq!(latency.warmup, 2);
+    assert_eq!(
+        latency.warmup_calls.last().map(String::as_str),
+        Some("detect_image@49x51x3")
+    );
+    assert_eq!(latency.budget_s, Some(30.0));
+}
+
+#[test]
+fn an_exact_number_of_runs_without_validation_warms_up_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = request(&dir, "exact.torchscript");
+    r.validate = false;
+    r.latency_runs = 3;
+    r.latency_budget_s = None;
+    let report = run(&r, 3, true).unwrap();
+    let latency = report.latency.unwrap();
+    assert_eq!((latency.runs, latency.validated_runs), (3, 0));
+    assert_eq!(
+        latency.warmup_calls,
+        vec!["forward@2x3x96x64".to_owned(), "forward@1x3x64x96".into()]
+    );
+    assert_eq!(latency.budget_s, None);
+}
+
+#[test]
+fn a_latency_budget_must_be_positive() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = request(&dir, "budget.torchscript");
+    r.latency_budget_s = Some(0.0);
+    assert!(matches!(run(&r, 3, true), Err(ConvertError::Options(_))));
 }
 
 #[test]

@@ -19,6 +19,7 @@ fn validation_and_report_on_a_training_checkpoint() {
     let mut r = request(name, dir.path(), "m.torchscript", exp.size("a"));
     r.validate = true;
     r.latency_runs = 2;
+    r.latency_budget_s = None;
     r.report = Some(dir.path().join("report.json"));
     let mut stages = Vec::new();
     let report = convert(&r, &mut |e| stages.push(e.stage)).unwrap();

@@ -63,9 +63,15 @@ pub struct ConvertArgs {
     /// Skip loading the artifact back and comparing it with the reference.
     #[arg(long)]
     pub no_validate: bool,
-    /// Timed runs after warm-up (0 skips timing).
-    #[arg(long, default_value_t = 10)]
-    pub latency_runs: usize,
+    /// Timed runs of `forward` after warm-up: exactly N (0 skips timing). Without it,
+    /// runs are timed until about `--latency-budget` seconds are spent: at least one, at
+    /// most 10.
+    #[arg(long)]
+    pub latency_runs: Option<usize>,
+    /// Seconds the timed runs may take (default 1; at least one run is made). With
+    /// `--latency-runs N`, at most N runs within it.
+    #[arg(long)]
+    pub latency_budget: Option<f64>,
     /// How progress is reported.
     #[arg(long, value_enum, default_value_t = ProgressFormat::Text)]
     pub progress: ProgressFormat,
@@ -144,9 +150,27 @@ impl ConvertArgs {
             iou: self.iou,
             max_det: self.max_det,
             validate: !self.no_validate,
-            latency_runs: self.latency_runs,
             report: Some(report),
-            ..ConvertRequest::new(&self.input, output)
+            ..self.latency(ConvertRequest::new(&self.input, output))
+        }
+    }
+}
+
+impl ConvertArgs {
+    /// `request` with the timing asked for: an explicit `--latency-runs N` alone means
+    /// exactly N runs; otherwise the budget (given or default) bounds them.
+    fn latency(&self, request: ConvertRequest) -> ConvertRequest {
+        let (latency_runs, latency_budget_s) = match (self.latency_runs, self.latency_budget) {
+            (Some(runs), None) => (runs, None),
+            (runs, budget) => (
+                runs.unwrap_or(request.latency_runs),
+                budget.or(request.latency_budget_s),
+            ),
+        };
+        ConvertRequest {
+            latency_runs,
+            latency_budget_s,
+            ..request
         }
     }
 }
@@ -297,6 +321,29 @@ fn default_report(output: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_runs_alone_are_exact_else_the_budget_bounds_them() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ConvertArgs,
+        }
+        let timing = |extra: &[&str]| {
+            let argv = ["yolots-converter", "best.pt"].iter().chain(extra);
+            let r = <Cli as clap::Parser>::parse_from(argv).args.request();
+            (r.latency_runs, r.latency_budget_s)
+        };
+        let budget = yolots_converter::DEFAULT_LATENCY_BUDGET_S;
+        assert_eq!(timing(&[]), (10, Some(budget)));
+        assert_eq!(timing(&["--latency-runs", "3"]), (3, None));
+        assert_eq!(timing(&["--latency-runs", "0"]), (0, None));
+        assert_eq!(timing(&["--latency-budget", "5"]), (10, Some(5.0)));
+        assert_eq!(
+            timing(&["--latency-runs", "3", "--latency-budget", "5"]),
+            (3, Some(5.0))
+        );
+    }
 
     #[test]
     fn default_paths_sit_beside_the_input() {

@@ -1,0 +1,245 @@
+//! The converting CLI as a user runs it, end to end, each run a fresh process: wall time
+//! and peak RSS (the `rusage` of the finished child, as `getrusage` reports it).
+//!
+//! `cargo bench -p yolots-converter --bench cli [-- CHECKPOINT] [--rounds N]
+//!  [--also 'LABEL=PROGRAM ARG...']`
+//!
+//! Cases: `default` (`yolots-converter convert CHECKPOINT`: validation and timing as a user
+//! gets them) and `no checks` (`--no-validate --latency-runs 0`). `--also` adds a command to
+//! compare, such as a build of another revision (`{in}` and `{out}` in its arguments become
+//! the checkpoint and the artifact path). Every round runs every case once, in turn, so
+//! the load of a shared machine falls on all of them alike; the spread across rounds says
+//! how noisy it was. Budgets on two CPU cores with the full YOLOv7: default 4 s and
+//! 700 MB, no checks 0.8 s.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const DEFAULT_WALL_BUDGET_S: f64 = 4.0;
+const DEFAULT_RSS_BUDGET_MB: f64 = 700.0;
+const NO_CHECKS_WALL_BUDGET_S: f64 = 0.8;
+
+/// One command to measure.
+struct Case {
+    label: String,
+    program: PathBuf,
+    args: Vec<String>,
+    /// (wall seconds, MB) budgets, printed beside the figures.
+    budget: Option<(f64, Option<f64>)>,
+}
+
+/// One finished run.
+struct Run {
+    wall_s: f64,
+    peak_rss_mb: f64,
+    /// `(stage, seconds)` from the report the run wrote, when it wrote one.
+    stages: Vec<(String, f64)>,
+}
+
+/// The stage times of the report written beside `output` (`NAME.report.json`).
+fn report_stages(output: &Path) -> Vec<(String, f64)> {
+    let name = output
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let stem = name.strip_suffix(".torchscript.pt").unwrap_or(&name);
+    let path = output.with_file_name(format!("{stem}.report.json"));
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Vec::new();
+    };
+    let _ = std::fs::remove_file(&path);
+    let report: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let mut stages: Vec<(String, f64)> = report["stages"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|s| {
+                    let stage = s["stage"].as_str().unwrap_or("?").to_owned();
+                    (stage, s["seconds"].as_f64().unwrap_or(f64::NAN))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(runs) = report["latency"]["runs"].as_u64() {
+        stages.push(("timed runs".into(), runs as f64));
+    }
+    stages
+}
+
+fn default_checkpoint() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/yolov7-full.pt")
+}
+
+/// Runs `case` once as a child process and reads its own resource usage on exit.
+fn run_once(case: &Case, input: &Path, output: &Path) -> Result<Run, String> {
+    let fill = |a: &String| {
+        a.replace("{in}", &input.to_string_lossy())
+            .replace("{out}", &output.to_string_lossy())
+    };
+    let start = Instant::now();
+    let child = Command::new(&case.program)
+        .args(case.args.iter().map(fill))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", case.program.display()))?;
+    let pid = libc::pid_t::try_from(child.id()).map_err(|e| e.to_string())?;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data that `wait4` fills; all-zero bytes are a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own child, not waited for yet (`Child` is never waited on);
+    // both pointers point to live locals.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall_s = start.elapsed().as_secs_f64();
+    if waited != pid {
+        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("{} failed with status {status}", case.label));
+    }
+    Ok(Run {
+        wall_s,
+        // `ru_maxrss` is in kilobytes on Linux.
+        peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        stages: report_stages(output),
+    })
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn verdict(value: f64, budget: f64) -> &'static str {
+    if value <= budget { "ok" } else { "OVER" }
+}
+
+/// `LABEL=PROGRAM ARG...` (arguments split on spaces).
+fn parse_also(spec: &str) -> Option<Case> {
+    let (label, command) = spec.split_once('=')?;
+    let mut words = command.split_whitespace();
+    Some(Case {
+        label: label.to_owned(),
+        program: PathBuf::from(words.next()?),
+        args: words.map(str::to_owned).collect(),
+        budget: None,
+    })
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let mut rounds = 5usize;
+    let mut input = default_checkpoint();
+    let mut also = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--rounds" => rounds = it.next().and_then(|v| v.parse().ok()).unwrap_or(rounds),
+            "--also" => match it.next().and_then(|s| parse_also(s)) {
+                Some(case) => also.push(case),
+                None => eprintln!("--also wants 'LABEL=PROGRAM ARG...'"),
+            },
+            other if !other.starts_with('-') => input = PathBuf::from(other),
+            _ => {}
+        }
+    }
+    if !input.exists() {
+        eprintln!("no checkpoint at {}", input.display());
+        return;
+    }
+    let program = PathBuf::from(env!("CARGO_BIN_EXE_yolots-converter"));
+    let convert = |extra: &[&str]| {
+        ["convert", "{in}", "-o", "{out}", "--device", "cpu"]
+            .iter()
+            .chain(extra)
+            .map(|s| (*s).to_owned())
+            .collect::<Vec<String>>()
+    };
+    let mut cases = vec![
+        Case {
+            label: "default".into(),
+            program: program.clone(),
+            args: convert(&[]),
+            budget: Some((DEFAULT_WALL_BUDGET_S, Some(DEFAULT_RSS_BUDGET_MB))),
+        },
+        Case {
+            label: "no checks".into(),
+            program,
+            args: convert(&["--no-validate", "--latency-runs", "0"]),
+            budget: Some((NO_CHECKS_WALL_BUDGET_S, None)),
+        },
+    ];
+    cases.extend(also);
+
+    let dir = std::env::temp_dir().join(format!("yolots-cli-bench-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("{}: {e}", dir.display());
+        return;
+    }
+    println!(
+        "checkpoint {} ({:.1} MB), {} CPUs, {rounds} rounds, cases in turn",
+        input.display(),
+        std::fs::metadata(&input).map_or(0.0, |m| m.len() as f64 / 1e6),
+        std::thread::available_parallelism().map_or(0, usize::from),
+    );
+    let mut runs: Vec<Vec<Run>> = cases.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (i, case) in cases.iter().enumerate() {
+            let output = dir.join(format!("case{i}.torchscript.pt"));
+            match run_once(case, &input, &output) {
+                Ok(run) => {
+                    println!(
+                        "  round {round} {:<14} {:>6.2} s {:>6.0} MB",
+                        case.label, run.wall_s, run.peak_rss_mb
+                    );
+                    if let Some(list) = runs.get_mut(i) {
+                        list.push(run);
+                    }
+                }
+                Err(e) => println!("  round {round} {:<14} failed: {e}", case.label),
+            }
+        }
+    }
+    println!();
+    for (case, list) in cases.iter().zip(&runs) {
+        let walls: Vec<f64> = list.iter().map(|r| r.wall_s).collect();
+        let rss: Vec<f64> = list.iter().map(|r| r.peak_rss_mb).collect();
+        let (wall, peak) = (median(&walls), median(&rss));
+        let lo = walls.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = walls.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut line = format!(
+            "{:<14} wall median {wall:.2} s (min {lo:.2}, max {hi:.2}), peak RSS median {peak:.0} MB",
+            case.label
+        );
+        if let Some((wall_budget, rss_budget)) = case.budget {
+            line += &format!("  [budget {wall_budget} s {}", verdict(wall, wall_budget));
+            if let Some(rss_budget) = rss_budget {
+                line += &format!(", {rss_budget} MB {}", verdict(peak, rss_budget));
+            }
+            line += "]";
+        }
+        println!("{line}");
+        if let Some(first) = list.first() {
+            let stages: Vec<String> = first
+                .stages
+                .iter()
+                .enumerate()
+                .map(|(k, (stage, _))| {
+                    let values: Vec<f64> = list
+                        .iter()
+                        .filter_map(|r| r.stages.get(k).map(|s| s.1))
+                        .collect();
+                    format!("{stage} {:.2}", median(&values))
+                })
+                .collect();
+            if !stages.is_empty() {
+                println!("{:<14} report medians: {}", "", stages.join(", "));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
