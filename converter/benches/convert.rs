@@ -1,13 +1,15 @@
 //! Conversion and inference benchmark on the full YOLOv7 fixture (CPU).
 //!
-//! `cargo bench -p yolots-converter --bench convert [-- CHECKPOINT] [--runs N]`
+//! `cargo bench -p yolots-converter --bench convert [-- CHECKPOINT] [--runs N] [--threads N]`
 //!
 //! 1. Conversion without validation (read, build, fuse, script, save), each run in a
 //!    fresh child process so peak RSS (`VmHWM`) is the conversion's own: wall time,
 //!    per-stage times, peak RSS. Budget: 2.0 s and 600 MB.
-//! 2. Inference at 640x640, batch 1, of the scripted fused artifact against the traced
-//!    one, and of the `freeze` / `inference` / `mobile` artifacts: p50 / p90 and the
-//!    ratio to the traced artifact.
+//! 2. Inference at 640x640, batch 1, 2 threads (`--threads`), of the scripted fused
+//!    artifact against the same fused network traced (the official export), and of the
+//!    `freeze` / `inference` / `mobile` artifacts, in interleaved rounds: p50, p10..p90,
+//!    and the median per-round ratio to the traced artifact. Targets: scripted <= 1.0,
+//!    scripted+inference <= 0.8.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +20,12 @@ use yolots_converter::{ConvertRequest, DeviceChoice, MobileModule, Mode, Optimiz
 const CHILD_ENV: &str = "YOLOTS_BENCH_CHILD";
 const WALL_BUDGET_S: f64 = 2.0;
 const RSS_BUDGET_MB: f64 = 600.0;
+/// Label of the baseline: the eager network traced at 640x640, as the official export does.
+const TRACED: &str = "traced";
+/// Untimed calls before the timed rounds.
+const WARMUP: usize = 3;
+/// Latency targets, as the median per-round ratio to the traced artifact.
+const TARGETS: &[(&str, f64)] = &[("scripted", 1.0), ("scripted+inference", 0.8)];
 
 fn default_checkpoint() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/yolov7-full.pt")
@@ -114,6 +122,82 @@ impl Model {
     }
 }
 
+/// Round-robin timing of every artifact at 640x640, batch 1: each round calls every
+/// artifact once, starting one further along each round, so machine load (other builds on
+/// the same cores) hits all alike. The ratio to the traced artifact is the median of the
+/// per-round ratios, which cancels load that drifts between rounds; its spread says how
+/// noisy the machine was.
+fn time_inference(variants: &[(&str, PathBuf, Mode, Optimize)], runs: usize) {
+    let _guard = tch::no_grad_guard();
+    let x = tch::Tensor::rand([1, 3, 640, 640], (tch::Kind::Float, tch::Device::Cpu));
+    println!(
+        "\ninference 1x3x640x640 on CPU, {} threads, {runs} rounds after {WARMUP} warm-up \
+         calls; each round calls every artifact once",
+        tch::get_num_threads()
+    );
+    let mut loaded: Vec<(&str, Model)> = Vec::new();
+    for (label, path, _, optimize) in variants {
+        let model = if *optimize == Optimize::Mobile {
+            MobileModule::load(path).ok().map(Model::Lite)
+        } else {
+            tch::CModule::load(path).ok().map(Model::Script)
+        };
+        match model {
+            Some(m) => loaded.push((label, m)),
+            None => println!("  {label:<20} (not available)"),
+        }
+    }
+    if loaded.first().map(|(label, _)| *label) != Some(TRACED) {
+        println!("  no traced artifact to compare with");
+        return;
+    }
+    // The profiling executor optimises the graph during the first calls.
+    for (_, m) in &mut loaded {
+        for _ in 0..WARMUP {
+            m.run(&x);
+        }
+    }
+    let n = loaded.len();
+    let mut ms: Vec<Vec<f64>> = vec![Vec::new(); n];
+    for round in 0..runs {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let t = Instant::now();
+            loaded[i].1.run(&x);
+            ms[i].push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let traced = &ms[0];
+    let traced_p50 = percentile(traced, 0.5);
+    println!(
+        "  noise: traced p10..p90 {:.1}..{:.1} ms ({:.0} % of its p50)",
+        percentile(traced, 0.1),
+        percentile(traced, 0.9),
+        (percentile(traced, 0.9) - percentile(traced, 0.1)) / traced_p50 * 100.0
+    );
+    for ((label, _), times) in loaded.iter().zip(&ms) {
+        let ratios: Vec<f64> = times.iter().zip(traced).map(|(t, b)| t / b).collect();
+        let ratio = percentile(&ratios, 0.5);
+        let target = TARGETS
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, max)| {
+                let verdict = if ratio <= *max { "ok" } else { "OVER" };
+                format!("  target <= {max:.2} {verdict}")
+            })
+            .unwrap_or_default();
+        println!(
+            "  {label:<20} p50 {:>7.1} ms  p10..p90 {:>7.1}..{:>7.1} ms  ratio to traced \
+             {ratio:.3} (rounds {:.3}..{:.3}){target}",
+            percentile(times, 0.5),
+            percentile(times, 0.1),
+            percentile(times, 0.9),
+            percentile(&ratios, 0.1),
+            percentile(&ratios, 0.9),
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -125,12 +209,15 @@ fn main() {
         }
         return;
     }
-    let mut runs = 10usize;
+    let mut runs = 15usize;
+    let mut threads = 2i32;
     let mut input = default_checkpoint();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--runs" {
             runs = it.next().and_then(|v| v.parse().ok()).unwrap_or(runs);
+        } else if a == "--threads" {
+            threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(threads);
         } else if !a.starts_with('-') {
             input = PathBuf::from(a);
         }
@@ -139,6 +226,7 @@ fn main() {
         eprintln!("no checkpoint at {}", input.display());
         return;
     }
+    tch::set_num_threads(threads);
     let dir = std::env::temp_dir().join(format!("yolots-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap_or_default();
     println!(
@@ -193,7 +281,7 @@ fn main() {
     // 2. Inference of the artifacts.
     let variants: Vec<(&str, PathBuf, Mode, Optimize)> = vec![
         (
-            "traced",
+            TRACED,
             dir.join("traced.torchscript"),
             Mode::Trace,
             Optimize::None,
@@ -229,44 +317,6 @@ fn main() {
             eprintln!("{}: {e}", path.display());
         }
     }
-    let _guard = tch::no_grad_guard();
-    let x = tch::Tensor::rand([1, 3, 640, 640], (tch::Kind::Float, tch::Device::Cpu));
-    println!(
-        "\ninference 1x3x640x640 on CPU, {runs} rounds after 3 warm-up calls; each round \
-         calls every artifact once, so machine load hits all alike"
-    );
-    let mut loaded: Vec<(&str, Model)> = Vec::new();
-    for (label, path, _, optimize) in &variants {
-        let model = if *optimize == Optimize::Mobile {
-            MobileModule::load(path).ok().map(Model::Lite)
-        } else {
-            tch::CModule::load(path).ok().map(Model::Script)
-        };
-        match model {
-            Some(m) => loaded.push((label, m)),
-            None => println!("  {label:<20} (not available)"),
-        }
-    }
-    for (_, m) in &mut loaded {
-        for _ in 0..3 {
-            m.run(&x);
-        }
-    }
-    let mut ms: Vec<Vec<f64>> = vec![Vec::new(); loaded.len()];
-    for _ in 0..runs {
-        for (i, (_, m)) in loaded.iter_mut().enumerate() {
-            let t = Instant::now();
-            m.run(&x);
-            ms[i].push(t.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    let traced_p50 = percentile(&ms[0], 0.5);
-    for ((label, _), times) in loaded.iter().zip(&ms) {
-        let (p50, p90) = (percentile(times, 0.5), percentile(times, 0.9));
-        println!(
-            "  {label:<20} p50 {p50:>8.1} ms  p90 {p90:>8.1} ms  p50 ratio to traced {:.3}",
-            p50 / traced_p50
-        );
-    }
+    time_inference(&variants, runs);
     let _ = std::fs::remove_dir_all(&dir);
 }

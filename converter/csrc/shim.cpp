@@ -239,18 +239,16 @@ int yolots_module_optimize_frozen(Module* m, const char* const* methods, int n) 
   })
 }
 
-// Stores every 4-d floating-point parameter and buffer in channels-last order, which
-// oneDNN and cuDNN convolutions run faster on (freeze afterwards: the constants keep it).
-int yolots_module_channels_last(Module* m) {
+// Lays a 4-d floating-point tensor out channels-last in place: the tensor keeps its
+// identity (every module and network holding it sees the new layout; a tracer still maps
+// it to the attribute it is registered as) and moves to new storage; the old storage goes
+// with its last user. oneDNN and cuDNN convolutions run faster on this layout.
+int yolots_tensor_channels_last(const at::Tensor* t) {
   YOLOTS_GUARD(-1, {
-    for (const auto& sub : m->named_modules()) {
-      Module child = sub.value;
-      for (const auto& slot : child.named_attributes(/*recurse=*/false)) {
-        if (!slot.value.isTensor()) continue;
-        const at::Tensor& t = slot.value.toTensor();
-        if (t.dim() != 4 || !t.is_floating_point()) continue;
-        child.setattr(slot.name, t.contiguous(at::MemoryFormat::ChannelsLast));
-      }
+    if (t->dim() == 4 && t->is_floating_point() &&
+        !t->is_contiguous(at::MemoryFormat::ChannelsLast)) {
+      at::NoGradGuard no_grad;
+      t->set_(t->contiguous(at::MemoryFormat::ChannelsLast));
     }
     return 0;
   })

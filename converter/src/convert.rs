@@ -385,10 +385,8 @@ fn optimize(
         Optimize::Inference => {
             clock.begin(
                 Stage::Optimizing,
-                "channels-last weights, freezing, inference passes".into(),
+                "freezing, inference passes".into(),
             );
-            let mut module = module;
-            module.channels_last()?;
             let mut frozen = module.freeze(&preserved)?;
             frozen.optimize_frozen(script::METHODS)?;
             frozen
@@ -420,7 +418,7 @@ fn emit(
         max_det: request.max_det,
     };
     let mut root = script::root(&mut em, net, &spec)?;
-    let channels_last = request.optimize == Optimize::Inference;
+    let channels_last = script::channels_last(request.mode, request.optimize);
     match trace_example {
         None => script::define_raw(&mut root, net, channels_last)?,
         Some(example) => script::trace_raw(&mut root, net, example, channels_last)?,

@@ -118,7 +118,7 @@ unsafe extern "C" {
         methods: *const *const c_char,
         n: c_int,
     ) -> c_int;
-    pub(crate) fn yolots_module_channels_last(m: *mut Module) -> c_int;
+    pub(crate) fn yolots_tensor_channels_last(t: *const C_tensor) -> c_int;
     pub(crate) fn yolots_module_optimize_for_mobile(
         m: *const Module,
         methods: *const *const c_char,

@@ -74,6 +74,14 @@ impl ExtraFiles {
     }
 }
 
+/// Lays `t` out channels-last in place when it is a 4-d floating-point tensor (a no-op
+/// otherwise). The tensor keeps its identity: whatever holds it (a network, a module it is
+/// registered on) sees the new layout, and its old storage is freed with its last user.
+pub(crate) fn lay_out_channels_last(t: &Tensor) -> Result<()> {
+    // SAFETY: valid tensor; the shim re-points it at new storage of the same values.
+    check(unsafe { ffi::yolots_tensor_channels_last(t.as_ptr()) })
+}
+
 /// A TorchScript compilation unit: the namespace the classes of one artifact live in.
 pub(crate) struct CompilationUnit(*mut ffi::Cu);
 
@@ -293,12 +301,6 @@ impl ScriptModule {
         check(unsafe {
             ffi::yolots_module_optimize_frozen(self.ptr, names.ptrs.as_ptr(), names.len())
         })
-    }
-
-    /// Stores every 4-d floating-point tensor of the module in channels-last order.
-    pub(crate) fn channels_last(&mut self) -> Result<()> {
-        // SAFETY: valid module.
-        check(unsafe { ffi::yolots_module_channels_last(self.ptr) })
     }
 
     /// `optimize_for_mobile`, keeping `methods` besides `forward`.

@@ -352,6 +352,16 @@ impl Network {
         Ok(())
     }
 
+    /// Lays every 4-d weight out channels-last, in place and one tensor at a time (so
+    /// the network is never held twice). Modules the tensors are registered on see the
+    /// new layout too.
+    pub(crate) fn lay_out_channels_last(&self) -> Result<()> {
+        for (_, t) in self.named() {
+            crate::jit::lay_out_channels_last(t)?;
+        }
+        Ok(())
+    }
+
     /// Parameters and buffers in the network (after fusion, as registered).
     pub(crate) fn numel(&self) -> i64 {
         self.named().iter().map(|(_, t)| t.numel() as i64).sum()

@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::jit::ScriptModule;
 use crate::layers::Emitter;
 use crate::network::{CHANNELS_LAST_INPUT, Network};
-use crate::options::{Head, ImageSize};
+use crate::options::{Head, ImageSize, Mode, Optimize};
 
 /// Methods every artifact has besides `forward` (kept through freeze and mobile export).
 pub(crate) const METHODS: &[&str] = &["raw", "decoded", "detect", "detect_image"];
@@ -65,12 +65,32 @@ pub(crate) fn root(em: &mut Emitter, net: &Network, spec: &RootSpec<'_>) -> Resu
     Ok(root)
 }
 
+/// Whether the artifact stores its convolution weights channels-last and lays the input
+/// out that way in `raw` (the outputs keep their contiguous layout either way).
+///
+/// On the CPU, oneDNN runs a convolution on contiguous (NCHW) tensors by reordering input
+/// and output to its own layout on every call; on channels-last tensors it runs in place.
+/// The layout is a property of the parameters, not of a device: it survives `m.to("cuda")`
+/// (cuDNN also prefers it, for float16 in particular) and any batch or size. Script
+/// artifacts use it; a trace without `--optimize inference` stays the official export, and
+/// the mobile optimiser packs weights for XNNPACK itself.
+pub(crate) fn channels_last(mode: Mode, optimize: Optimize) -> bool {
+    match optimize {
+        Optimize::Inference => true,
+        Optimize::Mobile => false,
+        Optimize::None | Optimize::Freeze => mode == Mode::Script,
+    }
+}
+
 /// Script mode: `raw` as the straight-line call of every layer.
 pub(crate) fn define_raw(
     root: &mut ScriptModule,
     net: &Network,
     channels_last: bool,
 ) -> Result<()> {
+    if channels_last {
+        net.lay_out_channels_last()?;
+    }
     root.define("Model", &net.raw_source(channels_last))
 }
 
@@ -83,6 +103,10 @@ pub(crate) fn trace_raw(
     channels_last: bool,
 ) -> Result<()> {
     let _guard = tch::no_grad_guard();
+    if channels_last {
+        // In place: the traced network still reads the tensors registered on `root`.
+        net.lay_out_channels_last()?;
+    }
     root.trace(
         "_raw_traced",
         &[example.shallow_clone()],
