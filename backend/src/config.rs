@@ -9,6 +9,7 @@ use clap::Args;
 use yolots_protocol::DeviceChoice;
 
 use crate::storage::{Location, Storage, StorageError};
+use crate::upload_check::UploadCheckArgs;
 
 /// Where the database is.
 #[derive(Debug, Clone, Args)]
@@ -163,6 +164,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub worker: WorkerArgs,
+
+    #[command(flatten)]
+    pub upload_check: UploadCheckArgs,
 
     /// Address the HTTP server listens on.
     #[arg(long, env = "YOLOTS_BIND", default_value = "127.0.0.1:8080")]

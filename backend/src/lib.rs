@@ -8,6 +8,7 @@
 //! - [`queue`]: the PostgreSQL job queue, its event log and notifications.
 //! - [`worker`]: workers that run each conversion in a child process.
 //! - [`storage`]: uploads and artifacts in an object store.
+//! - [`upload_check`]: uploads read by the checkpoint reader in a bounded child process.
 //! - [`auth`]: bearer tokens and owners.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`api`]: the actix-web routes under `/api/v1`.
@@ -26,4 +27,5 @@ pub mod openapi;
 pub mod queue;
 pub mod server;
 pub mod storage;
+pub mod upload_check;
 pub mod worker;

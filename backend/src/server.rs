@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::queue::notify::Hub;
 use crate::queue::{Queue, QueueSettings};
 use crate::storage::Storage;
+use crate::upload_check::UploadChecker;
 use crate::worker::{WorkerConfig, WorkerContext};
 
 /// The API's settings.
@@ -38,6 +39,8 @@ pub struct AppState {
     /// The converter's libtorch and CUDA devices (asked once, in the background).
     pub runtime: Runtime,
     pub settings: ApiSettings,
+    /// Reads uploads in bounded child processes.
+    pub upload_check: UploadChecker,
     /// The OpenAPI document (JSON), made once.
     pub openapi: String,
 }
@@ -108,6 +111,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             open: args.open,
             allow_test_faults: args.worker.allow_test_faults,
         },
+        upload_check: UploadChecker::new(
+            std::env::current_exe().context("locating the yolots binary")?,
+            &args.upload_check,
+        ),
         openapi: crate::openapi::json(),
     });
     let web_dir = args.web_dir.clone();

@@ -75,7 +75,7 @@ async fn visible(state: &AppState, caller: &Caller, id: Uuid) -> Result<JobRow, 
         (status = 400, description = "missing_file, empty_file, invalid_options, invalid_multipart", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "unauthorized, invalid_token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "upload_too_large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not a supported YOLOv7 checkpoint (the reader's code) or model_too_large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a supported YOLOv7 checkpoint (the reader's code), model_too_large, or check_resources_exceeded (reading the file needed more memory or time than the upload check allows)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "database_unavailable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("cookie" = []))

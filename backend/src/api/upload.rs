@@ -1,7 +1,8 @@
 //! Receiving a checkpoint: the multipart body streams into storage with its SHA-256
 //! computed on the way and the size limit enforced as bytes arrive; nothing of a refused
 //! upload stays behind. The stored file is then read by the same reader as the browser's,
-//! so a file that is not a YOLOv7 checkpoint is refused before any job exists.
+//! in a child process under memory and time bounds, so a file that is not a YOLOv7
+//! checkpoint is refused before any job exists and a hostile one ends only that child.
 
 use std::time::{Duration, Instant};
 
@@ -11,12 +12,12 @@ use futures_util::StreamExt;
 use object_store::path::Path;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
-use yolots_checkpoint::Checkpoint;
 
 use super::problem::ApiError;
 use crate::model::{InvalidOptions, JobOptions};
 use crate::server::AppState;
 use crate::storage::Storage;
+use crate::upload_check::{CheckError, ModelFacts};
 
 /// Most bytes of a refused upload read (and dropped) so the client still gets the answer.
 const DRAIN_LIMIT: u64 = 64 << 20;
@@ -34,14 +35,6 @@ pub struct Received {
     pub size: u64,
     pub sha256: String,
     pub options: JobOptions,
-}
-
-/// What the reader says about a stored upload.
-#[derive(Debug, Clone)]
-pub struct ModelFacts {
-    pub strides: Vec<f64>,
-    pub parameters: u64,
-    pub layers: usize,
 }
 
 fn invalid(e: InvalidOptions) -> ApiError {
@@ -132,7 +125,7 @@ pub async fn receive(state: &AppState, mut multipart: Multipart) -> Result<Recei
         ));
     }
     let options = options.unwrap_or_default();
-    let checked = check_model(state, &key, size).await.and_then(|facts| {
+    let checked = check_model(state, &key).await.and_then(|facts| {
         options.check_for_model(&facts.strides).map_err(invalid)?;
         Ok(facts)
     });
@@ -193,61 +186,83 @@ pub fn too_large(limit: u64) -> ApiError {
     )
 }
 
-/// Reads the stored file with the checkpoint reader and applies the model limits.
-async fn check_model(state: &AppState, key: &Path, size: u64) -> Result<ModelFacts, ApiError> {
-    let storage = state.storage.clone();
-    let key = key.clone();
-    let runtime = tokio::runtime::Handle::current();
-    let described = tokio::task::spawn_blocking(move || {
-        let reader = storage
-            .blocking_reader(&key, size, runtime)
-            .map_err(|e| ApiError::storage(&e))?;
-        Ok::<_, ApiError>(Checkpoint::from_reader(reader).and_then(|c| c.describe()))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("the reader task failed: {e}")))??;
-    let description = match described {
-        Ok(description) => description,
-        Err(error) if error.is_input_error() => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                error.code(),
-                error.to_string(),
-            ));
-        }
-        Err(error) => {
-            tracing::error!(%error, "reading a stored upload failed");
-            return Err(ApiError::internal("the stored upload could not be read"));
+/// Reads the stored file with the checkpoint reader (in a bounded child process, see
+/// [`crate::upload_check`]) and applies the model limits.
+async fn check_model(state: &AppState, key: &Path) -> Result<ModelFacts, ApiError> {
+    // The child reads a local file: the stored one, or a copy of a remote object.
+    let (file, _copy) = match state.storage.local_path(key) {
+        Some(path) => (path, None),
+        None => {
+            let copy = tempfile::Builder::new()
+                .prefix("yolots-upload-")
+                .tempfile()
+                .map_err(|e| ApiError::internal(format!("creating a scratch file: {e}")))?
+                .into_temp_path();
+            state
+                .storage
+                .download(key, &copy)
+                .await
+                .map_err(|e| ApiError::storage(&e))?;
+            (copy.to_path_buf(), Some(copy))
         }
     };
+    let facts = state
+        .upload_check
+        .check(&file)
+        .await
+        .map_err(check_refusal)?;
     let limits = &state.settings;
-    if description.parameters > limits.max_parameters {
+    if facts.parameters > limits.max_parameters {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "model_too_large",
             format!(
                 "the model has {} parameters; this service converts at most {}",
-                description.parameters, limits.max_parameters
+                facts.parameters, limits.max_parameters
             ),
         ));
     }
-    if description.layers.len() as u64 > limits.max_layers {
+    if facts.layers > limits.max_layers {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "model_too_large",
             format!(
                 "the model has {} layers; this service converts at most {}",
-                description.layers.len(),
-                limits.max_layers
+                facts.layers, limits.max_layers
             ),
         ));
     }
-    Ok(ModelFacts {
-        strides: description.strides.clone(),
-        parameters: description.parameters,
-        layers: description.layers.len(),
-    })
+    Ok(facts)
 }
+
+/// Most characters of the reader's message a problem quotes.
+const DETAIL_CHARS: usize = 1000;
+
+/// The problem a failed upload check is answered with.
+fn check_refusal(error: CheckError) -> ApiError {
+    match error {
+        CheckError::Refused { code, message } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            message.chars().take(DETAIL_CHARS).collect::<String>(),
+        ),
+        bound @ (CheckError::OutOfMemory { .. } | CheckError::OutOfTime { .. }) => {
+            tracing::warn!(error = %bound, "an upload exceeded the check's bounds");
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                RESOURCES_EXCEEDED,
+                format!("{bound} (this service's bound for reading an upload)"),
+            )
+        }
+        CheckError::Failed(reason) => {
+            tracing::error!(%reason, "checking a stored upload failed");
+            ApiError::internal("the stored upload could not be read")
+        }
+    }
+}
+
+/// The code of an upload whose reading ran past the check's memory or time bound.
+pub const RESOURCES_EXCEEDED: &str = "check_resources_exceeded";
 
 async fn read_text(field: &mut Field, limit: usize) -> Result<String, ApiError> {
     let mut bytes = Vec::new();

@@ -25,6 +25,7 @@ pub fn run(command: &Command) -> anyhow::Result<()> {
         },
         Command::Convert(_) => ("convert", None, None),
         Command::Inspect(_) => ("inspect", None, None),
+        Command::CheckUpload(_) => ("check-upload", None, None),
     };
     if let Some(database) = database {
         let options =
@@ -44,6 +45,9 @@ pub fn run(command: &Command) -> anyhow::Result<()> {
             Storage::open(&location)?;
         }
         println!("storage: {location}");
+    }
+    if let Command::Serve(args) = command {
+        println!("{}", args.upload_check.summary());
     }
     println!("{name}: configuration ok");
     Ok(())

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{DatabaseArgs, ServeArgs, StandaloneWorkerArgs};
 
 mod check;
+mod check_upload;
 mod convert;
 mod inspect;
 mod token;
@@ -48,6 +49,10 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Describe a checkpoint without converting it.
     Inspect(inspect::InspectArgs),
+    /// Read a stored upload and print what the checkpoint reader says, as one JSON line
+    /// (run by the server in a bounded child process).
+    #[command(hide = true)]
+    CheckUpload(check_upload::CheckUploadArgs),
 }
 
 /// Parses the command line, runs the subcommand and maps the outcome to an exit code.
@@ -93,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Convert(args) => convert::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::CheckUpload(args) => check_upload::run(&args),
         Command::Migrate(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(async {
