@@ -383,10 +383,7 @@ fn optimize(
             module.freeze(&preserved)?
         }
         Optimize::Inference => {
-            clock.begin(
-                Stage::Optimizing,
-                "freezing, inference passes".into(),
-            );
+            clock.begin(Stage::Optimizing, "freezing, inference passes".into());
             let mut frozen = module.freeze(&preserved)?;
             frozen.optimize_frozen(script::METHODS)?;
             frozen
