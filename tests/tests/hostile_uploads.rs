@@ -238,15 +238,22 @@ fn shared_layer_list() -> Vec<u8> {
     }
     p = p.op(b'u');
     // Sequential's state done: `{_modules: ...}` then BUILD; the model's state likewise.
-    let program = p.op(b's').op(b'b').op(b's').op(b's').op(b'b').op(b's').stop();
+    let program = p
+        .op(b's')
+        .op(b'b')
+        .op(b's')
+        .op(b's')
+        .op(b'b')
+        .op(b's')
+        .stop();
     torch_zip(&program)
 }
 
 /// A real small model whose head (and model) claim two billion classes and carry no
 /// `names`: a reader that makes the default names `"0".."nc"` allocates them all.
 fn huge_nc_without_names() -> Vec<u8> {
-    let deploy = std::fs::read(yolots_e2e::workspace().join("checkpoint/tests/data/deploy.pt"))
-        .unwrap();
+    let deploy =
+        std::fs::read(yolots_e2e::workspace().join("checkpoint/tests/data/deploy.pt")).unwrap();
     let mut archive = ::zip::ZipArchive::new(std::io::Cursor::new(deploy)).unwrap();
     let mut entries = Vec::new();
     for i in 0..archive.len() {
@@ -291,7 +298,9 @@ fn patch_nc(program: &[u8]) -> Vec<u8> {
                 _ => None,
             };
             match got.and_then(|(len, index)| {
-                memo.iter().find(|(m, _)| *m == index).map(|(_, v)| (len, *v))
+                memo.iter()
+                    .find(|(m, _)| *m == index)
+                    .map(|(_, v)| (len, *v))
             }) {
                 Some((len, v)) => (len, Some(v)),
                 None => (0, None),
@@ -323,7 +332,10 @@ fn patch_nc(program: &[u8]) -> Vec<u8> {
         out.push(program[i]);
         i += 1;
     }
-    assert!(patched >= 3, "the pickle's nc and no were not found ({patched})");
+    assert!(
+        patched >= 3,
+        "the pickle's nc and no were not found ({patched})"
+    );
     out
 }
 
@@ -572,7 +584,10 @@ async fn a_check_past_its_bounds_is_refused_with_a_code_of_its_own() {
         "https://yolots.dev/problems/check_resources_exceeded"
     );
     assert!(
-        body["detail"].as_str().unwrap().contains("40 MiB of memory"),
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("40 MiB of memory"),
         "{body}"
     );
     healthy(&client).await;
@@ -583,14 +598,20 @@ async fn a_check_past_its_bounds_is_refused_with_a_code_of_its_own() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["code"], "check_resources_exceeded", "{body}");
     assert!(
-        body["detail"].as_str().unwrap().contains("longer than 0.5 s"),
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 0.5 s"),
         "{body}"
     );
     healthy(&client).await;
 
     // The reader's own refusals keep their codes; nothing stays behind.
     let (status, body, _) = post(&client, "text.pt", b"not a checkpoint".to_vec()).await;
-    assert_eq!((status, body["code"].as_str()), (422, Some("not_an_archive")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("not_an_archive"))
+    );
     let left = files_under(data.path());
     assert!(left.is_empty(), "refused uploads left files: {left:?}");
     assert_eq!(jobs_total(&client).await, 0);

@@ -142,7 +142,9 @@ impl UploadChecker {
                     .chars()
                     .take(500)
                     .collect::<String>();
-                Err(CheckError::Failed(format!("the check process {status}: {last}")))
+                Err(CheckError::Failed(format!(
+                    "the check process {status}: {last}"
+                )))
             }
         }
     }

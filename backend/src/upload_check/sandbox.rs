@@ -225,7 +225,11 @@ mod tests {
     fn allocation_failures_and_cpu_limits_are_named() {
         let abort = ExitStatus::from_raw(libc::SIGABRT);
         assert!(matches!(
-            classify(&abort, b"", "memory allocation of 8589934592 bytes failed\n"),
+            classify(
+                &abort,
+                b"",
+                "memory allocation of 8589934592 bytes failed\n"
+            ),
             Ended::OutOfMemory
         ));
         assert!(matches!(
@@ -238,10 +242,7 @@ mod tests {
         ));
         // A line from a child that then failed is not trusted.
         let out = br#"{"outcome":"failed","message":"m"}"#;
-        assert!(matches!(
-            classify(&abort, out, ""),
-            Ended::Crashed { .. }
-        ));
+        assert!(matches!(classify(&abort, out, ""), Ended::Crashed { .. }));
     }
 
     #[tokio::test]
@@ -259,9 +260,17 @@ mod tests {
         }
         let output = command.output().await.unwrap();
         let printed = String::from_utf8_lossy(&output.stdout);
-        assert_ne!(printed.trim(), "200000000", "200 MB fit under a 64 MiB bound");
+        assert_ne!(
+            printed.trim(),
+            "200000000",
+            "200 MB fit under a 64 MiB bound"
+        );
         // Without the bound the same script succeeds.
-        let output = Command::new("sh").args(["-c", script]).output().await.unwrap();
+        let output = Command::new("sh")
+            .args(["-c", script])
+            .output()
+            .await
+            .unwrap();
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "200000000");
     }
 }
