@@ -1,6 +1,9 @@
 //! The service starts against a real PostgreSQL and reports the converter's libtorch,
 //! without loading libtorch itself.
 
+// Tests and their helpers may unwrap: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use yolots_e2e::{Server, TestDatabase};
 
 /// Whether a process has a libtorch library mapped.
