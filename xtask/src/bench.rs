@@ -31,19 +31,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     // The service benchmarks drive the real server and the converter its workers run:
     // the release binaries.
     if packages.contains(&"yolots") {
-        result = process::run(
-            Command::new("cargo")
-                .args([
-                    "build",
-                    "--release",
-                    "--bins",
-                    "-p",
-                    "yolots",
-                    "-p",
-                    "yolots-converter",
-                ])
-                .current_dir(paths::root()),
-        );
+        result = process::build_release_binaries();
     }
     let binary = paths::target().join("release/yolots");
     for package in packages {

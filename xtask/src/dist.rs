@@ -45,19 +45,7 @@ pub fn dist(args: &DistArgs) -> anyhow::Result<()> {
         no_web: false,
         no_database: true,
     })?;
-    process::run(
-        Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "--bins",
-                "-p",
-                "yolots",
-                "-p",
-                "yolots-converter",
-            ])
-            .current_dir(paths::root()),
-    )?;
+    process::build_release_binaries()?;
     let patchelf = ensure_patchelf()?;
     let out = &args.out;
     prepare_out(out)?;

@@ -32,19 +32,7 @@ pub struct GpuBundleArgs {
 
 pub fn gpu_bundle(args: &GpuBundleArgs) -> anyhow::Result<()> {
     libtorch::ensure(false)?;
-    process::run(
-        Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "--bins",
-                "-p",
-                "yolots",
-                "-p",
-                "yolots-converter",
-            ])
-            .current_dir(paths::root()),
-    )?;
+    process::build_release_binaries()?;
     let out = args
         .out
         .clone()

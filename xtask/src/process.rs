@@ -90,3 +90,19 @@ fn display(cmd: &Command) -> String {
     );
     parts.join(" ")
 }
+
+/// Builds the release binaries every served or shipped yolots needs: `yolots` and, beside
+/// it, the `yolots-converter` its workers and `yolots convert` run.
+pub fn build_release_binaries() -> anyhow::Result<()> {
+    run(Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--bins",
+            "-p",
+            "yolots",
+            "-p",
+            "yolots-converter",
+        ])
+        .current_dir(crate::paths::root()))
+}

@@ -29,20 +29,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 }
 
 fn build_and_serve(args: &RunArgs, env: &setup::Environment) -> anyhow::Result<()> {
-    process::run(
-        Command::new("cargo")
-            // The server and, beside it, the converter its worker runs.
-            .args([
-                "build",
-                "--release",
-                "--bins",
-                "-p",
-                "yolots",
-                "-p",
-                "yolots-converter",
-            ])
-            .current_dir(paths::root()),
-    )?;
+    process::build_release_binaries()?;
     let binary = paths::target().join("release/yolots");
     let data_dir = paths::state().join("data");
     std::fs::create_dir_all(&data_dir)?;

@@ -84,11 +84,8 @@ fn check_interrupt(flag: &AtomicBool) -> anyhow::Result<()> {
 
 fn build_and_soak(plan: &Plan, admin_url: &str, interrupted: &AtomicBool) -> anyhow::Result<()> {
     check_interrupt(interrupted)?;
-    process::run(
-        Command::new("cargo")
-            .args(["build", "--release", "-p", "yolots"])
-            .current_dir(paths::root()),
-    )?;
+    // The workers' conversions run in the converter beside the server binary.
+    process::build_release_binaries()?;
     check_interrupt(interrupted)?;
     let binary = paths::target().join("release/yolots");
     // Declared before the fleet, so the processes stop before the database is dropped.
