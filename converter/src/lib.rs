@@ -34,10 +34,12 @@
 
 mod checkpoint_api;
 mod convert;
+pub mod cuda_backend;
 mod error;
 mod ffi;
 mod jit;
 mod layers;
+mod memory;
 mod metadata;
 mod network;
 mod options;

@@ -36,7 +36,13 @@ pub trait ResolveDevice {
 
 impl ResolveDevice for DeviceChoice {
     fn resolve(self) -> tch::Device {
-        match self.resolve_for(crate::runtime::cuda_device_count()) {
+        // Only a choice that may mean CUDA asks about devices (which loads the CUDA
+        // backend when a driver is present).
+        let devices = match self {
+            DeviceChoice::Cpu => 0,
+            DeviceChoice::Auto | DeviceChoice::Cuda(_) => crate::runtime::cuda_device_count(),
+        };
+        match self.resolve_for(devices) {
             DeviceChoice::Cuda(n) => tch::Device::Cuda(n),
             DeviceChoice::Auto | DeviceChoice::Cpu => tch::Device::Cpu,
         }

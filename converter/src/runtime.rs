@@ -18,7 +18,13 @@ fn parse_torch_version(config: &str) -> Option<String> {
 }
 
 /// The number of CUDA devices libtorch can use (0 without a GPU or CUDA runtime).
+///
+/// Loads libtorch's CUDA backend first when the driver is present (see
+/// [`crate::cuda_backend`]).
 pub fn cuda_device_count() -> usize {
+    if *crate::cuda_backend::ensure_loaded() != crate::cuda_backend::CudaBackend::Loaded {
+        return 0;
+    }
     usize::try_from(tch::Cuda::device_count()).unwrap_or(0)
 }
 

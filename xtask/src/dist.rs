@@ -67,6 +67,12 @@ pub fn dist(args: &DistArgs) -> anyhow::Result<()> {
     // The folder must stand alone: every library resolves inside it or to the system.
     check_resolution(&binary, &tools.libtorch.dir)?;
     check_resolution(&converter, &tools.libtorch.dir)?;
+    // The converter loads libtorch's CUDA backend at run time rather than linking it; it
+    // must resolve inside the folder too.
+    let cuda_backend = out.join("lib/torch/lib/libtorch_cuda.so");
+    if cuda_backend.is_file() {
+        check_resolution(&cuda_backend, &tools.libtorch.dir)?;
+    }
     let version = process::output(
         Command::new(&binary)
             .arg("--version")
