@@ -50,6 +50,7 @@ pub fn convert(
     let source = source_facts(&desc, &input.file_name, input.size, sha256);
     let weights = CheckpointWeights {
         checkpoint: &checkpoint,
+        file: &input,
     };
     convert_model(&desc, &weights, source, request, &mut clock)
 }
@@ -265,6 +266,7 @@ pub(crate) fn convert_model(
         format!("building {} layers", desc.layers.len()),
     );
     let mut net = Network::build(desc, weights, false, Placement::CPU_F32)?;
+    weights.release_cached();
     if request.fuse && !desc.fused {
         clock.begin(
             Stage::Fusing,
@@ -321,12 +323,23 @@ pub(crate) fn convert_model(
         &json,
     )?;
     drop(module);
-    let artifact = artifact_facts(&request.output, request.optimize, fused, tensor_elements)?;
+    crate::memory::release_freed();
 
+    // Hashing the artifact (a read of the whole file) overlaps the start of the proof,
+    // whose reference build runs on one core.
+    let (artifact, proof) = std::thread::scope(|scope| {
+        let hashing = scope
+            .spawn(|| artifact_facts(&request.output, request.optimize, fused, tensor_elements));
+        let proof = proof::prove(desc, weights, request, device, max_stride, clock);
+        let artifact = hashing
+            .join()
+            .map_err(|_| ConvertError::Internal("hashing the artifact panicked".into()))?;
+        Ok::<_, ConvertError>((artifact?, proof?))
+    })?;
     let proof::Proof {
         validation,
         latency,
-    } = proof::prove(desc, weights, request, device, max_stride, clock)?;
+    } = proof;
 
     let status = match validation.status {
         ValidationStatus::Passed => ReportStatus::Passed,
@@ -500,6 +513,7 @@ fn save_atomically(module: &ScriptModule, path: &Path, mobile: bool, json: &[u8]
     let file_name = path.file_name().unwrap_or_default();
     let tmp = dir.join(format!(".{}.partial", file_name.to_string_lossy()));
     let files = [(METADATA_FILE, json)];
+    let start = Instant::now();
     let saved = if mobile {
         module.save_for_mobile(&tmp, &files)
     } else {
@@ -509,6 +523,7 @@ fn save_atomically(module: &ScriptModule, path: &Path, mobile: bool, json: &[u8]
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
+    tracing::debug!(ms = start.elapsed().as_secs_f64() * 1e3, "artifact written");
     fs::rename(&tmp, path).map_err(|e| ConvertError::io(path, e))
 }
 

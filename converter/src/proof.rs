@@ -67,6 +67,8 @@ pub(crate) fn prove(
         );
         let start = Instant::now();
         let references = reference_outputs(desc, weights, run_device, &inputs)?;
+        weights.release_cached();
+        crate::memory::release_freed();
         let loaded = Loaded::load(&request.output, mobile, run_device)?;
         let mut loaded = Artifact::new(loaded, run_device);
         let warm_second = plan.max_runs > 0 && inputs.len() > 1;
@@ -181,9 +183,23 @@ fn reference_outputs(
         device,
     };
     let net = Network::build(desc, weights, false, placement)?;
+    // On the CPU, oneDNN convolutions run about 1.6x faster on channels-last tensors; the
+    // layout changes where values live in memory, not what is computed.
+    let channels_last = device == Device::Cpu;
+    if channels_last {
+        net.lay_out_channels_last()?;
+    }
     inputs
         .iter()
-        .map(|input| Reference::compute(&net, &input.tensor))
+        .map(|input| {
+            if channels_last {
+                let input = input.tensor.copy();
+                crate::jit::lay_out_channels_last(&input)?;
+                Reference::compute(&net, &input)
+            } else {
+                Reference::compute(&net, &input.tensor)
+            }
+        })
         .collect()
 }
 

@@ -46,6 +46,20 @@ impl InputFile {
         &self.map
     }
 
+    /// Drops the mapped pages from this process's resident memory; they are read from
+    /// the file again when touched.
+    pub(crate) fn release_pages(&self) {
+        // SAFETY: the map is read-only, so dropping its pages loses nothing: the kernel
+        // reads them from the file again on the next access.
+        let released = unsafe {
+            self.map
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        };
+        if let Err(error) = released {
+            tracing::debug!(%error, "could not release the checkpoint's pages");
+        }
+    }
+
     /// SHA-256 of the whole file, lowercase hex.
     pub(crate) fn sha256(&self) -> String {
         hex::encode(Sha256::digest(&self.map[..]))
@@ -55,6 +69,8 @@ impl InputFile {
 /// Weights read through the checkpoint reader.
 pub(crate) struct CheckpointWeights<'c, 'a> {
     pub checkpoint: &'c Checkpoint<'a>,
+    /// The mapped file the checkpoint reads from.
+    pub file: &'c InputFile,
 }
 
 impl WeightSource for CheckpointWeights<'_, '_> {
@@ -64,6 +80,10 @@ impl WeightSource for CheckpointWeights<'_, '_> {
             .tensor_data(r)
             .map_err(ConvertError::Input)?;
         tensor_from_bytes(&bytes, r.dtype, &r.shape, &r.name)
+    }
+
+    fn release_cached(&self) {
+        self.file.release_pages();
     }
 }
 

@@ -122,11 +122,13 @@ impl Artifact {
         if let Device::Cuda(n) = self.device {
             tch::Cuda::synchronize(n as i64);
         }
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(method, ?shape, ms, "artifact call");
         self.calls.push(Call {
             method: method.to_owned(),
             shape,
             network_shape,
-            ms: start.elapsed().as_secs_f64() * 1e3,
+            ms,
         });
         Ok(out)
     }

@@ -82,13 +82,16 @@ pub(crate) enum Arg<'a> {
 
 impl Loaded {
     pub(crate) fn load(path: &Path, mobile: bool, device: Device) -> Result<Self> {
-        if mobile {
-            Ok(Loaded::Mobile(MobileModule::load(path)?))
+        let start = std::time::Instant::now();
+        let loaded = if mobile {
+            Loaded::Mobile(MobileModule::load(path)?)
         } else {
             let mut m = CModule::load_on_device(path, device)?;
             m.f_set_eval()?;
-            Ok(Loaded::Script(m))
-        }
+            Loaded::Script(m)
+        };
+        tracing::debug!(ms = start.elapsed().as_secs_f64() * 1e3, "artifact loaded");
+        Ok(loaded)
     }
 
     pub(crate) fn loaded_with(&self) -> &'static str {
@@ -379,8 +382,11 @@ pub(crate) struct Reference {
 
 impl Reference {
     pub(crate) fn compute(net: &Network, input: &Tensor) -> Result<Self> {
+        let start = std::time::Instant::now();
         let raw = net.forward_raw(input)?;
         let decoded = net.head()?.decode(&raw)?;
+        tracing::debug!(shape = ?input.size(), ms = start.elapsed().as_secs_f64() * 1e3,
+            "reference run");
         Ok(Reference { raw, decoded })
     }
 }

@@ -30,6 +30,10 @@ use crate::jit::{CompilationUnit, ScriptModule};
 pub trait WeightSource {
     /// The tensor `r` names, as an owned float32 CPU tensor of `r.shape`.
     fn load(&self, r: &TensorRef) -> Result<Tensor>;
+
+    /// No tensor will be loaded for a while: memory that only caches the source (pages
+    /// of a mapped file) may be handed back; later loads read it again.
+    fn release_cached(&self) {}
 }
 
 /// How tensors are prepared while building: fusion happens in float32 on the CPU, then
