@@ -120,9 +120,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "YOLOTS_DEVICE", default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
 
-    /// Timed runs of each artifact after validation (0 skips timing).
-    #[arg(long, env = "YOLOTS_LATENCY_RUNS", default_value_t = 10)]
-    pub latency_runs: usize,
+    /// Timed runs of each artifact after validation: exactly N (0 skips timing). Without
+    /// it, the converter's default: runs are timed within a one-second budget (at least
+    /// one, at most 10).
+    #[arg(long, env = "YOLOTS_LATENCY_RUNS")]
+    pub latency_runs: Option<usize>,
 
     /// Seconds a stopping worker waits for its conversion before handing the job back.
     #[arg(long, env = "YOLOTS_SHUTDOWN_GRACE_SECS", default_value_t = 30.0)]

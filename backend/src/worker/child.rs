@@ -30,7 +30,8 @@ pub struct ChildSpec {
     pub options: JobOptions,
     /// The device the conversion runs on (resolved by the worker).
     pub device: DeviceChoice,
-    pub latency_runs: usize,
+    /// Exactly this many timed runs; `None`: the converter's time budget.
+    pub latency_runs: Option<usize>,
     pub test_fault: Option<TestFault>,
     /// libtorch's thread count in the child (`OMP_NUM_THREADS`), if capped.
     pub cpu_threads: Option<usize>,
@@ -67,9 +68,11 @@ impl ChildSpec {
             o.iou.to_string(),
             "--max-det".into(),
             o.max_det.to_string(),
-            "--latency-runs".into(),
-            self.latency_runs.to_string(),
         ];
+        if let Some(runs) = self.latency_runs {
+            args.push("--latency-runs".into());
+            args.push(runs.to_string());
+        }
         if !o.fuse {
             args.push("--no-fuse".into());
         }
@@ -271,7 +274,7 @@ mod tests {
                 ..JobOptions::default()
             },
             device: DeviceChoice::Cpu,
-            latency_runs: 1,
+            latency_runs: Some(1),
             test_fault: Some(TestFault::Hang),
             cpu_threads: Some(2),
         };

@@ -31,7 +31,7 @@ use child::{ChildLine, ChildSpec, ConversionChild};
 pub struct WorkerConfig {
     /// The device conversions run on (`cpu` or `cuda:N`, resolved).
     pub device: DeviceChoice,
-    pub latency_runs: usize,
+    pub latency_runs: Option<usize>,
     pub job_timeout: Duration,
     pub shutdown_grace: Duration,
     pub heartbeat: Duration,
