@@ -4,13 +4,16 @@
 //! web page speak in these types: the conversion options as the CLI spells them
 //! ([`Mode`], [`Head`], [`Precision`], [`Optimize`], [`DeviceChoice`], [`ImageSize`]), the
 //! progress of a conversion ([`ProgressEvent`], [`Stage`]) and the facts about the
-//! libtorch a converter loads ([`RuntimeFacts`]). Serde and plain Rust only, so every side
+//! libtorch a converter loads ([`RuntimeFacts`]); and every error code any part emits,
+//! with the advice the page gives for it ([`ErrorCode`]). Serde and plain Rust only, so every side
 //! can depend on it without linking libtorch, and it builds for `wasm32-unknown-unknown`.
 
+mod error_code;
 mod options;
 mod progress;
 mod runtime;
 
+pub use error_code::{ErrorCode, GENERIC_ADVICE, Origin, UnknownErrorCode};
 pub use options::{DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Precision};
 pub use progress::{ProgressEvent, Stage};
 pub use runtime::RuntimeFacts;
