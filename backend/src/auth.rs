@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::api::problem::ApiError;
 use crate::server::AppState;
+use yolots_protocol::ErrorCode;
 
 /// The cookie the web page's token travels in.
 pub const COOKIE: &str = "yolots_token";
@@ -123,7 +124,7 @@ pub fn request_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         return match token {
             Some(token) => Ok(Some(token.to_owned())),
             None => Err(ApiError::unauthorized(
-                "invalid_token",
+                ErrorCode::InvalidToken,
                 "the Authorization header must be `Bearer <token>`",
             )),
         };
@@ -145,7 +146,7 @@ impl FromRequest for Caller {
             let state = state.ok_or_else(|| ApiError::internal("no application state"))?;
             let token = token?.ok_or_else(|| {
                 ApiError::unauthorized(
-                    "unauthorized",
+                    ErrorCode::Unauthorized,
                     "send `Authorization: Bearer <token>` (yolots token create) or get a \
                      session cookie from POST /api/v1/sessions",
                 )
@@ -156,7 +157,7 @@ impl FromRequest for Caller {
             match lookup(&state.queue.pool, &token).await? {
                 Some(owner) => Ok(Caller { owner, token }),
                 None => Err(ApiError::unauthorized(
-                    "invalid_token",
+                    ErrorCode::InvalidToken,
                     "the token is unknown or revoked",
                 )),
             }

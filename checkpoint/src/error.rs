@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+pub use yolots_protocol::ErrorCode;
+
 /// A failure to read or describe a checkpoint.
 ///
 /// The variants are part of the contract: the browser, the CLI and the REST API show the
@@ -129,25 +131,26 @@ pub enum Error {
 }
 
 impl Error {
-    /// A stable, machine-readable code (`snake_case`), one per variant.
-    pub fn code(&self) -> &'static str {
+    /// The stable, machine-readable code of this error (one per variant; the table of
+    /// codes is `yolots_protocol::ErrorCode`).
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Error::NotAnArchive { .. } => "not_an_archive",
-            Error::Truncated { .. } => "truncated",
-            Error::Corrupt { .. } => "corrupt",
-            Error::Unsupported { .. } => "unsupported",
-            Error::LimitExceeded { .. } | Error::BudgetExceeded { .. } => "limit_exceeded",
-            Error::Pickle { .. } => "malformed_pickle",
-            Error::UnsupportedOpcode { .. } => "unsupported_opcode",
-            Error::StateDictOnly => "state_dict_only",
-            Error::NoModel { .. } => "no_model",
-            Error::UnsupportedModel { .. } => "unsupported_model",
-            Error::UnknownLayer { .. } => "unknown_layer",
-            Error::BadLayer { .. } => "bad_layer",
-            Error::ShapeMismatch { .. } => "shape_mismatch",
-            Error::StorageTooSmall { .. } => "storage_too_small",
-            Error::UnsupportedDtype { .. } => "unsupported_dtype",
-            Error::Io { .. } => "io",
+            Error::NotAnArchive { .. } => ErrorCode::NotAnArchive,
+            Error::Truncated { .. } => ErrorCode::Truncated,
+            Error::Corrupt { .. } => ErrorCode::Corrupt,
+            Error::Unsupported { .. } => ErrorCode::Unsupported,
+            Error::LimitExceeded { .. } | Error::BudgetExceeded { .. } => ErrorCode::LimitExceeded,
+            Error::Pickle { .. } => ErrorCode::MalformedPickle,
+            Error::UnsupportedOpcode { .. } => ErrorCode::UnsupportedOpcode,
+            Error::StateDictOnly => ErrorCode::StateDictOnly,
+            Error::NoModel { .. } => ErrorCode::NoModel,
+            Error::UnsupportedModel { .. } => ErrorCode::UnsupportedModel,
+            Error::UnknownLayer { .. } => ErrorCode::UnknownLayer,
+            Error::BadLayer { .. } => ErrorCode::BadLayer,
+            Error::ShapeMismatch { .. } => ErrorCode::ShapeMismatch,
+            Error::StorageTooSmall { .. } => ErrorCode::StorageTooSmall,
+            Error::UnsupportedDtype { .. } => ErrorCode::UnsupportedDtype,
+            Error::Io { .. } => ErrorCode::IoError,
         }
     }
 

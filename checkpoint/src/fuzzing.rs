@@ -46,7 +46,7 @@ pub fn answer<'a>(opened: Result<Checkpoint<'a>>) -> Answer {
         Ok(checkpoint) => checkpoint,
         Err(e) => {
             return Answer {
-                outcome: Err(e.code()),
+                outcome: Err(e.code().as_str()),
                 within_budget: true,
             };
         }
@@ -55,7 +55,7 @@ pub fn answer<'a>(opened: Result<Checkpoint<'a>>) -> Answer {
         match checkpoint.describe() {
             Ok(description) => Ok(serde_json::to_string(&description)
                 .unwrap_or_else(|e| format!("unserializable: {e}"))),
-            Err(e) => Err(e.code()),
+            Err(e) => Err(e.code().as_str()),
         };
     let budget = checkpoint.budget();
     let limits = checkpoint.limits();

@@ -51,6 +51,6 @@ pub mod pickle;
 mod torch;
 
 pub use archive::{ArchiveFormat, Checkpoint, ReadSeek};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, Result};
 pub use limits::{Budget, Limits};
 pub use model::{DType, ModelDescription, TensorRef};

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use yolots_protocol::ErrorCode;
+
 use crate::report::ConversionReport;
 
 /// Why a conversion did not produce a validated artifact.
@@ -53,17 +55,17 @@ pub enum ConvertError {
 }
 
 impl ConvertError {
-    /// A stable short code for logs and API problem documents.
-    pub fn code(&self) -> &'static str {
+    /// The stable code for logs, the converter's JSON error line and a failed job.
+    pub fn code(&self) -> ErrorCode {
         match self {
             ConvertError::Input(e) => e.code(),
-            ConvertError::Unsupported(_) => "unsupported_model",
-            ConvertError::Options(_) => "invalid_option",
-            ConvertError::ValidationFailed { .. } => "validation_failed",
-            ConvertError::Torch(_) => "libtorch_error",
-            ConvertError::Script { .. } => "script_error",
-            ConvertError::Io { .. } => "io_error",
-            ConvertError::Internal(_) => "internal_error",
+            ConvertError::Unsupported(_) => ErrorCode::UnsupportedModel,
+            ConvertError::Options(_) => ErrorCode::InvalidOptions,
+            ConvertError::ValidationFailed { .. } => ErrorCode::ValidationFailed,
+            ConvertError::Torch(_) => ErrorCode::LibtorchError,
+            ConvertError::Script { .. } => ErrorCode::ScriptError,
+            ConvertError::Io { .. } => ErrorCode::IoError,
+            ConvertError::Internal(_) => ErrorCode::InternalError,
         }
     }
 

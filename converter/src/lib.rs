@@ -69,7 +69,7 @@ pub use report::{
 };
 pub use timing::DEFAULT_LATENCY_BUDGET_S;
 pub use validate::tolerance;
-pub use yolots_protocol::RuntimeFacts;
+pub use yolots_protocol::{ErrorCode, RuntimeFacts};
 
 #[cfg(test)]
 mod testing;

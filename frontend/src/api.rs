@@ -12,6 +12,9 @@ use web_sys::{Headers, RequestCredentials, RequestInit, Response};
 
 use crate::model::{Job, JobList, Problem, Session};
 
+/// The code of an [`ApiError`] for a request that got no answer (not a service code).
+pub const NETWORK: &str = "network";
+
 /// Where a typed token is kept: the tab's session storage, gone with the tab.
 const TOKEN_KEY: &str = "yolots_token";
 
@@ -32,7 +35,7 @@ impl ApiError {
             .unwrap_or_else(|| "no answer".to_owned());
         Self {
             status: 0,
-            code: "network".to_owned(),
+            code: crate::api::NETWORK.to_owned(),
             message: format!("the server could not be reached ({detail})"),
         }
     }

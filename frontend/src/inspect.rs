@@ -23,7 +23,7 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<Summary, Refusal> {
     match described {
         Ok(description) => Ok(Summary::from(&description)),
         Err(error) => Err(Refusal {
-            code: error.code().to_owned(),
+            code: error.code().as_str().to_owned(),
             message: error.to_string(),
         }),
     }
@@ -145,7 +145,7 @@ mod tests {
         let bytes = b"this is not a checkpoint at all";
         let refusal = parse_answer(&inspect_json(bytes)).unwrap_err();
         let expected = Checkpoint::from_bytes(bytes).unwrap_err();
-        assert_eq!(refusal.code, expected.code());
+        assert_eq!(refusal.code, expected.code().as_str());
         assert_eq!(refusal.message, expected.to_string());
     }
 

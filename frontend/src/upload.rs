@@ -91,7 +91,7 @@ impl Upload {
         let error = Closure::<dyn FnMut(ProgressEvent)>::new(move |_| {
             cb.emit(UploadEvent::Failed(ApiError {
                 status: 0,
-                code: "network".to_owned(),
+                code: crate::api::NETWORK.to_owned(),
                 message: "the connection to the server was lost during the upload".to_owned(),
             }));
         });

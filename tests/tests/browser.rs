@@ -351,7 +351,7 @@ async fn refuses_a_file_that_is_not_yolov7_before_uploading() -> anyhow::Result<
         )
         .await?;
     println!("refused: {refusal}");
-    assert_eq!(refusal[0], expected.code());
+    assert_eq!(refusal[0], expected.code().as_str());
     assert_eq!(refusal[1], expected.to_string());
     assert!(
         browser.driver.find_all(By::Id("convert")).await?.is_empty(),

@@ -17,6 +17,7 @@ use crate::auth::Caller;
 use crate::model::{JobOptions, JobRow, JobStatus, JobView};
 use crate::queue::{Cancel, NewJob};
 use crate::server::AppState;
+use yolots_protocol::ErrorCode;
 
 /// The multipart body of `POST /api/v1/jobs`.
 #[derive(Debug, ToSchema)]
@@ -156,7 +157,7 @@ pub async fn list_jobs(
     let per_page = query.per_page.unwrap_or(20);
     if !(1..=1_000_000).contains(&page) || !(1..=100).contains(&per_page) {
         return Err(ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "page must be within 1..1000000 and per_page within 1..100",
         ));
     }
@@ -238,7 +239,7 @@ pub async fn delete_job(
         // It was retried or deleted meanwhile.
         None => match state.queue.get(row.id).await? {
             Some(row) => Err(ApiError::conflict(
-                "conflict",
+                ErrorCode::Conflict,
                 format!("the job is {} now; try again", row.status.as_str()),
             )),
             None => Err(ApiError::not_found()),
@@ -270,7 +271,7 @@ pub async fn retry_job(
     match state.queue.retry(row.id).await? {
         Some(row) => Ok(HttpResponse::Accepted().json(JobView::from(&row))),
         None => Err(ApiError::conflict(
-            "conflict",
+            ErrorCode::Conflict,
             format!(
                 "the job is {}; only failed or cancelled jobs can be retried",
                 row.status.as_str()
@@ -308,7 +309,7 @@ pub async fn get_report(
 
 fn not_ready(row: &JobRow) -> ApiError {
     ApiError::conflict(
-        "not_ready",
+        ErrorCode::NotReady,
         format!(
             "the job is {}; nothing to download yet",
             row.status.as_str()
@@ -366,7 +367,7 @@ pub async fn get_artifact(
                 None => {
                     let mut error = ApiError::new(
                         StatusCode::RANGE_NOT_SATISFIABLE,
-                        "range_not_satisfiable",
+                        ErrorCode::RangeNotSatisfiable,
                         format!("the artifact has {size} bytes"),
                     )
                     .error_response_with_header();

@@ -8,6 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
+use yolots_protocol::ErrorCode;
 
 /// Where problem types are documented; the code is appended.
 pub const TYPE_BASE: &str = "https://yolots.dev/problems/";
@@ -30,52 +31,56 @@ pub struct Problem {
 #[error("{code}: {detail}")]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: String,
+    pub code: ErrorCode,
     pub detail: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
             status,
-            code: code.into(),
+            code,
             detail: detail.into(),
         }
     }
 
-    pub fn bad_request(code: &str, detail: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such job")
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such job")
     }
 
-    pub fn conflict(code: &str, detail: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, detail)
     }
 
-    pub fn unauthorized(code: &str, detail: impl Into<String>) -> Self {
+    pub fn unauthorized(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, detail)
     }
 
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
+            ErrorCode::DatabaseUnavailable,
             "the database is unavailable; try again shortly",
         )
     }
 
     pub fn internal(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", detail)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::InternalError,
+            detail,
+        )
     }
 
     pub fn storage(error: &crate::storage::StorageError) -> Self {
         tracing::error!(%error, "storage failed");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
+            ErrorCode::StorageUnavailable,
             "the artifact store failed; try again shortly",
         )
     }
@@ -87,7 +92,7 @@ impl ApiError {
             title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
-            code: self.code.clone(),
+            code: self.code.as_str().to_owned(),
         }
     }
 }
@@ -138,16 +143,18 @@ impl From<crate::queue::QueueError> for ApiError {
 /// Answers malformed paths, queries and JSON bodies with problem documents too.
 pub fn json_config() -> actix_web::web::JsonConfig {
     actix_web::web::JsonConfig::default().error_handler(|error, _| {
-        ApiError::bad_request("invalid_request", error.to_string()).into()
+        ApiError::bad_request(ErrorCode::InvalidRequest, error.to_string()).into()
     })
 }
 
 pub fn query_config() -> actix_web::web::QueryConfig {
-    actix_web::web::QueryConfig::default()
-        .error_handler(|error, _| ApiError::bad_request("invalid_query", error.to_string()).into())
+    actix_web::web::QueryConfig::default().error_handler(|error, _| {
+        ApiError::bad_request(ErrorCode::InvalidQuery, error.to_string()).into()
+    })
 }
 
 pub fn path_config() -> actix_web::web::PathConfig {
-    actix_web::web::PathConfig::default()
-        .error_handler(|error, _| ApiError::bad_request("malformed_id", error.to_string()).into())
+    actix_web::web::PathConfig::default().error_handler(|error, _| {
+        ApiError::bad_request(ErrorCode::MalformedId, error.to_string()).into()
+    })
 }

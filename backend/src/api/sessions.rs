@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::problem::{ApiError, Problem};
 use crate::auth::{self, COOKIE, Caller, Owner};
 use crate::server::AppState;
+use yolots_protocol::ErrorCode;
 
 /// A session: the token (also set as the `yolots_token` cookie) and its owner.
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,7 +62,7 @@ pub async fn create_session(
     if !state.settings.open {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "sessions_disabled",
+            ErrorCode::SessionsDisabled,
             "this server hands out no sessions: use a token from `yolots token create`",
         ));
     }

@@ -18,6 +18,7 @@ use crate::model::{InvalidOptions, JobOptions};
 use crate::server::AppState;
 use crate::storage::Storage;
 use crate::upload_check::{CheckError, ModelFacts};
+use yolots_protocol::ErrorCode;
 
 /// Most bytes of a refused upload read (and dropped) so the client still gets the answer.
 const DRAIN_LIMIT: u64 = 64 << 20;
@@ -38,7 +39,7 @@ pub struct Received {
 }
 
 fn invalid(e: InvalidOptions) -> ApiError {
-    ApiError::bad_request("invalid_options", e.0)
+    ApiError::bad_request(ErrorCode::InvalidOptions, e.0)
 }
 
 /// Reads the multipart body: an optional `options` part (JSON) and a `file` part.
@@ -54,7 +55,7 @@ pub async fn receive(state: &AppState, mut multipart: Multipart) -> Result<Recei
             Ok(field) => field,
             Err(error) => {
                 refusal.get_or_insert(ApiError::bad_request(
-                    "invalid_multipart",
+                    ErrorCode::InvalidMultipart,
                     format!("the body is not valid multipart/form-data: {error}"),
                 ));
                 break;
@@ -77,7 +78,7 @@ pub async fn receive(state: &AppState, mut multipart: Multipart) -> Result<Recei
             },
             "file" if file.is_some() => {
                 refusal = Some(ApiError::bad_request(
-                    "invalid_multipart",
+                    ErrorCode::InvalidMultipart,
                     "more than one `file` part",
                 ));
                 drain(&mut field).await;
@@ -106,13 +107,13 @@ pub async fn receive(state: &AppState, mut multipart: Multipart) -> Result<Recei
         if file.is_some() {
             delete_quietly(state, &key).await;
         }
-        state.metrics.upload(&refusal.code);
+        state.metrics.upload(refusal.code.as_str());
         return Err(refusal);
     }
     let Some((name, size, sha256)) = file else {
         state.metrics.upload("missing_file");
         return Err(ApiError::bad_request(
-            "missing_file",
+            ErrorCode::MissingFile,
             "the request has no `file` part (multipart/form-data with the .pt file)",
         ));
     };
@@ -120,7 +121,7 @@ pub async fn receive(state: &AppState, mut multipart: Multipart) -> Result<Recei
         delete_quietly(state, &key).await;
         state.metrics.upload("empty_file");
         return Err(ApiError::bad_request(
-            "empty_file",
+            ErrorCode::EmptyFile,
             "the uploaded file is empty",
         ));
     }
@@ -131,7 +132,7 @@ pub async fn receive(state: &AppState, mut multipart: Multipart) -> Result<Recei
     });
     if let Err(error) = checked {
         delete_quietly(state, &key).await;
-        state.metrics.upload(&error.code);
+        state.metrics.upload(error.code.as_str());
         return Err(error);
     }
     state.metrics.upload("accepted");
@@ -157,7 +158,7 @@ async fn store(state: &AppState, key: &Path, field: &mut Field) -> Result<(u64, 
             Err(error) => {
                 writer.abort().await;
                 return Err(ApiError::bad_request(
-                    "invalid_multipart",
+                    ErrorCode::InvalidMultipart,
                     format!("the upload broke off: {error}"),
                 ));
             }
@@ -181,7 +182,7 @@ async fn store(state: &AppState, key: &Path, field: &mut Field) -> Result<(u64, 
 pub fn too_large(limit: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "upload_too_large",
+        ErrorCode::UploadTooLarge,
         format!("the upload exceeds the limit of {limit} bytes"),
     )
 }
@@ -215,7 +216,7 @@ async fn check_model(state: &AppState, key: &Path) -> Result<ModelFacts, ApiErro
     if facts.parameters > limits.max_parameters {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "model_too_large",
+            ErrorCode::ModelTooLarge,
             format!(
                 "the model has {} parameters; this service converts at most {}",
                 facts.parameters, limits.max_parameters
@@ -225,7 +226,7 @@ async fn check_model(state: &AppState, key: &Path) -> Result<ModelFacts, ApiErro
     if facts.layers > limits.max_layers {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "model_too_large",
+            ErrorCode::ModelTooLarge,
             format!(
                 "the model has {} layers; this service converts at most {}",
                 facts.layers, limits.max_layers
@@ -250,7 +251,7 @@ fn check_refusal(error: CheckError) -> ApiError {
             tracing::warn!(error = %bound, "an upload exceeded the check's bounds");
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                RESOURCES_EXCEEDED,
+                ErrorCode::CheckResourcesExceeded,
                 format!("{bound} (this service's bound for reading an upload)"),
             )
         }
@@ -261,25 +262,26 @@ fn check_refusal(error: CheckError) -> ApiError {
     }
 }
 
-/// The code of an upload whose reading ran past the check's memory or time bound.
-pub const RESOURCES_EXCEEDED: &str = "check_resources_exceeded";
-
 async fn read_text(field: &mut Field, limit: usize) -> Result<String, ApiError> {
     let mut bytes = Vec::new();
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("invalid_multipart", format!("the body broke off: {e}"))
+            ApiError::bad_request(
+                ErrorCode::InvalidMultipart,
+                format!("the body broke off: {e}"),
+            )
         })?;
         if bytes.len() + chunk.len() > limit {
             return Err(ApiError::bad_request(
-                "invalid_options",
+                ErrorCode::InvalidOptions,
                 format!("the options part exceeds {limit} bytes"),
             ));
         }
         bytes.extend_from_slice(&chunk);
     }
-    String::from_utf8(bytes)
-        .map_err(|_| ApiError::bad_request("invalid_options", "the options part is not UTF-8"))
+    String::from_utf8(bytes).map_err(|_| {
+        ApiError::bad_request(ErrorCode::InvalidOptions, "the options part is not UTF-8")
+    })
 }
 
 /// Reads and drops the rest of a part (bounded).

@@ -11,6 +11,7 @@ use yolots_protocol::ProgressEvent;
 
 use super::{Queue, QueueError, insert_event, status_event};
 use crate::model::JobRow;
+use yolots_protocol::ErrorCode;
 
 /// The hold a worker has on a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub enum Outcome {
     },
     /// The attempt failed; `retry` when another attempt may succeed.
     Failed {
-        code: String,
+        code: ErrorCode,
         message: String,
         retry: bool,
         report: Option<serde_json::Value>,
@@ -194,7 +195,7 @@ impl Queue {
                 )
                 .bind(lease.job)
                 .bind(lease.token)
-                .bind(code)
+                .bind(code.as_str())
                 .bind(message)
                 .bind(retry)
                 .bind(interval(self.settings.retry_backoff))
@@ -204,7 +205,7 @@ impl Queue {
             }
             Outcome::Cancelled => {
                 sqlx::query_as(
-                    "UPDATE jobs SET status = 'cancelled', error_code = 'cancelled', \
+                    "UPDATE jobs SET status = 'cancelled', error_code = $3, \
                      error_message = 'cancelled by its owner while it ran', \
                      lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
                      finished_at = now(), updated_at = now(), event_seq = event_seq + 1 \
@@ -212,6 +213,7 @@ impl Queue {
                 )
                 .bind(lease.job)
                 .bind(lease.token)
+                .bind(ErrorCode::Cancelled.as_str())
                 .fetch_optional(&mut *tx)
                 .await?
             }

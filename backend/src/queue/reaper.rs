@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Queue, QueueError, status_event};
 use crate::model::JobRow;
+use yolots_protocol::ErrorCode;
 
 impl Queue {
     /// Requeues (or fails) the jobs whose lease expired; returns them.
@@ -22,8 +23,7 @@ impl Queue {
                status = (CASE WHEN j.cancel_requested THEN 'cancelled' \
                          WHEN j.attempts >= j.max_attempts THEN 'failed' \
                          ELSE 'queued' END)::job_status, \
-               error_code = CASE WHEN j.cancel_requested THEN 'cancelled' \
-                            ELSE 'lease_expired' END, \
+               error_code = CASE WHEN j.cancel_requested THEN $1 ELSE $2 END, \
                error_message = CASE WHEN j.cancel_requested \
                    THEN 'cancelled by its owner; its worker stopped responding' \
                    ELSE 'the worker running attempt ' || j.attempts || \
@@ -34,6 +34,8 @@ impl Queue {
                lease_expires_at = NULL, updated_at = now(), event_seq = j.event_seq + 1 \
              FROM expired WHERE j.id = expired.id RETURNING j.*",
         )
+        .bind(ErrorCode::Cancelled.as_str())
+        .bind(ErrorCode::LeaseExpired.as_str())
         .fetch_all(&mut *tx)
         .await?;
         for row in &rows {

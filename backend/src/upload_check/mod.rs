@@ -77,7 +77,10 @@ impl UploadCheckArgs {
 pub enum CheckError {
     /// The reader refused the file.
     #[error("{code}: {message}")]
-    Refused { code: String, message: String },
+    Refused {
+        code: yolots_protocol::ErrorCode,
+        message: String,
+    },
     /// Reading the file needed more memory than the bound.
     #[error("reading the checkpoint needed more than {mib} MiB of memory")]
     OutOfMemory { mib: u64 },

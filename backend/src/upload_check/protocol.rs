@@ -1,6 +1,7 @@
 //! What `yolots check-upload` prints: one JSON line on stdout, read by the server.
 
 use serde::{Deserialize, Serialize};
+use yolots_protocol::ErrorCode;
 
 /// The facts the upload check needs from a checkpoint the reader accepted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,7 +18,7 @@ pub enum CheckLine {
     /// The reader described the model.
     Described(ModelFacts),
     /// The reader refused the file: its stable code and its message.
-    Refused { code: String, message: String },
+    Refused { code: ErrorCode, message: String },
     /// The file could not be read (an I/O failure on the service's side).
     Failed { message: String },
 }
@@ -41,7 +42,7 @@ impl CheckLine {
                 layers: description.layers.len() as u64,
             }),
             Err(error) if error.is_input_error() => CheckLine::Refused {
-                code: error.code().to_owned(),
+                code: error.code(),
                 message: error.to_string(),
             },
             Err(error) => CheckLine::Failed {
@@ -64,7 +65,7 @@ mod tests {
                 layers: 77,
             }),
             CheckLine::Refused {
-                code: "limit_exceeded".into(),
+                code: ErrorCode::LimitExceeded,
                 message: "pickle memo entries exceeds the limit: 5 > 4".into(),
             },
             CheckLine::Failed {

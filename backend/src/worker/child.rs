@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use yolots_protocol::{DeviceChoice, ProgressEvent};
 
 use crate::model::{JobOptions, TestFault};
+use yolots_protocol::ErrorCode;
 
 /// What to convert and how.
 #[derive(Debug, Clone)]
@@ -93,7 +94,7 @@ pub enum ChildLine {
         report: serde_json::Value,
     },
     Error {
-        code: String,
+        code: ErrorCode,
         message: String,
         exit_code: u8,
         #[serde(default)]

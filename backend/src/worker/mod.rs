@@ -25,6 +25,7 @@ use crate::storage::Storage;
 pub mod child;
 
 use child::{ChildLine, ChildSpec, ConversionChild};
+use yolots_protocol::ErrorCode;
 
 /// How workers behave.
 #[derive(Debug, Clone)]
@@ -195,11 +196,22 @@ async fn worker_loop(ctx: Arc<WorkerContext>, name: String, stop: CancellationTo
     tracing::info!(worker = %name, "worker stopped");
 }
 
+/// The conversion's own account of its failure (its JSON error line).
+struct ChildFailure {
+    code: ErrorCode,
+    message: String,
+    /// The converter's exit status: 2 for a refused input or option, 3 for a failed
+    /// validation, 1 otherwise.
+    exit_code: u8,
+    /// The report, when validation failed.
+    report: Option<serde_json::Value>,
+}
+
 /// How following the child ended.
 enum Followed {
     Exited {
         result: Option<serde_json::Value>,
-        error: Option<(String, String, u8, Option<serde_json::Value>)>,
+        error: Option<ChildFailure>,
     },
     TimedOut,
     Cancelled,
@@ -266,13 +278,13 @@ async fn attempt(
     stop: &CancellationToken,
 ) -> Result<Option<Outcome>, Outcome> {
     let internal = |message: String| Outcome::Failed {
-        code: "internal_error".into(),
+        code: ErrorCode::InternalError,
         message,
         retry: true,
         report: None,
     };
     let options: JobOptions = row.parsed_options().map_err(|e| Outcome::Failed {
-        code: "invalid_options".into(),
+        code: ErrorCode::InvalidOptions,
         message: e.to_string(),
         retry: false,
         report: None,
@@ -338,7 +350,7 @@ async fn attempt(
         }
         Followed::Cancelled => Ok(Some(Outcome::Cancelled)),
         Followed::TimedOut => Ok(Some(Outcome::Failed {
-            code: "timeout".into(),
+            code: ErrorCode::Timeout,
             message: format!(
                 "the conversion exceeded the time limit of {:.0} s and was killed",
                 ctx.config.job_timeout.as_secs_f64()
@@ -353,12 +365,18 @@ async fn attempt(
             .await
             .map(Some),
         Followed::Exited {
-            error: Some((code, message, exit_code, report)),
+            error:
+                Some(ChildFailure {
+                    code,
+                    message,
+                    exit_code,
+                    report,
+                }),
             ..
         } => {
             // 2: the input is not a supported model; 3: validation failed; an invalid
             // option is also the request's fault. Other failures may be transient.
-            let retry = exit_code != 2 && exit_code != 3 && code != "invalid_option";
+            let retry = exit_code != 2 && exit_code != 3 && code != ErrorCode::InvalidOptions;
             Ok(Some(Outcome::Failed {
                 code,
                 message,
@@ -376,7 +394,7 @@ async fn attempt(
                 message.push_str(&line);
             }
             Ok(Some(Outcome::Failed {
-                code: "conversion_crashed".into(),
+                code: ErrorCode::ConversionCrashed,
                 message,
                 retry: true,
                 report: None,
@@ -419,7 +437,7 @@ async fn follow(
                 }
                 Some(ChildLine::Result { report }) => result = Some(report),
                 Some(ChildLine::Error { code, message, exit_code, report }) => {
-                    error = Some((code, message, exit_code, report));
+                    error = Some(ChildFailure { code, message, exit_code, report });
                 }
                 None => return Followed::Exited { result, error },
             },
@@ -450,7 +468,7 @@ async fn store_artifact(
     report: serde_json::Value,
 ) -> Result<Outcome, Outcome> {
     let failed = |message: String| Outcome::Failed {
-        code: "storage_error".into(),
+        code: ErrorCode::StorageError,
         message,
         retry: true,
         report: None,

@@ -74,34 +74,10 @@ pub fn timeline(job: &Job, current: Option<&str>) -> Vec<(&'static str, &'static
         .collect()
 }
 
-/// What to do about a failed job, by its error code.
+/// What to do about a failed job, by its error code (the table of codes and their advice
+/// is `yolots_protocol::ErrorCode`; a code this page does not know gets a generic line).
 pub fn advice(code: &str) -> &'static str {
-    match code {
-        "conversion_crashed" => {
-            "The conversion process stopped unexpectedly (libtorch aborted, or memory ran out) on every attempt. Retry; if it fails again, try fp32, no fusing or a smaller image size."
-        }
-        "storage_error" | "storage_unavailable" => {
-            "The service could not store the artifact. Retry in a moment."
-        }
-        "timeout" | "job_timeout" | "time_limit" => {
-            "The conversion ran past this server's time limit. Try a smaller image size, skip the mobile optimisation, or pick a GPU device."
-        }
-        "out_of_memory" | "memory_limit" | "killed" => {
-            "The conversion ran out of memory. Try a smaller image size or fp32 on CPU, or ask the operator for a larger worker."
-        }
-        "validation_failed" => {
-            "The artifact does not compute what the original does. Try again without fusing, or with fp32; the report lists the outputs that differ."
-        }
-        "cancelled" => "The job was cancelled. Retry runs it again with the same file and options.",
-        "invalid_options" => "The options were refused: start a new conversion with other options.",
-        "unsupported_model" | "unknown_layer" | "bad_layer" | "shape_mismatch" | "no_model" => {
-            "This checkpoint is outside the YOLOv7 detection family that yolots converts."
-        }
-        "worker_lost" | "attempts_exhausted" | "lease_expired" => {
-            "The worker stopped while converting, more than once. Retry; if it fails again, the server's log says why."
-        }
-        _ => "Retry the job. If it fails again, the server's log has the details.",
-    }
+    yolots_protocol::ErrorCode::advice_for(code)
 }
 
 #[derive(Properties, PartialEq)]
@@ -278,7 +254,7 @@ pub fn JobView(props: &JobProps) -> Html {
                 if let Some(error) = &*load_error {
                     <ErrorBox title="This job cannot be shown" message={error.message.clone()}
                         code={Some(AttrValue::from(error.code.clone()))}
-                        advice={Some(AttrValue::from("It may have been deleted, or belong to someone else. See your jobs."))} />
+                        advice={Some(AttrValue::from(yolots_protocol::ErrorCode::NotFound.advice()))} />
                     <p><a href="#/jobs">{ "Your jobs" }</a></p>
                 } else {
                     <p class="working" role="status"><span class="spinner" aria-hidden="true"></span>{ "Loading the job…" }</p>

@@ -36,28 +36,16 @@ enum Phase {
     Failed(ApiError),
 }
 
-/// What to do about a refusal, by code.
+/// What to do about a refusal, by code: the service's codes take their advice from
+/// `yolots_protocol::ErrorCode`; `network` is this page's own (the request never got an
+/// answer).
 pub fn advice(code: &str) -> &'static str {
     match code {
-        "empty_file" => "The file is empty: choose the checkpoint itself.",
-        "upload_too_large" => {
-            "This server does not take files that large. Strip the optimizer state (YOLOv7's strip_optimizer) or ask the operator to raise the limit."
-        }
-        "model_too_large" | "limit_exceeded" => {
-            "The model is beyond what this server converts. Ask the operator to raise its limits."
-        }
-        "state_dict_only" => {
-            "This file holds only weights (a state_dict). Upload the checkpoint that train.py saved (best.pt or last.pt), which holds the model."
-        }
-        "not_an_archive" | "truncated" | "corrupt" | "malformed_pickle" => {
-            "This is not a complete PyTorch checkpoint. Choose the .pt file written by YOLOv7's train.py (best.pt or last.pt), and check it was copied completely."
-        }
-        "no_model" | "unsupported_model" | "unknown_layer" | "bad_layer" | "shape_mismatch" => {
-            "yolots converts the YOLOv7 detection family (tiny to e6e, training or deploy configurations). Choose a checkpoint of one of these."
-        }
-        "network" => "Check the connection to the server and try again.",
-        "unauthorized" => "Your session has ended: reload the page.",
-        _ => "Choose the .pt file written by YOLOv7's train.py (best.pt or last.pt).",
+        crate::api::NETWORK => "Check the connection to the server and try again.",
+        _ => yolots_protocol::ErrorCode::parse(code).map_or(
+            "Choose the .pt file written by YOLOv7's train.py (best.pt or last.pt).",
+            yolots_protocol::ErrorCode::advice,
+        ),
     }
 }
 

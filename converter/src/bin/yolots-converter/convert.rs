@@ -119,7 +119,7 @@ pub enum ProgressLine<'a> {
         report: &'a ConversionReport,
     },
     Error {
-        code: &'a str,
+        code: yolots_converter::ErrorCode,
         message: String,
         exit_code: u8,
         #[serde(skip_serializing_if = "Option::is_none")]
