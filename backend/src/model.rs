@@ -4,10 +4,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::schema::{
+    ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type,
+};
 use utoipa::openapi::{RefOr, Schema};
 use uuid::Uuid;
-use yolots_protocol::{DeviceChoice, Head, ImageSize, Mode, Optimize, Precision};
+use yolots_protocol::{DeviceChoice, Head, ImageSize, Mode, Optimize, Precision, limits};
 
 /// The states of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, ToSchema)]
@@ -112,15 +114,15 @@ pub struct JobOptions {
     pub device: DeviceChoice,
     /// Confidence threshold of the `detections` head.
     #[serde(default = "default_conf")]
-    #[schema(default = 0.25, minimum = 0.0, maximum = 1.0)]
+    #[schema(schema_with = conf_schema)]
     pub conf: f64,
     /// IoU threshold of the `detections` head.
     #[serde(default = "default_iou")]
-    #[schema(default = 0.45, minimum = 0.0, maximum = 1.0)]
+    #[schema(schema_with = iou_schema)]
     pub iou: f64,
     /// Most detections per image of the `detections` head.
     #[serde(default = "default_max_det")]
-    #[schema(default = 300, minimum = 1, maximum = 100000)]
+    #[schema(schema_with = max_det_schema)]
     pub max_det: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(ignore)]
@@ -128,13 +130,13 @@ pub struct JobOptions {
 }
 
 fn default_conf() -> f64 {
-    0.25
+    limits::DEFAULT_CONF
 }
 fn default_iou() -> f64 {
-    0.45
+    limits::DEFAULT_IOU
 }
 fn default_max_det() -> i64 {
-    300
+    limits::DEFAULT_MAX_DET
 }
 
 impl Default for JobOptions {
@@ -171,27 +173,9 @@ impl JobOptions {
 
     /// Checks the values that do not depend on the model.
     pub fn check(&self, allow_test_faults: bool) -> Result<(), InvalidOptions> {
-        let bad = |m: String| Err(InvalidOptions(m));
-        if !(0.0..=1.0).contains(&self.conf) {
-            return bad(format!("conf must be within 0..1, not {}", self.conf));
-        }
-        if !(0.0..=1.0).contains(&self.iou) {
-            return bad(format!("iou must be within 0..1, not {}", self.iou));
-        }
-        if !(1..=100_000).contains(&self.max_det) {
-            return bad(format!(
-                "max_det must be within 1..100000, not {}",
-                self.max_det
-            ));
-        }
-        let ImageSize { height, width } = self.img_size;
-        if !(32..=8192).contains(&height) || !(32..=8192).contains(&width) {
-            return bad(format!(
-                "img_size must be within 32..8192 pixels, not {height}x{width}"
-            ));
-        }
+        limits::check(self.conf, self.iou, self.max_det, self.img_size).map_err(InvalidOptions)?;
         if self.test_fault.is_some() && !allow_test_faults {
-            return bad("unknown field `test_fault`".into());
+            return Err(InvalidOptions("unknown field `test_fault`".into()));
         }
         Ok(())
     }
@@ -265,13 +249,41 @@ fn img_size_schema() -> RefOr<Schema> {
         .items(
             ObjectBuilder::new()
                 .schema_type(SchemaType::new(Type::Integer))
-                .minimum(Some(32))
-                .maximum(Some(8192)),
+                .minimum(Some(*limits::IMAGE_SIDE.start()))
+                .maximum(Some(*limits::IMAGE_SIDE.end())),
         )
         .min_items(Some(2))
         .max_items(Some(2))
         .default(Some(serde_json::json!([640, 640])))
         .description(Some("[height, width] in pixels."))
+        .into()
+}
+
+fn threshold_schema(default: f64) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::Number))
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Double)))
+        .minimum(Some(*limits::THRESHOLD.start()))
+        .maximum(Some(*limits::THRESHOLD.end()))
+        .default(Some(serde_json::json!(default)))
+        .into()
+}
+
+fn conf_schema() -> RefOr<Schema> {
+    threshold_schema(limits::DEFAULT_CONF)
+}
+
+fn iou_schema() -> RefOr<Schema> {
+    threshold_schema(limits::DEFAULT_IOU)
+}
+
+fn max_det_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::Integer))
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(*limits::MAX_DET.start()))
+        .maximum(Some(*limits::MAX_DET.end()))
+        .default(Some(serde_json::json!(limits::DEFAULT_MAX_DET)))
         .into()
 }
 

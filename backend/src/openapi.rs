@@ -93,3 +93,25 @@ mod tests {
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
 }
+
+#[cfg(test)]
+mod option_schema_tests {
+    #[test]
+    fn option_defaults_and_limits_come_from_the_protocol() {
+        use yolots_protocol::limits;
+        let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
+        let props = &doc["components"]["schemas"]["JobOptions"]["properties"];
+        assert_eq!(props["conf"]["default"], limits::DEFAULT_CONF);
+        assert_eq!(props["conf"]["minimum"], 0.0);
+        assert_eq!(props["conf"]["maximum"], 1.0);
+        assert_eq!(props["conf"]["type"], "number");
+        assert_eq!(props["iou"]["default"], limits::DEFAULT_IOU);
+        assert_eq!(props["max_det"]["default"], limits::DEFAULT_MAX_DET);
+        assert_eq!(props["max_det"]["maximum"], *limits::MAX_DET.end());
+        assert_eq!(props["max_det"]["type"], "integer");
+        assert_eq!(
+            props["img_size"]["items"]["maximum"],
+            *limits::IMAGE_SIDE.end()
+        );
+    }
+}

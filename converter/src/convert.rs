@@ -200,18 +200,8 @@ fn check_options(
             "image size {h}x{w} is not a multiple of the largest stride {max_stride}"
         ));
     }
-    if h > 8192 || w > 8192 {
-        return bad(format!("image size {h}x{w} is larger than 8192"));
-    }
-    if !(0.0..=1.0).contains(&request.conf) {
-        return bad(format!("conf {} is outside [0, 1]", request.conf));
-    }
-    if !(0.0..=1.0).contains(&request.iou) {
-        return bad(format!("iou {} is outside [0, 1]", request.iou));
-    }
-    if request.max_det < 1 {
-        return bad(format!("max_det {} is less than 1", request.max_det));
-    }
+    crate::options::limits::check(request.conf, request.iou, request.max_det, request.img_size)
+        .map_err(ConvertError::Options)?;
     if let Some(budget) = request.latency_budget_s
         && !(budget.is_finite() && budget > 0.0)
     {

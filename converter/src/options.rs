@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use yolots_protocol::{
-    DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Precision,
+    DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Precision, limits,
 };
 
 /// What a precision means to libtorch.
@@ -111,9 +111,9 @@ impl ConvertRequest {
             optimize: Optimize::default(),
             img_size: ImageSize::default(),
             device: DeviceChoice::default(),
-            conf: 0.25,
-            iou: 0.45,
-            max_det: 300,
+            conf: limits::DEFAULT_CONF,
+            iou: limits::DEFAULT_IOU,
+            max_det: limits::DEFAULT_MAX_DET,
             validate: true,
             latency_runs: 10,
             latency_budget_s: Some(crate::timing::DEFAULT_LATENCY_BUDGET_S),

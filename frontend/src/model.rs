@@ -3,6 +3,7 @@
 //! missing fields (serde defaults): a newer or older service still renders.
 
 use serde::{Deserialize, Serialize};
+use yolots_protocol::limits;
 
 /// Why a file or a request was refused: a stable code and a message for people.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -101,9 +102,9 @@ impl Default for Options {
             optimize: "none".to_owned(),
             img_size: [640, 640],
             device: "auto".to_owned(),
-            conf: 0.25,
-            iou: 0.45,
-            max_det: 300,
+            conf: limits::DEFAULT_CONF,
+            iou: limits::DEFAULT_IOU,
+            max_det: u32::try_from(limits::DEFAULT_MAX_DET).unwrap_or(u32::MAX),
         }
     }
 }

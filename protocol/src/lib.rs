@@ -14,6 +14,8 @@ mod progress;
 mod runtime;
 
 pub use error_code::{ErrorCode, GENERIC_ADVICE, Origin, UnknownErrorCode};
-pub use options::{DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Precision};
+pub use options::{
+    DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Precision, limits,
+};
 pub use progress::{ProgressEvent, Stage};
 pub use runtime::RuntimeFacts;

@@ -53,6 +53,54 @@ macro_rules! spelled_enum {
     };
 }
 
+/// The defaults and limits of the numeric options: the one definition the CLI, the API, the
+/// worker, the converter and the page use.
+pub mod limits {
+    use std::ops::RangeInclusive;
+
+    use super::ImageSize;
+
+    /// Confidence threshold of the `detections` head.
+    pub const DEFAULT_CONF: f64 = 0.25;
+    /// IoU threshold of the `detections` head.
+    pub const DEFAULT_IOU: f64 = 0.45;
+    /// Most detections per image of the `detections` head.
+    pub const DEFAULT_MAX_DET: i64 = 300;
+    /// `conf` and `iou` are probabilities.
+    pub const THRESHOLD: RangeInclusive<f64> = 0.0..=1.0;
+    /// `max_det`.
+    pub const MAX_DET: RangeInclusive<i64> = 1..=100_000;
+    /// Each side of `img_size`, in pixels (also a multiple of the model's largest stride).
+    pub const IMAGE_SIDE: RangeInclusive<u32> = 32..=8192;
+
+    /// Checks the numeric options against their limits; the first one out of range, as
+    /// a sentence naming the option.
+    pub fn check(conf: f64, iou: f64, max_det: i64, img_size: ImageSize) -> Result<(), String> {
+        if !THRESHOLD.contains(&conf) {
+            return Err(format!("conf must be within 0..1, not {conf}"));
+        }
+        if !THRESHOLD.contains(&iou) {
+            return Err(format!("iou must be within 0..1, not {iou}"));
+        }
+        if !MAX_DET.contains(&max_det) {
+            return Err(format!(
+                "max_det must be within {}..{}, not {max_det}",
+                MAX_DET.start(),
+                MAX_DET.end()
+            ));
+        }
+        let ImageSize { height, width } = img_size;
+        if !IMAGE_SIDE.contains(&height) || !IMAGE_SIDE.contains(&width) {
+            return Err(format!(
+                "img_size must be within {}..{} pixels, not {height}x{width}",
+                IMAGE_SIDE.start(),
+                IMAGE_SIDE.end()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// An option value that is not one of the accepted spellings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} {value:?}: expected {expected}")]
@@ -280,6 +328,23 @@ mod tests {
         assert_eq!(DeviceChoice::Auto.resolve_for(0), DeviceChoice::Cpu);
         assert_eq!(DeviceChoice::Cuda(1).resolve_for(0), DeviceChoice::Cuda(1));
         assert_eq!(DeviceChoice::Cpu.resolve_for(1), DeviceChoice::Cpu);
+    }
+
+    #[test]
+    fn limits_accept_the_defaults_and_refuse_each_bound() {
+        use limits::*;
+        let size = ImageSize::default();
+        assert_eq!(
+            check(DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, size),
+            Ok(())
+        );
+        assert!(check(1.5, DEFAULT_IOU, DEFAULT_MAX_DET, size).is_err());
+        assert!(check(DEFAULT_CONF, -0.1, DEFAULT_MAX_DET, size).is_err());
+        assert!(check(DEFAULT_CONF, DEFAULT_IOU, 0, size).is_err());
+        assert!(check(DEFAULT_CONF, DEFAULT_IOU, 100_001, size).is_err());
+        assert!(check(DEFAULT_CONF, DEFAULT_IOU, 1, ImageSize::new(16, 640)).is_err());
+        assert!(check(DEFAULT_CONF, DEFAULT_IOU, 1, ImageSize::new(640, 8224)).is_err());
+        assert_eq!(check(0.0, 1.0, 100_000, ImageSize::new(32, 8192)), Ok(()));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
+use yolots_protocol::limits;
+
 use crate::model::Options;
 
 /// A problem with one field: its id and the message.
@@ -17,35 +19,42 @@ pub struct FieldError {
 pub fn validate(options: &Options, max_stride: u32) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let stride = max_stride.max(1);
+    let sides = limits::IMAGE_SIDE;
     for (field, side, name) in [
         ("opt-height", options.img_size[0], "Height"),
         ("opt-width", options.img_size[1], "Width"),
     ] {
-        if side < 32 || !side.is_multiple_of(stride) || side > 8192 {
+        if !sides.contains(&side) || !side.is_multiple_of(stride) {
             errors.push(FieldError {
                 field,
                 message: format!(
-                    "{name} must be a multiple of {stride} (the model's largest stride), from 32 to 8192."
+                    "{name} must be a multiple of {stride} (the model's largest stride), from {} to {}.",
+                    sides.start(),
+                    sides.end()
                 ),
             });
         }
     }
-    if !(0.0..=1.0).contains(&options.conf) {
+    if !limits::THRESHOLD.contains(&options.conf) {
         errors.push(FieldError {
             field: "opt-conf",
             message: "The confidence threshold is between 0 and 1.".to_owned(),
         });
     }
-    if !(0.0..=1.0).contains(&options.iou) {
+    if !limits::THRESHOLD.contains(&options.iou) {
         errors.push(FieldError {
             field: "opt-iou",
             message: "The IoU threshold is between 0 and 1.".to_owned(),
         });
     }
-    if options.max_det == 0 || options.max_det > 100_000 {
+    if !limits::MAX_DET.contains(&i64::from(options.max_det)) {
         errors.push(FieldError {
             field: "opt-max-det",
-            message: "Keep between 1 and 100000 detections per image.".to_owned(),
+            message: format!(
+                "Keep between {} and {} detections per image.",
+                limits::MAX_DET.start(),
+                limits::MAX_DET.end()
+            ),
         });
     }
     errors
@@ -213,10 +222,10 @@ pub fn OptionsForm(props: &OptionsProps) -> Html {
                     <p class="hint" id="opt-fuse-hint">{ "Folds BatchNorm, RepConv branches and implicit layers into convolutions: faster, same results." }</p>
                 </div>
                 { number("opt-height", "Image height", format!("Pixels, a multiple of {stride}; validation and tracing use it."),
-                    o.img_size[0].to_string(), stride.to_string(), "0", "8192".to_owned(),
+                    o.img_size[0].to_string(), stride.to_string(), "0", limits::IMAGE_SIDE.end().to_string(),
                     |o, v| v.parse().map(|n| o.img_size[0] = n).is_ok()) }
                 { number("opt-width", "Image width", format!("Pixels, a multiple of {stride}."),
-                    o.img_size[1].to_string(), stride.to_string(), "0", "8192".to_owned(),
+                    o.img_size[1].to_string(), stride.to_string(), "0", limits::IMAGE_SIDE.end().to_string(),
                     |o, v| v.parse().map(|n| o.img_size[1] = n).is_ok()) }
                 { number("opt-conf", "Confidence threshold", "Boxes below this score are dropped by NMS (detections output).".to_owned(),
                     o.conf.to_string(), "0.01".to_owned(), "0", "1".to_owned(),
@@ -225,7 +234,7 @@ pub fn OptionsForm(props: &OptionsProps) -> Html {
                     o.iou.to_string(), "0.01".to_owned(), "0", "1".to_owned(),
                     |o, v| v.parse().map(|n| o.iou = n).is_ok()) }
                 { number("opt-max-det", "Max detections", "At most this many boxes per image after NMS.".to_owned(),
-                    o.max_det.to_string(), "1".to_owned(), "1", "100000".to_owned(),
+                    o.max_det.to_string(), "1".to_owned(), "1", limits::MAX_DET.end().to_string(),
                     |o, v| v.parse().map(|n| o.max_det = n).is_ok()) }
             </div>
         </fieldset>

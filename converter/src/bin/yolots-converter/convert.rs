@@ -15,7 +15,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use yolots_converter::{
     ConversionReport, ConvertError, ConvertRequest, DeviceChoice, Head, ImageSize, Mode, Optimize,
-    Precision, ProgressEvent,
+    Precision, ProgressEvent, limits,
 };
 
 /// Arguments of `yolots convert`.
@@ -49,13 +49,13 @@ pub struct ConvertArgs {
     #[arg(long, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
     /// Confidence threshold of the `detections` head.
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = limits::DEFAULT_CONF)]
     pub conf: f64,
     /// IoU threshold of the `detections` head.
-    #[arg(long, default_value_t = 0.45)]
+    #[arg(long, default_value_t = limits::DEFAULT_IOU)]
     pub iou: f64,
     /// Most detections per image of the `detections` head.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_DET)]
     pub max_det: i64,
     /// Where to write `report.json` (default: beside the artifact, `NAME.report.json`).
     #[arg(long)]
