@@ -69,7 +69,7 @@ pub use report::{
 };
 pub use timing::DEFAULT_LATENCY_BUDGET_S;
 pub use validate::tolerance;
-pub use yolots_protocol::{ErrorCode, RuntimeFacts};
+pub use yolots_protocol::{ConverterLine, EXIT_DIVERGED, EXIT_REFUSED, ErrorCode, RuntimeFacts};
 
 #[cfg(test)]
 mod testing;

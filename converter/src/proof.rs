@@ -53,7 +53,10 @@ pub(crate) fn prove(
     let plan = TimingPlan::of(request);
     if !request.validate && plan.max_runs == 0 {
         return Ok(Proof {
-            validation: Validation::skipped(device_name(device), "validation disabled"),
+            validation: crate::report::validation_skipped(
+                device_name(device),
+                "validation disabled",
+            ),
             latency: None,
         });
     }
@@ -82,7 +85,7 @@ pub(crate) fn prove(
         artifact = Some(loaded);
         validation
     } else {
-        Validation::skipped(device_name(device), "validation disabled")
+        crate::report::validation_skipped(device_name(device), "validation disabled")
     };
 
     let latency = if plan.max_runs > 0 {

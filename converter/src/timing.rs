@@ -180,7 +180,7 @@ pub(crate) fn time_forward(
             ms.push(call.ms);
         }
     }
-    Ok(Latency::from_runs(
+    Ok(crate::report::latency_from_runs(
         device_name,
         "forward",
         shape,

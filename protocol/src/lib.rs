@@ -8,11 +8,14 @@
 //! with the advice the page gives for it ([`ErrorCode`]). Serde and plain Rust only, so every side
 //! can depend on it without linking libtorch, and it builds for `wasm32-unknown-unknown`.
 
+mod converter_line;
 mod error_code;
 mod options;
 mod progress;
+pub mod report;
 mod runtime;
 
+pub use converter_line::{ConverterLine, EXIT_DIVERGED, EXIT_REFUSED};
 pub use error_code::{ErrorCode, GENERIC_ADVICE, Origin, UnknownErrorCode};
 pub use options::{
     DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Precision, limits,

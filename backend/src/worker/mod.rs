@@ -24,8 +24,10 @@ use crate::storage::Storage;
 
 pub mod child;
 
-use child::{ChildLine, ChildSpec, ConversionChild};
+use child::{ChildSpec, ConversionChild};
+use yolots_protocol::ConverterLine;
 use yolots_protocol::ErrorCode;
+use yolots_protocol::report::ConversionReport;
 
 /// How workers behave.
 #[derive(Debug, Clone)]
@@ -204,13 +206,13 @@ struct ChildFailure {
     /// validation, 1 otherwise.
     exit_code: u8,
     /// The report, when validation failed.
-    report: Option<serde_json::Value>,
+    report: Option<Box<ConversionReport>>,
 }
 
 /// How following the child ended.
 enum Followed {
     Exited {
-        result: Option<serde_json::Value>,
+        result: Option<Box<ConversionReport>>,
         error: Option<ChildFailure>,
     },
     TimedOut,
@@ -376,12 +378,11 @@ async fn attempt(
         } => {
             // 2: the input is not a supported model; 3: validation failed; an invalid
             // option is also the request's fault. Other failures may be transient.
-            let retry = exit_code != 2 && exit_code != 3 && code != ErrorCode::InvalidOptions;
             Ok(Some(Outcome::Failed {
                 code,
                 message,
-                retry,
-                report,
+                retry: !ConverterLine::is_final_failure(code, exit_code),
+                report: report.as_deref().map(report_json),
             }))
         }
         Followed::Exited { .. } => {
@@ -425,7 +426,7 @@ async fn follow(
     loop {
         tokio::select! {
             line = child.next_line() => match line {
-                Some(ChildLine::Progress(mut event)) => {
+                Some(ConverterLine::Progress(mut event)) => {
                     for (from, to) in rename {
                         event.message = event.message.replace(from.as_str(), to);
                     }
@@ -435,8 +436,8 @@ async fn follow(
                     Err(error) => tracing::debug!(%error, "could not record progress"),
                     }
                 }
-                Some(ChildLine::Result { report }) => result = Some(report),
-                Some(ChildLine::Error { code, message, exit_code, report }) => {
+                Some(ConverterLine::Result { report }) => result = Some(report),
+                Some(ConverterLine::Error { code, message, exit_code, report }) => {
                     error = Some(ChildFailure { code, message, exit_code, report });
                 }
                 None => return Followed::Exited { result, error },
@@ -465,7 +466,7 @@ async fn store_artifact(
     lease: Lease,
     spec: &ChildSpec,
     name: &str,
-    report: serde_json::Value,
+    report: Box<ConversionReport>,
 ) -> Result<Outcome, Outcome> {
     let failed = |message: String| Outcome::Failed {
         code: ErrorCode::StorageError,
@@ -476,11 +477,8 @@ async fn store_artifact(
     let (size, sha256) = file_digest(&spec.output)
         .await
         .map_err(|e| failed(format!("reading the artifact: {e}")))?;
-    let reported = report
-        .pointer("/artifact/sha256")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
-    if reported != sha256 {
+    let reported = &report.artifact.sha256;
+    if *reported != sha256 {
         return Err(failed(format!(
             "the artifact's SHA-256 {sha256} differs from the report's {reported}"
         )));
@@ -491,11 +489,20 @@ async fn store_artifact(
         .await
         .map_err(|e| failed(format!("storing the artifact: {e}")))?;
     Ok(Outcome::Succeeded {
-        report,
+        report: report_json(&report),
         artifact_key: key.to_string(),
         artifact_name: name.to_owned(),
         artifact_size: size as i64,
         artifact_sha256: sha256,
+    })
+}
+
+/// The report as the job row stores it (JSONB).
+fn report_json(report: &ConversionReport) -> serde_json::Value {
+    serde_json::to_value(report).unwrap_or_else(|error| {
+        // Plain data always serialises; keep the job's outcome even if it did not.
+        tracing::error!(%error, "the report could not be serialised");
+        serde_json::Value::Null
     })
 }
 

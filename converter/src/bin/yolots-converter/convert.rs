@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use serde::Serialize;
 use yolots_converter::{
-    ConversionReport, ConvertError, ConvertRequest, DeviceChoice, Head, ImageSize, Mode, Optimize,
-    Precision, ProgressEvent, limits,
+    ConversionReport, ConvertError, ConvertRequest, ConverterLine, DeviceChoice, EXIT_DIVERGED,
+    EXIT_REFUSED, Head, ImageSize, Mode, Optimize, Precision, ProgressEvent, limits,
 };
 
 /// Arguments of `yolots convert`.
@@ -110,23 +109,6 @@ pub enum ProgressFormat {
     Json,
 }
 
-/// One line of `--progress json`.
-#[derive(Debug, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum ProgressLine<'a> {
-    Progress(&'a ProgressEvent),
-    Result {
-        report: &'a ConversionReport,
-    },
-    Error {
-        code: yolots_converter::ErrorCode,
-        message: String,
-        exit_code: u8,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        report: Option<&'a ConversionReport>,
-    },
-}
-
 impl ConvertArgs {
     /// The converter's request for these arguments.
     pub fn request(&self) -> ConvertRequest {
@@ -181,7 +163,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
     let fault = args.test_fault;
     let mut on_progress = |event: &ProgressEvent| {
         if json {
-            emit(&ProgressLine::Progress(event));
+            emit(&ConverterLine::Progress(event.clone()));
         } else {
             eprintln!(
                 "[{:>3.0}%] {:<10} {}",
@@ -200,12 +182,16 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
     let outcome = yolots_converter::convert(&request, &mut on_progress);
     let code = match &outcome {
         Ok(_) => 0,
-        Err(ConvertError::Input(_) | ConvertError::Unsupported(_) | ConvertError::Options(_)) => 2,
-        Err(ConvertError::ValidationFailed { .. }) => 3,
+        Err(ConvertError::Input(_) | ConvertError::Unsupported(_) | ConvertError::Options(_)) => {
+            EXIT_REFUSED
+        }
+        Err(ConvertError::ValidationFailed { .. }) => EXIT_DIVERGED,
         Err(_) => 1,
     };
     match &outcome {
-        Ok(report) if json => emit(&ProgressLine::Result { report }),
+        Ok(report) if json => emit(&ConverterLine::Result {
+            report: Box::new(report.clone()),
+        }),
         Ok(report) => print_summary(report, &request),
         Err(error) => {
             let report = match error {
@@ -213,11 +199,11 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
                 _ => None,
             };
             if json {
-                emit(&ProgressLine::Error {
+                emit(&ConverterLine::Error {
                     code: error.code(),
                     message: error.to_string(),
                     exit_code: code,
-                    report,
+                    report: report.map(|r| Box::new(r.clone())),
                 });
             } else {
                 if let Some(report) = report {
@@ -230,7 +216,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
-fn emit(line: &ProgressLine<'_>) {
+fn emit(line: &ConverterLine) {
     let mut stdout = std::io::stdout().lock();
     if let Ok(text) = serde_json::to_string(line) {
         // A closed pipe means the parent is gone; nothing useful is left to do with output.
