@@ -53,26 +53,7 @@ impl JobStatus {
 
 /// A deliberate failure of the conversion process, honoured only when the server and the
 /// worker both allow test faults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TestFault {
-    /// `abort()` in the middle of the conversion.
-    Abort,
-    /// Stop making progress (until the time limit kills the process).
-    Hang,
-    /// Sleep a few seconds in the middle of the conversion, then go on.
-    Slow,
-}
-
-impl TestFault {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TestFault::Abort => "abort",
-            TestFault::Hang => "hang",
-            TestFault::Slow => "slow",
-        }
-    }
-}
+pub use yolots_protocol::TestFault;
 
 fn yes() -> bool {
     true

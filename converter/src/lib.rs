@@ -59,7 +59,7 @@ pub use layers::WeightSource;
 pub use metadata::{ArtifactMetadata, InputSpec, METADATA_FILE, METADATA_FORMAT};
 pub use options::{
     ConvertRequest, DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Perturbation,
-    Precision, ResolveDevice, limits,
+    Precision, ResolveDevice, TestFault, limits,
 };
 pub use progress::{ProgressEvent, Stage};
 pub use report::{

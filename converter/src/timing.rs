@@ -14,9 +14,7 @@ use crate::options::ConvertRequest;
 use crate::report::Latency;
 use crate::validate::{Arg, Loaded};
 
-/// Seconds of timed runs by default: about one run of a full-size YOLOv7 at 640x640 on two
-/// CPU cores, many runs of a small model or on a GPU.
-pub const DEFAULT_LATENCY_BUDGET_S: f64 = 1.0;
+pub use yolots_protocol::limits::DEFAULT_LATENCY_BUDGET_S;
 
 /// How many timed runs to make.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -13,6 +13,7 @@ mod error_code;
 mod options;
 mod progress;
 pub mod report;
+mod request;
 mod runtime;
 
 pub use converter_line::{ConverterLine, EXIT_DIVERGED, EXIT_REFUSED};
@@ -21,4 +22,5 @@ pub use options::{
     DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Precision, limits,
 };
 pub use progress::{ProgressEvent, Stage};
+pub use request::{ConvertRequest, Perturbation, TestFault};
 pub use runtime::RuntimeFacts;

@@ -66,6 +66,11 @@ pub mod limits {
     pub const DEFAULT_IOU: f64 = 0.45;
     /// Most detections per image of the `detections` head.
     pub const DEFAULT_MAX_DET: i64 = 300;
+    /// Seconds of timed runs by default: about one run of a full-size YOLOv7 at 640x640
+    /// on two CPU cores, many runs of a small model or on a GPU.
+    pub const DEFAULT_LATENCY_BUDGET_S: f64 = 1.0;
+    /// Most timed runs by default (within the budget).
+    pub const DEFAULT_LATENCY_RUNS: usize = 10;
     /// `conf` and `iou` are probabilities.
     pub const THRESHOLD: RangeInclusive<f64> = 0.0..=1.0;
     /// `max_det`.
@@ -101,6 +106,8 @@ pub mod limits {
     }
 }
 
+pub(crate) use spelled_enum;
+
 /// An option value that is not one of the accepted spellings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} {value:?}: expected {expected}")]
@@ -111,7 +118,7 @@ pub struct ParseOptionError {
 }
 
 impl ParseOptionError {
-    fn new(what: &'static str, value: &str, expected: &[&str]) -> Self {
+    pub(crate) fn new(what: &'static str, value: &str, expected: &[&str]) -> Self {
         ParseOptionError {
             what,
             value: value.to_owned(),

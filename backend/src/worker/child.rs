@@ -1,7 +1,8 @@
-//! One conversion in a child process: `yolots-converter convert --progress json`, the
-//! converting binary (the only one that loads libtorch).
+//! One conversion in a child process: `yolots-converter run`, the converting binary (the
+//! only one that loads libtorch).
 //!
-//! The child reports JSON lines on stdout (progress, then a result or an error); its
+//! The child reads its `ConvertRequest` as one JSON message on stdin and reports
+//! `ConverterLine`s on stdout (progress, then a result or an error); its
 //! stderr is kept (the tail) to explain a crash. It runs in a process group of its own (a
 //! Ctrl-C at the terminal reaches the worker, which decides) and dies with its worker
 //! (`PR_SET_PDEATHSIG`), so a killed worker leaves no conversion running. Whatever the
@@ -12,13 +13,12 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::task::JoinHandle;
-use yolots_protocol::DeviceChoice;
+use yolots_protocol::{ConvertRequest, ConverterLine, DeviceChoice, TestFault};
 
-use crate::model::{JobOptions, TestFault};
-use yolots_protocol::ConverterLine;
+use crate::model::JobOptions;
 
 /// What to convert and how.
 #[derive(Debug, Clone)]
@@ -38,49 +38,28 @@ pub struct ChildSpec {
 }
 
 impl ChildSpec {
-    /// The converter's command line (`convert ...`) for this spec.
-    pub fn args(&self) -> Vec<String> {
+    /// The conversion request the child reads on stdin.
+    pub fn request(&self) -> ConvertRequest {
         let o = &self.options;
-        let mut args = vec![
-            "convert".to_owned(),
-            self.input.display().to_string(),
-            "--output".into(),
-            self.output.display().to_string(),
-            "--report".into(),
-            self.report.display().to_string(),
-            "--progress".into(),
-            "json".into(),
-            "--mode".into(),
-            o.mode.to_string(),
-            "--head".into(),
-            o.head.to_string(),
-            "--precision".into(),
-            o.precision.to_string(),
-            "--optimize".into(),
-            o.optimize.to_string(),
-            "--img-size".into(),
-            o.img_size.to_string(),
-            "--device".into(),
-            self.device.to_string(),
-            "--conf".into(),
-            o.conf.to_string(),
-            "--iou".into(),
-            o.iou.to_string(),
-            "--max-det".into(),
-            o.max_det.to_string(),
-        ];
+        let mut request = ConvertRequest::new(&self.input, &self.output);
+        request.mode = o.mode;
+        request.head = o.head;
+        request.precision = o.precision;
+        request.fuse = o.fuse;
+        request.optimize = o.optimize;
+        request.img_size = o.img_size;
+        request.device = self.device;
+        request.conf = o.conf;
+        request.iou = o.iou;
+        request.max_det = o.max_det;
+        request.report = Some(self.report.clone());
+        request.test_fault = self.test_fault;
         if let Some(runs) = self.latency_runs {
-            args.push("--latency-runs".into());
-            args.push(runs.to_string());
+            // Exactly this many, as `--latency-runs N` alone asks.
+            request.latency_runs = runs;
+            request.latency_budget_s = None;
         }
-        if !o.fuse {
-            args.push("--no-fuse".into());
-        }
-        if let Some(fault) = self.test_fault {
-            args.push("--test-fault".into());
-            args.push(fault.as_str().into());
-        }
-        args
+        request
     }
 }
 
@@ -96,13 +75,14 @@ const STDERR_TAIL: usize = 4096;
 
 impl ConversionChild {
     /// Starts the child.
-    pub fn spawn(spec: &ChildSpec) -> std::io::Result<Self> {
+    pub async fn spawn(spec: &ChildSpec) -> std::io::Result<Self> {
         let mut command = Command::new(&spec.exe);
+        let request = serde_json::to_vec(&spec.request()).map_err(std::io::Error::other)?;
         command
-            .args(spec.args())
+            .arg("run")
             .env("RUST_LOG", "warn")
             .env_remove("YOLOTS_LOG_FORMAT")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -117,6 +97,14 @@ impl ConversionChild {
             command.pre_exec(die_with_parent);
         }
         let mut child = command.spawn()?;
+        // The request is small (well under a pipe's buffer): written at once, then closed so
+        // the child reads to the end.
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("the child has no stdin"))?;
+        stdin.write_all(&request).await?;
+        drop(stdin);
         let stdout = child
             .stdout
             .take()
@@ -230,7 +218,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builds_the_command_line() {
+    fn builds_the_request() {
         let spec = ChildSpec {
             exe: "yolots-converter".into(),
             input: "in.pt".into(),
@@ -245,11 +233,25 @@ mod tests {
             test_fault: Some(TestFault::Hang),
             cpu_threads: Some(2),
         };
-        let args = spec.args().join(" ");
-        assert!(args.starts_with("convert in.pt --output out.pt"), "{args}");
-        assert!(args.contains("--img-size 640,640 --device cpu"));
-        assert!(args.contains("--no-fuse"));
-        assert!(args.ends_with("--test-fault hang"));
+        let request = spec.request();
+        assert_eq!(request.input, std::path::Path::new("in.pt"));
+        assert_eq!(request.output, std::path::Path::new("out.pt"));
+        assert_eq!(
+            request.report.as_deref(),
+            Some(std::path::Path::new("r.json"))
+        );
+        assert_eq!(request.img_size, yolots_protocol::ImageSize::new(640, 640));
+        assert_eq!(request.device, DeviceChoice::Cpu);
+        assert!(!request.fuse);
+        assert_eq!((request.latency_runs, request.latency_budget_s), (1, None));
+        assert_eq!(request.test_fault, Some(TestFault::Hang));
+        // Without a count, the converter's budget.
+        let budget = ChildSpec {
+            latency_runs: None,
+            ..spec
+        }
+        .request();
+        assert!(budget.latency_budget_s.is_some());
     }
 
     #[test]

@@ -324,6 +324,7 @@ async fn attempt(
         cpu_threads: ctx.config.cpu_threads,
     };
     let mut child = ConversionChild::spawn(&spec)
+        .await
         .map_err(|e| internal(format!("starting the conversion process: {e}")))?;
     // Progress messages name files; show the client's names, not this machine's paths.
     let rename = vec![

@@ -7,14 +7,15 @@
 //! not fit it, such as a size that is not a multiple of its stride), 3 when the artifact
 //! fails validation (the report says which output diverged), 1 otherwise.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use yolots_converter::{
     ConversionReport, ConvertError, ConvertRequest, ConverterLine, DeviceChoice, EXIT_DIVERGED,
-    EXIT_REFUSED, Head, ImageSize, Mode, Optimize, Precision, ProgressEvent, limits,
+    EXIT_REFUSED, Head, ImageSize, Mode, Optimize, Precision, ProgressEvent, TestFault, limits,
 };
 
 /// Arguments of `yolots convert`.
@@ -80,23 +81,14 @@ pub struct ConvertArgs {
     pub test_fault: Option<TestFault>,
 }
 
-/// The deliberate failures of `--test-fault`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TestFault {
-    Abort,
-    Hang,
-    Slow,
-}
-
-impl TestFault {
-    fn act(self) {
-        match self {
-            TestFault::Abort => std::process::abort(),
-            TestFault::Hang => loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-            },
-            TestFault::Slow => std::thread::sleep(std::time::Duration::from_secs(4)),
-        }
+/// Acts out a deliberate failure of the service's fault tests.
+fn act(fault: TestFault) {
+    match fault {
+        TestFault::Abort => std::process::abort(),
+        TestFault::Hang => loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        },
+        TestFault::Slow => std::thread::sleep(std::time::Duration::from_secs(4)),
     }
 }
 
@@ -158,9 +150,28 @@ impl ConvertArgs {
 }
 
 pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
-    let request = args.request();
-    let json = args.progress == ProgressFormat::Json;
-    let fault = args.test_fault;
+    let request = ConvertRequest {
+        test_fault: args.test_fault,
+        ..args.request()
+    };
+    Ok(execute(&request, args.progress == ProgressFormat::Json))
+}
+
+/// `yolots-converter run`: one request as JSON on stdin (what a worker sends), progress
+/// and the outcome as JSON lines on stdout.
+pub fn run_request_from_stdin() -> anyhow::Result<ExitCode> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("reading the request from stdin")?;
+    let request: ConvertRequest =
+        serde_json::from_str(&text).context("the request on stdin is not a conversion request")?;
+    Ok(execute(&request, true))
+}
+
+/// Converts as `request` says; progress as text on stderr or as JSON lines on stdout.
+fn execute(request: &ConvertRequest, json: bool) -> ExitCode {
+    let fault = request.test_fault;
     let mut on_progress = |event: &ProgressEvent| {
         if json {
             emit(&ConverterLine::Progress(event.clone()));
@@ -176,10 +187,10 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
         if let Some(fault) = fault
             && event.stage == yolots_converter::Stage::Building
         {
-            fault.act();
+            act(fault);
         }
     };
-    let outcome = yolots_converter::convert(&request, &mut on_progress);
+    let outcome = yolots_converter::convert(request, &mut on_progress);
     let code = match &outcome {
         Ok(_) => 0,
         Err(ConvertError::Input(_) | ConvertError::Unsupported(_) | ConvertError::Options(_)) => {
@@ -192,7 +203,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
         Ok(report) if json => emit(&ConverterLine::Result {
             report: Box::new(report.clone()),
         }),
-        Ok(report) => print_summary(report, &request),
+        Ok(report) => print_summary(report, request),
         Err(error) => {
             let report = match error {
                 ConvertError::ValidationFailed { report, .. } => Some(report.as_ref()),
@@ -207,13 +218,13 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
                 });
             } else {
                 if let Some(report) = report {
-                    print_summary(report, &request);
+                    print_summary(report, request);
                 }
                 eprintln!("error: {error}");
             }
         }
     }
-    Ok(ExitCode::from(code))
+    ExitCode::from(code)
 }
 
 fn emit(line: &ConverterLine) {

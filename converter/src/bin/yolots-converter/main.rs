@@ -25,6 +25,10 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Print the loaded libtorch's version and the CUDA device count as JSON.
     Runtime,
+    /// Convert as the conversion request (JSON) on stdin says, reporting as JSON lines on
+    /// stdout (what the service's workers run).
+    #[command(hide = true)]
+    Run,
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Convert(args) => convert::run(&args),
         Command::Runtime => runtime::run(),
+        Command::Run => convert::run_request_from_stdin(),
     };
     match outcome {
         Ok(code) => code,
