@@ -1,8 +1,9 @@
 //! `yolots-converter`: the only yolots program that loads libtorch.
 //!
 //! `yolots convert ARGS` runs `yolots-converter convert ARGS` (same arguments, output and
-//! exit status); the service's workers run it once per conversion, and the service asks
-//! it `runtime` for the libtorch version and the CUDA device count.
+//! exit status); the service's workers run `yolots-converter run` once per conversion (the
+//! request as JSON on stdin), and the service asks it `runtime` for the libtorch version
+//! and the CUDA device count.
 
 use std::process::ExitCode;
 
