@@ -95,15 +95,7 @@ fn measure(name: &str, bytes: &[u8]) -> (f64, usize) {
 /// The full-size official checkpoint: best of 20 runs of `describe()` alone and of
 /// `from_bytes` + `describe()` (target: 60 ms), and the budget a read spends on it.
 fn official() {
-    let dir = std::env::var_os("YOLOTS_FIXTURES").map_or_else(
-        || {
-            std::path::PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/fixtures"
-            ))
-        },
-        std::path::PathBuf::from,
-    );
+    let dir = common::fixtures_dir();
     let Ok(bytes) = std::fs::read(dir.join("yolov7-full.pt")) else {
         println!("yolov7-full.pt is missing: not measured");
         return;

@@ -66,10 +66,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 fn path() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/yolov7-full.pt"
-    ))
+    common::manifest_dir().join("../../shared/fixtures/yolov7-full.pt")
 }
 
 /// [`peak_of`] for the hostile report.

@@ -493,7 +493,7 @@ fn duplicate_names_and_storages_are_corrupt() {
 /// files as they are, and bare pickles inside an archive.
 fn seeds() -> Vec<(String, Vec<u8>)> {
     let mut seeds = Vec::new();
-    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let fuzz = common::manifest_dir().join("../fuzz");
     for dir in [
         "corpus/archive",
         "corpus/pickle",

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 use yolots_checkpoint::fuzzing;
 
+mod common;
+
 fn fuzz_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz"))
+    common::manifest_dir().join("../fuzz")
 }
 
 /// The entry points of a target folder.

@@ -67,7 +67,10 @@ fn report_stages(output: &Path) -> Vec<(String, f64)> {
 }
 
 fn default_checkpoint() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/yolov7-full.pt")
+    // Cargo's run-time value first: a shared build folder may hold a binary built elsewhere.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../../shared/fixtures/yolov7-full.pt")
 }
 
 /// Runs `case` once as a child process and reads its own resource usage on exit.

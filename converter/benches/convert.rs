@@ -28,7 +28,10 @@ const WARMUP: usize = 3;
 const TARGETS: &[(&str, f64)] = &[("scripted", 1.0), ("scripted+inference", 0.8)];
 
 fn default_checkpoint() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/yolov7-full.pt")
+    // Cargo's run-time value first: a shared build folder may hold a binary built elsewhere.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../../shared/fixtures/yolov7-full.pt")
 }
 
 fn request(input: &Path, output: &Path) -> ConvertRequest {

@@ -120,7 +120,16 @@ mod tests {
 
     fn fixture(name: &str) -> Option<Vec<u8>> {
         let dir = std::env::var_os("YOLOTS_FIXTURES").map_or_else(
-            || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
+            || {
+                // Cargo's run-time value first: a shared build folder may hold a test
+                // binary compiled in another clone.
+                std::env::var_os("CARGO_MANIFEST_DIR")
+                    .map_or_else(
+                        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+                        std::path::PathBuf::from,
+                    )
+                    .join("../../shared/fixtures")
+            },
             std::path::PathBuf::from,
         );
         let path = dir.join(name);

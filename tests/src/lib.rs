@@ -17,7 +17,11 @@ pub mod s3;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Cargo's run-time value first (cargo sets it for tests and benches): a build folder
+    // shared between clones may hold a binary compiled in another clone, whose compile-time
+    // path is gone.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()

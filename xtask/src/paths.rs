@@ -9,7 +9,10 @@ pub const TORCH_VERSION: &str = "2.11.0";
 
 /// The workspace root (the folder above `xtask/`).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Cargo's run-time value first (`cargo xtask` is `cargo run`): a build folder shared
+    // between clones may hold an xtask compiled in another clone.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))

@@ -13,9 +13,16 @@ use yolots_converter::{ConversionReport, ConvertRequest, DeviceChoice, ImageSize
 /// The shared fixtures: `YOLOTS_FIXTURES`, else `<project>/../shared/fixtures`.
 pub fn fixtures_dir() -> PathBuf {
     std::env::var_os("YOLOTS_FIXTURES").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
+        || manifest_dir().join("../../shared/fixtures"),
         PathBuf::from,
     )
+}
+
+/// This package's folder. Cargo's run-time value comes first: a build folder shared between
+/// clones may hold a test binary compiled in another clone, whose compile-time path is gone.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// The fixtures that come with official outputs.
@@ -271,7 +278,7 @@ pub fn write_f32(t: &Tensor, path: &Path) {
 
 /// The setup's Python with torch, if present (`.yolots/venv`).
 pub fn python() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.yolots/venv/bin/python");
+    let p = manifest_dir().join("../.yolots/venv/bin/python");
     p.exists().then_some(p)
 }
 
@@ -280,7 +287,7 @@ pub fn python_check(spec: &serde_json::Value, dir: &Path) -> serde_json::Value {
     let python = python().expect("the setup's Python environment (.yolots/venv) is missing");
     let spec_path = dir.join("spec.json");
     std::fs::write(&spec_path, serde_json::to_vec(spec).unwrap()).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check.py");
+    let script = manifest_dir().join("tests/python/check.py");
     let out = Command::new(python)
         .arg(script)
         .arg(&spec_path)
