@@ -3,7 +3,7 @@
 //! missing fields (serde defaults): a newer or older service still renders.
 
 use serde::{Deserialize, Serialize};
-use yolots_protocol::limits;
+use yolots_protocol::{DeviceChoice, Head, ImageSize, Mode, Optimize, Precision, limits};
 
 /// Why a file or a request was refused: a stable code and a message for people.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -75,18 +75,18 @@ pub struct Limits {
     pub job_timeout_seconds: Option<f64>,
 }
 
-/// Conversion options, spelled as the CLI spells them.
+/// Conversion options, in the protocol's types (on the wire as the CLI spells them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Options {
-    pub mode: String,
-    pub head: String,
-    pub precision: String,
+    pub mode: Mode,
+    pub head: Head,
+    pub precision: Precision,
     pub fuse: bool,
-    pub optimize: String,
+    pub optimize: Optimize,
     /// `[height, width]` in pixels.
     pub img_size: [u32; 2],
-    pub device: String,
+    pub device: DeviceChoice,
     pub conf: f64,
     pub iou: f64,
     pub max_det: u32,
@@ -95,13 +95,16 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            mode: "script".to_owned(),
-            head: "decoded".to_owned(),
-            precision: "fp32".to_owned(),
+            mode: Mode::default(),
+            head: Head::default(),
+            precision: Precision::default(),
             fuse: true,
-            optimize: "none".to_owned(),
-            img_size: [640, 640],
-            device: "auto".to_owned(),
+            optimize: Optimize::default(),
+            img_size: {
+                let size = ImageSize::default();
+                [size.height, size.width]
+            },
+            device: DeviceChoice::default(),
             conf: limits::DEFAULT_CONF,
             iou: limits::DEFAULT_IOU,
             max_det: u32::try_from(limits::DEFAULT_MAX_DET).unwrap_or(u32::MAX),

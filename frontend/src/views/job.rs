@@ -14,6 +14,7 @@ use crate::model::{Job, Progress, Report};
 use crate::route::Route;
 use crate::views::common::{ErrorBox, StatusBadge, navigate};
 use crate::views::report::ReportView;
+use yolots_protocol::{Mode, Optimize};
 
 /// The converter's stages in the order they run, with their names for people.
 const STAGES: [(&str, &str); 10] = [
@@ -43,9 +44,9 @@ pub fn timeline(job: &Job, current: Option<&str>) -> Vec<(&'static str, &'static
     let o = &job.options;
     let expected = |name: &str| match name {
         "fusing" => o.fuse,
-        "scripting" => o.mode != "trace",
-        "tracing" => o.mode == "trace",
-        "optimizing" => o.optimize != "none" && !o.optimize.is_empty(),
+        "scripting" => o.mode != Mode::Trace,
+        "tracing" => o.mode == Mode::Trace,
+        "optimizing" => o.optimize != Optimize::None,
         _ => true,
     };
     let current = current.or(job.stage.as_deref());
@@ -434,7 +435,7 @@ mod tests {
         assert!(done.iter().all(|r| r.2 == StageState::Done));
 
         let mut traced = job("running", None);
-        traced.options.mode = "trace".to_owned();
+        traced.options.mode = Mode::Trace;
         let rows = timeline(&traced, Some("tracing"));
         assert!(
             rows.iter()

@@ -4,7 +4,7 @@
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
-use yolots_protocol::limits;
+use yolots_protocol::{DeviceChoice, Head, Mode, Optimize, Precision, limits};
 
 use crate::model::Options;
 
@@ -71,25 +71,44 @@ pub struct OptionsProps {
     pub disabled: bool,
 }
 
-/// One choice of a select: value, label.
-type Choice = (&'static str, &'static str);
+/// The label of each value of a select (its value is the option's CLI spelling).
+fn mode_label(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Script => "script: dynamic shapes",
+        Mode::Trace => "trace: fixed size",
+    }
+}
 
-const MODES: &[Choice] = &[
-    ("script", "script: dynamic shapes"),
-    ("trace", "trace: fixed size"),
-];
-const HEADS: &[Choice] = &[
-    ("decoded", "decoded: boxes and scores"),
-    ("raw", "raw: tensors per level"),
-    ("detections", "detections: after NMS"),
-];
-const PRECISIONS: &[Choice] = &[("fp32", "fp32"), ("fp16", "fp16")];
-const OPTIMIZATIONS: &[Choice] = &[
-    ("none", "none"),
-    ("freeze", "freeze"),
-    ("inference", "inference (frozen, fused)"),
-    ("mobile", "mobile (lite .ptl)"),
-];
+fn head_label(head: Head) -> &'static str {
+    match head {
+        Head::Decoded => "decoded: boxes and scores",
+        Head::Raw => "raw: tensors per level",
+        Head::Detections => "detections: after NMS",
+    }
+}
+
+fn precision_label(precision: Precision) -> &'static str {
+    precision.as_str()
+}
+
+fn optimize_label(optimize: Optimize) -> &'static str {
+    match optimize {
+        Optimize::None => "none",
+        Optimize::Freeze => "freeze",
+        Optimize::Inference => "inference (frozen, fused)",
+        Optimize::Mobile => "mobile (lite .ptl)",
+    }
+}
+
+/// `(value, label)` of every value of an option.
+fn choices<T: Copy + std::fmt::Display>(
+    all: &[T],
+    label: fn(T) -> &'static str,
+) -> Vec<(String, String)> {
+    all.iter()
+        .map(|&v| (v.to_string(), label(v).to_owned()))
+        .collect()
+}
 
 #[component]
 pub fn OptionsForm(props: &OptionsProps) -> Html {
@@ -106,14 +125,16 @@ pub fn OptionsForm(props: &OptionsProps) -> Html {
                   hint: &'static str,
                   current: &str,
                   choices: Vec<(String, String)>,
-                  set: fn(&mut Options, String)| {
+                  set: fn(&mut Options, &str) -> bool| {
         let value = props.value.clone();
         let on_change = props.on_change.clone();
         let onchange = Callback::from(move |e: Event| {
             if let Some(select) = e.target_dyn_into::<HtmlSelectElement>() {
                 let mut next = value.clone();
-                set(&mut next, select.value());
-                on_change.emit(next);
+                // Every offered value parses; one that does not leaves the options as they were.
+                if set(&mut next, &select.value()) {
+                    on_change.emit(next);
+                }
             }
         });
         let hint_id = format!("{id}-hint");
@@ -129,12 +150,6 @@ pub fn OptionsForm(props: &OptionsProps) -> Html {
                 <p class="hint" id={hint_id}>{ hint }</p>
             </div>
         }
-    };
-    let owned = |choices: &[Choice]| -> Vec<(String, String)> {
-        choices
-            .iter()
-            .map(|(v, l)| ((*v).to_owned(), (*l).to_owned()))
-            .collect()
     };
 
     let number = |id: &'static str,
@@ -178,12 +193,13 @@ pub fn OptionsForm(props: &OptionsProps) -> Html {
         }
     };
 
-    let mut devices: Vec<(String, String)> = vec![("auto".to_owned(), "auto".to_owned())];
+    let auto = DeviceChoice::Auto.to_string();
+    let mut devices: Vec<(String, String)> = vec![(auto.clone(), auto.clone())];
     devices.extend(
         props
             .devices
             .iter()
-            .filter(|d| d.as_str() != "auto")
+            .filter(|d| **d != auto)
             .map(|d| (d.clone(), d.clone())),
     );
 
@@ -206,15 +222,20 @@ pub fn OptionsForm(props: &OptionsProps) -> Html {
             <legend>{ "Options" }</legend>
             <div class="grid">
                 { select("opt-mode", "Mode", "Script keeps any input size, batch and device; trace bakes in the size like export.py.",
-                    &o.mode, owned(MODES), |o, v| o.mode = v) }
+                    o.mode.as_str(), choices(Mode::ALL, mode_label),
+                    |o, v| v.parse().map(|m| o.mode = m).is_ok()) }
                 { select("opt-head", "Output", "What forward() returns; every artifact also has detect() and detect_image().",
-                    &o.head, owned(HEADS), |o, v| o.head = v) }
+                    o.head.as_str(), choices(Head::ALL, head_label),
+                    |o, v| v.parse().map(|h| o.head = h).is_ok()) }
                 { select("opt-precision", "Precision", "fp16 halves the file and speeds up GPUs; validated against fp32.",
-                    &o.precision, owned(PRECISIONS), |o, v| o.precision = v) }
+                    o.precision.as_str(), choices(Precision::ALL, precision_label),
+                    |o, v| v.parse().map(|p| o.precision = p).is_ok()) }
                 { select("opt-optimize", "Optimisation", "Freeze inlines the weights; mobile adds a lite-interpreter file.",
-                    &o.optimize, owned(OPTIMIZATIONS), |o, v| o.optimize = v) }
+                    o.optimize.as_str(), choices(Optimize::ALL, optimize_label),
+                    |o, v| v.parse().map(|p| o.optimize = p).is_ok()) }
                 { select("opt-device", "Device", "Where it is validated and timed (auto: a GPU when a worker has one); the artifact runs anywhere.",
-                    &o.device, devices, |o, v| o.device = v) }
+                    &o.device.to_string(), devices,
+                    |o, v| v.parse::<DeviceChoice>().map(|d| o.device = d).is_ok()) }
                 <div class="field check">
                     <input id="opt-fuse" name="opt-fuse" type="checkbox" checked={o.fuse} onchange={fuse}
                         disabled={props.disabled} aria-describedby="opt-fuse-hint" />

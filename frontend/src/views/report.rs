@@ -10,6 +10,7 @@ use crate::format;
 use crate::model::{Job, Report};
 use crate::snippets::{self, Artifact};
 use crate::views::common::{CopyButton, StatusBadge};
+use yolots_protocol::Precision;
 
 #[derive(Properties, PartialEq)]
 pub struct ReportProps {
@@ -34,8 +35,8 @@ pub fn ReportView(props: &ReportProps) -> Html {
     let options = &job.options;
     let snippet_list = snippets::all(&Artifact {
         file_name: &artifact_name,
-        head: &options.head,
-        half: options.precision == "fp16",
+        head: options.head.as_str(),
+        half: options.precision == Precision::Fp16,
         img_size: options.img_size,
         conf: options.conf,
         iou: options.iou,
