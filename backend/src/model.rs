@@ -9,7 +9,7 @@ use utoipa::openapi::schema::{
 };
 use utoipa::openapi::{RefOr, Schema};
 use uuid::Uuid;
-use yolots_protocol::{DeviceChoice, Head, ImageSize, Mode, Optimize, Precision, limits};
+use yolots_protocol::{DeviceChoice, ImageSize, Mode, Optimize, Output, Precision, limits};
 
 /// The states of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, ToSchema)]
@@ -71,7 +71,7 @@ pub struct JobOptions {
     /// What `forward` returns: `decoded`, `raw` or `detections`.
     #[serde(default)]
     #[schema(schema_with = head_schema)]
-    pub head: Head,
+    pub head: Output,
     /// `fp32` or `fp16`.
     #[serde(default)]
     #[schema(schema_with = precision_schema)]
@@ -124,7 +124,7 @@ impl Default for JobOptions {
     fn default() -> Self {
         Self {
             mode: Mode::default(),
-            head: Head::default(),
+            head: Output::default(),
             precision: Precision::default(),
             fuse: true,
             optimize: Optimize::default(),
@@ -207,8 +207,12 @@ fn mode_schema() -> RefOr<Schema> {
 }
 
 fn head_schema() -> RefOr<Schema> {
-    let all = Head::ALL.iter().map(ToString::to_string).collect();
-    spelled(all, Head::default().to_string(), "What `forward` returns.")
+    let all = Output::ALL.iter().map(ToString::to_string).collect();
+    spelled(
+        all,
+        Output::default().to_string(),
+        "What `forward` returns.",
+    )
 }
 
 fn precision_schema() -> RefOr<Schema> {

@@ -58,8 +58,8 @@ pub use jit::MobileModule;
 pub use layers::WeightSource;
 pub use metadata::{ArtifactMetadata, InputSpec, METADATA_FILE, METADATA_FORMAT};
 pub use options::{
-    ConvertRequest, DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Perturbation,
-    Precision, ResolveDevice, TestFault, limits,
+    ConvertRequest, DeviceChoice, ImageSize, Mode, Optimize, Output, ParseOptionError,
+    Perturbation, Precision, ResolveDevice, TestFault, limits,
 };
 pub use progress::{ProgressEvent, Stage};
 pub use report::{

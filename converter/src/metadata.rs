@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::options::{Head, ImageSize, Mode, Optimize, Precision};
+use crate::options::{ImageSize, Mode, Optimize, Output, Precision};
 
 /// Name of the extra file in the archive (`extra/yolots.json`).
 pub const METADATA_FILE: &str = "yolots.json";
@@ -19,7 +19,7 @@ pub struct ArtifactMetadata {
     /// Anchors per level, `(w, h)` in input pixels.
     pub anchors: Vec<Vec<[f32; 2]>>,
     pub input: InputSpec,
-    pub head: Head,
+    pub head: Output,
     pub precision: Precision,
     pub mode: Mode,
     pub optimize: Optimize,

@@ -6,8 +6,8 @@
 //! serialises the same way, so the CLI, the REST API and the report agree.
 
 pub use yolots_protocol::{
-    ConvertRequest, DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Perturbation,
-    Precision, TestFault, limits,
+    ConvertRequest, DeviceChoice, ImageSize, Mode, Optimize, Output, ParseOptionError,
+    Perturbation, Precision, TestFault, limits,
 };
 
 /// What a precision means to libtorch.

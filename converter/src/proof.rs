@@ -24,7 +24,7 @@ use crate::convert::{Clock, device_name};
 use crate::error::{ConvertError, Result};
 use crate::layers::{Placement, WeightSource};
 use crate::network::Network;
-use crate::options::{ConvertRequest, Head, Mode, Optimize, Precision, PrecisionKind};
+use crate::options::{ConvertRequest, Mode, Optimize, Output, Precision, PrecisionKind};
 use crate::progress::Stage;
 use crate::report::{
     Latency, OutputCheck, OutputKind, Validation, ValidationInput, ValidationStatus,
@@ -336,7 +336,7 @@ fn run_checks(
             precision,
         )?;
     }
-    let detections = request.head == Head::Detections;
+    let detections = request.head == Output::Detections;
     if !(wants(decoded_method) || detections) {
         return Ok(());
     }

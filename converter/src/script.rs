@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::jit::ScriptModule;
 use crate::layers::Emitter;
 use crate::network::{CHANNELS_LAST_INPUT, Network};
-use crate::options::{Head, ImageSize, Mode, Optimize};
+use crate::options::{ImageSize, Mode, Optimize, Output};
 
 /// Methods every artifact has besides `forward` (kept through freeze and mobile export).
 pub(crate) const METHODS: &[&str] = &["raw", "decoded", "detect", "detect_image"];
@@ -130,19 +130,19 @@ pub(crate) fn trace_raw(
 }
 
 /// Everything but `raw`: decoding, `forward` for the chosen head, NMS and letterbox.
-pub(crate) fn define_contract(root: &mut ScriptModule, net: &Network, head: Head) -> Result<()> {
+pub(crate) fn define_contract(root: &mut ScriptModule, net: &Network, head: Output) -> Result<()> {
     root.define("Model", &contract_source(&net.head_path(), head))
 }
 
-fn contract_source(head_path: &str, head: Head) -> String {
+fn contract_source(head_path: &str, head: Output) -> String {
     let forward = match head {
-        Head::Decoded => {
+        Output::Decoded => {
             "def forward(self, images: Tensor) -> Tensor:\n    return self.decoded(images)\n"
         }
-        Head::Raw => {
+        Output::Raw => {
             "def forward(self, images: Tensor) -> List[Tensor]:\n    return self.raw(images)\n"
         }
-        Head::Detections => {
+        Output::Detections => {
             "def forward(self, images: Tensor) -> List[Tensor]:\n    \
              return self.detect(images, self.conf_thres, self.iou_thres, self.max_det)\n"
         }

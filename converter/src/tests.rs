@@ -215,7 +215,7 @@ fn detections_head_validates() {
     let dir = tempfile::tempdir().unwrap();
     for nc in [1, 3] {
         let mut r = request(&dir, &format!("d{nc}.torchscript"));
-        r.head = Head::Detections;
+        r.head = Output::Detections;
         r.conf = 0.001;
         let report = run(&r, nc, true).unwrap();
         assert_passed(&report);

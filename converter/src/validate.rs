@@ -13,7 +13,7 @@ use tch::{CModule, Device, IValue, Kind, Tensor};
 use crate::error::{ConvertError, Result};
 use crate::jit::{MobileArg, MobileModule};
 use crate::network::Network;
-use crate::options::{Head, ImageSize, Precision};
+use crate::options::{ImageSize, Output, Precision};
 use crate::report::{OutputCheck, OutputKind, Tolerance};
 
 /// Per-element tolerance for an output kind at a precision.
@@ -494,11 +494,11 @@ pub(crate) fn check_raw(
 }
 
 /// Which method gives which output, per head.
-pub(crate) fn methods_for(head: Head) -> (&'static str, &'static str) {
+pub(crate) fn methods_for(head: Output) -> (&'static str, &'static str) {
     match head {
-        Head::Decoded => ("raw", "forward"),
-        Head::Raw => ("forward", "decoded"),
-        Head::Detections => ("raw", "decoded"),
+        Output::Decoded => ("raw", "forward"),
+        Output::Raw => ("forward", "decoded"),
+        Output::Detections => ("raw", "decoded"),
     }
 }
 

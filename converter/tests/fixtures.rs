@@ -11,7 +11,7 @@ use std::path::Path;
 
 use common::*;
 use tch::IValue;
-use yolots_converter::{ArtifactMetadata, Head, METADATA_FILE, Mode};
+use yolots_converter::{ArtifactMetadata, METADATA_FILE, Mode, Output};
 
 /// `extra/yolots.json` read straight from the archive.
 fn metadata_in_archive(path: &Path) -> ArtifactMetadata {
@@ -83,7 +83,7 @@ fn script_fused_decoded(name: &str) {
     let meta = metadata_in_archive(&r.output);
     assert_eq!(meta.names, exp.names());
     assert_eq!(meta.strides, exp.strides());
-    assert_eq!(meta.head, Head::Decoded);
+    assert_eq!(meta.head, Output::Decoded);
     assert!(meta.input.dynamic);
 
     if python().is_none() {
@@ -121,7 +121,7 @@ fn script_unfused_raw(name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut r = request(name, dir.path(), "unfused.torchscript", exp.size("a"));
     r.fuse = false;
-    r.head = Head::Raw;
+    r.head = Output::Raw;
     let report = run(&r);
     assert!(!report.artifact.fused);
     let m = load(&r.output);

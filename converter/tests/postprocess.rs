@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use tch::{Device, IValue, Kind, Tensor};
-use yolots_converter::{ConvertRequest, Head};
+use yolots_converter::{ConvertRequest, Output};
 
 const IOU: f32 = 0.45;
 
@@ -140,7 +140,7 @@ fn detections_head_uses_the_conversion_thresholds() {
     let exp = Expected::load(name);
     let dir = tempfile::tempdir().unwrap();
     let r = convert_fixture(name, dir.path(), |r| {
-        r.head = Head::Detections;
+        r.head = Output::Detections;
         r.conf = 0.005;
     });
     let m = load(&r.output);

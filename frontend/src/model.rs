@@ -3,7 +3,7 @@
 //! missing fields (serde defaults): a newer or older service still renders.
 
 use serde::{Deserialize, Serialize};
-use yolots_protocol::{DeviceChoice, Head, ImageSize, Mode, Optimize, Precision, limits};
+use yolots_protocol::{DeviceChoice, ImageSize, Mode, Optimize, Output, Precision, limits};
 
 /// Why a file or a request was refused: a stable code and a message for people.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -80,7 +80,7 @@ pub struct Limits {
 #[serde(default)]
 pub struct Options {
     pub mode: Mode,
-    pub head: Head,
+    pub head: Output,
     pub precision: Precision,
     pub fuse: bool,
     pub optimize: Optimize,
@@ -96,7 +96,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             mode: Mode::default(),
-            head: Head::default(),
+            head: Output::default(),
             precision: Precision::default(),
             fuse: true,
             optimize: Optimize::default(),

@@ -2,7 +2,7 @@
 //!
 //! The converter (which loads libtorch), the `yolots` binary (which never does) and the
 //! web page speak in these types: the conversion options as the CLI spells them
-//! ([`Mode`], [`Head`], [`Precision`], [`Optimize`], [`DeviceChoice`], [`ImageSize`]), the
+//! ([`Mode`], [`Output`], [`Precision`], [`Optimize`], [`DeviceChoice`], [`ImageSize`]), the
 //! progress of a conversion ([`ProgressEvent`], [`Stage`]) and the facts about the
 //! libtorch a converter loads ([`RuntimeFacts`]); and every error code any part emits,
 //! with the advice the page gives for it ([`ErrorCode`]). Serde and plain Rust only, so every side
@@ -19,7 +19,7 @@ mod runtime;
 pub use converter_line::{ConverterLine, EXIT_DIVERGED, EXIT_REFUSED};
 pub use error_code::{ErrorCode, GENERIC_ADVICE, Origin, UnknownErrorCode};
 pub use options::{
-    DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Precision, limits,
+    DeviceChoice, ImageSize, Mode, Optimize, Output, ParseOptionError, Precision, limits,
 };
 pub use progress::{ProgressEvent, Stage};
 pub use request::{ConvertRequest, Perturbation, TestFault};

@@ -138,9 +138,10 @@ pub enum Mode {
 }
 spelled_enum!(Mode, "mode", { Script => "script", Trace => "trace" });
 
-/// What `forward` returns.
+/// What the artifact's `forward` returns (the `head` option: `--head`, `"head"` in the
+/// API). Named for the output, not for the detection layer the model ends with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Head {
+pub enum Output {
     /// `[B, N, 5 + nc]`: boxes (cx, cy, w, h in pixels), objectness, class probabilities.
     #[default]
     Decoded,
@@ -149,7 +150,7 @@ pub enum Head {
     /// One `[K, 6]` tensor per image (x1, y1, x2, y2, score, class) after NMS.
     Detections,
 }
-spelled_enum!(Head, "head", { Decoded => "decoded", Raw => "raw", Detections => "detections" });
+spelled_enum!(Output, "head", { Decoded => "decoded", Raw => "raw", Detections => "detections" });
 
 /// Element type of the artifact's weights and inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -311,8 +312,8 @@ mod tests {
         for m in Mode::ALL {
             assert_eq!(m.to_string().parse::<Mode>(), Ok(*m));
         }
-        for h in Head::ALL {
-            assert_eq!(h.to_string().parse::<Head>(), Ok(*h));
+        for h in Output::ALL {
+            assert_eq!(h.to_string().parse::<Output>(), Ok(*h));
         }
         for p in Precision::ALL {
             assert_eq!(p.to_string().parse::<Precision>(), Ok(*p));
@@ -367,9 +368,9 @@ mod tests {
     #[test]
     fn options_serialise_as_spelled() {
         let json =
-            serde_json::to_string(&(Head::Raw, DeviceChoice::Cuda(1), Optimize::Mobile)).unwrap();
+            serde_json::to_string(&(Output::Raw, DeviceChoice::Cuda(1), Optimize::Mobile)).unwrap();
         assert_eq!(json, r#"["raw","cuda:1","mobile"]"#);
-        let back: (Head, DeviceChoice, Optimize) = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, (Head::Raw, DeviceChoice::Cuda(1), Optimize::Mobile));
+        let back: (Output, DeviceChoice, Optimize) = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, (Output::Raw, DeviceChoice::Cuda(1), Optimize::Mobile));
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::options::{DeviceChoice, Head, ImageSize, Mode, Optimize, Precision};
+use crate::options::{DeviceChoice, ImageSize, Mode, Optimize, Output, Precision};
 use crate::progress::Stage;
 
 /// Version tag of the report layout.
@@ -81,7 +81,7 @@ pub struct SourceFacts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportOptions {
     pub mode: Mode,
-    pub head: Head,
+    pub head: Output,
     pub precision: Precision,
     pub fuse: bool,
     pub optimize: Optimize,

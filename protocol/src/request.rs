@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::options::{
-    DeviceChoice, Head, ImageSize, Mode, Optimize, ParseOptionError, Precision, limits,
+    DeviceChoice, ImageSize, Mode, Optimize, Output, ParseOptionError, Precision, limits,
 };
 
 crate::options::spelled_enum!(TestFault, "test fault", {
@@ -47,7 +47,7 @@ pub struct ConvertRequest {
     /// Where the artifact goes (`.torchscript`/`.pt`; `.ptl` with `Optimize::Mobile`).
     pub output: PathBuf,
     pub mode: Mode,
-    pub head: Head,
+    pub head: Output,
     pub precision: Precision,
     /// Fold BatchNorm, RepConv branches and implicit knowledge into convolutions.
     pub fuse: bool,
@@ -89,7 +89,7 @@ impl ConvertRequest {
             input: input.into(),
             output: output.into(),
             mode: Mode::default(),
-            head: Head::default(),
+            head: Output::default(),
             precision: Precision::default(),
             fuse: true,
             optimize: Optimize::default(),

@@ -4,7 +4,7 @@
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
-use yolots_protocol::{DeviceChoice, Head, Mode, Optimize, Precision, limits};
+use yolots_protocol::{DeviceChoice, Mode, Optimize, Output, Precision, limits};
 
 use crate::model::Options;
 
@@ -79,11 +79,11 @@ fn mode_label(mode: Mode) -> &'static str {
     }
 }
 
-fn head_label(head: Head) -> &'static str {
+fn head_label(head: Output) -> &'static str {
     match head {
-        Head::Decoded => "decoded: boxes and scores",
-        Head::Raw => "raw: tensors per level",
-        Head::Detections => "detections: after NMS",
+        Output::Decoded => "decoded: boxes and scores",
+        Output::Raw => "raw: tensors per level",
+        Output::Detections => "detections: after NMS",
     }
 }
 
@@ -225,7 +225,7 @@ pub fn OptionsForm(props: &OptionsProps) -> Html {
                     o.mode.as_str(), choices(Mode::ALL, mode_label),
                     |o, v| v.parse().map(|m| o.mode = m).is_ok()) }
                 { select("opt-head", "Output", "What forward() returns; every artifact also has detect() and detect_image().",
-                    o.head.as_str(), choices(Head::ALL, head_label),
+                    o.head.as_str(), choices(Output::ALL, head_label),
                     |o, v| v.parse().map(|h| o.head = h).is_ok()) }
                 { select("opt-precision", "Precision", "fp16 halves the file and speeds up GPUs; validated against fp32.",
                     o.precision.as_str(), choices(Precision::ALL, precision_label),

@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use yolots_converter::{
     ConversionReport, ConvertError, ConvertRequest, ConverterLine, DeviceChoice, EXIT_DIVERGED,
-    EXIT_REFUSED, Head, ImageSize, Mode, Optimize, Precision, ProgressEvent, TestFault, limits,
+    EXIT_REFUSED, ImageSize, Mode, Optimize, Output, Precision, ProgressEvent, TestFault, limits,
 };
 
 /// Arguments of `yolots convert`.
@@ -31,8 +31,8 @@ pub struct ConvertArgs {
     #[arg(long, default_value_t = Mode::Script)]
     pub mode: Mode,
     /// What `forward` returns: `decoded`, `raw` or `detections`.
-    #[arg(long, default_value_t = Head::Decoded)]
-    pub head: Head,
+    #[arg(long, default_value_t = Output::Decoded)]
+    pub head: Output,
     /// `fp32` or `fp16`.
     #[arg(long, default_value_t = Precision::Fp32)]
     pub precision: Precision,
