@@ -1,27 +1,28 @@
 //! The conversion pipeline: read, describe, build, fuse, script (or trace), optimise,
-//! save, validate, time, report.
+//! save, then the proof (`proof.rs`: validation and timing) and the report (`report.rs`);
+//! stage timing lives in `clock.rs`, the request's checks in `options.rs`.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
-use yolots_checkpoint::model::{DType, HeadKind, ModelDescription, ModelSource, Variant};
+use yolots_checkpoint::model::ModelDescription;
 
 use crate::checkpoint_api::Checkpoint;
+use crate::clock::Clock;
 use crate::error::{ConvertError, Result};
 use crate::jit::{CompilationUnit, ScriptModule};
 use crate::layers::{Emitter, Placement, WeightSource};
 use crate::metadata::{ArtifactMetadata, InputSpec, METADATA_FILE, METADATA_FORMAT};
 use crate::network::Network;
+use crate::options::check_request;
 use crate::options::{ConvertRequest, Mode, Optimize, Precision, PrecisionKind, ResolveDevice};
 use crate::progress::{ProgressEvent, Stage};
 use crate::proof;
 use crate::report::{
-    ArtifactFacts, ConversionReport, Environment, REPORT_SCHEMA, ReportOptions, ReportStatus,
-    SourceFacts, StageTime, ValidationStatus,
+    ConversionReport, REPORT_SCHEMA, ReportStatus, SourceFacts, ValidationStatus, artifact_facts,
+    environment, now_rfc3339, report_options, source_facts, write_report,
 };
 use crate::script::{self, RootSpec};
 use crate::source::{CheckpointWeights, InputFile};
@@ -55,187 +56,6 @@ pub fn convert(
     convert_model(&desc, &weights, source, request, &mut clock)
 }
 
-/// Times stages and reports them.
-pub(crate) struct Clock<'p> {
-    progress: &'p mut dyn FnMut(&ProgressEvent),
-    current: Option<(Stage, Instant)>,
-    pub(crate) stages: Vec<StageTime>,
-}
-
-impl<'p> Clock<'p> {
-    pub(crate) fn new(progress: &'p mut dyn FnMut(&ProgressEvent)) -> Self {
-        Clock {
-            progress,
-            current: None,
-            stages: Vec::new(),
-        }
-    }
-
-    fn fraction(stage: Stage) -> f64 {
-        match stage {
-            Stage::Reading => 0.0,
-            Stage::Describing => 0.05,
-            Stage::Building => 0.1,
-            Stage::Fusing => 0.25,
-            Stage::Scripting => 0.3,
-            Stage::Tracing => 0.35,
-            Stage::Optimizing => 0.4,
-            Stage::Saving => 0.45,
-            Stage::Validating => 0.55,
-            Stage::Timing => 0.85,
-            Stage::Done => 1.0,
-        }
-    }
-
-    fn end(&mut self) {
-        if let Some((stage, start)) = self.current.take() {
-            self.stages.push(StageTime {
-                stage,
-                seconds: start.elapsed().as_secs_f64(),
-            });
-        }
-    }
-
-    pub(crate) fn begin(&mut self, stage: Stage, message: String) {
-        self.end();
-        tracing::info!(stage = %stage, "{message}");
-        (self.progress)(&ProgressEvent::new(stage, Self::fraction(stage), message));
-        self.current = Some((stage, Instant::now()));
-    }
-
-    pub(crate) fn done(&mut self, message: String) {
-        self.end();
-        (self.progress)(&ProgressEvent::new(Stage::Done, 1.0, message));
-    }
-}
-
-pub(crate) fn source_facts(
-    desc: &ModelDescription,
-    file_name: &str,
-    size: u64,
-    sha256: String,
-) -> SourceFacts {
-    let head = desc.head();
-    SourceFacts {
-        file_name: file_name.to_owned(),
-        size_bytes: size,
-        sha256,
-        variant: variant_name(desc.variant).to_owned(),
-        model: match desc.source {
-            ModelSource::Ema => "ema",
-            ModelSource::Model => "model",
-        }
-        .to_owned(),
-        classes: desc.nc,
-        names: desc.names.clone(),
-        parameters: desc.parameters,
-        layers: desc.layers.len(),
-        head: match head.map(|h| h.kind) {
-            Some(HeadKind::Detect) => "Detect",
-            Some(HeadKind::IDetect) => "IDetect",
-            Some(HeadKind::IAuxDetect) => "IAuxDetect",
-            None => "none",
-        }
-        .to_owned(),
-        strides: desc.strides.clone(),
-        weights_dtype: dtype_name(desc.weights_dtype).to_owned(),
-        epoch: desc.epoch,
-        already_fused: desc.fused,
-    }
-}
-
-fn variant_name(v: Variant) -> &'static str {
-    match v {
-        Variant::Yolov7Tiny => "yolov7-tiny",
-        Variant::Yolov7 => "yolov7",
-        Variant::Yolov7x => "yolov7x",
-        Variant::Yolov7W6 => "yolov7-w6",
-        Variant::Yolov7E6 => "yolov7-e6",
-        Variant::Yolov7D6 => "yolov7-d6",
-        Variant::Yolov7E6e => "yolov7-e6e",
-        Variant::Custom => "custom",
-    }
-}
-
-fn dtype_name(d: DType) -> &'static str {
-    match d {
-        DType::F16 => "float16",
-        DType::BF16 => "bfloat16",
-        DType::F32 => "float32",
-        DType::F64 => "float64",
-        DType::U8 => "uint8",
-        DType::I8 => "int8",
-        DType::I16 => "int16",
-        DType::I32 => "int32",
-        DType::I64 => "int64",
-        DType::Bool => "bool",
-    }
-}
-
-/// Checks the options against the model; returns the strides as integers.
-fn check_options(
-    desc: &ModelDescription,
-    request: &ConvertRequest,
-    device: Device,
-) -> Result<Vec<i64>> {
-    let bad = |m: String| Err(ConvertError::Options(m));
-    let strides: Vec<i64> = desc.strides.iter().map(|s| s.round() as i64).collect();
-    let Some(&max_stride) = strides.iter().max() else {
-        return bad("the model has no output levels".into());
-    };
-    if max_stride <= 0
-        || strides
-            .iter()
-            .zip(&desc.strides)
-            .any(|(i, f)| (*i as f64 - f).abs() > 1e-6)
-    {
-        return Err(ConvertError::Unsupported(format!(
-            "strides {:?}",
-            desc.strides
-        )));
-    }
-    let [h, w] = request.img_size.hw();
-    if h % max_stride != 0 || w % max_stride != 0 {
-        return bad(format!(
-            "image size {h}x{w} is not a multiple of the largest stride {max_stride}"
-        ));
-    }
-    crate::options::limits::check(request.conf, request.iou, request.max_det, request.img_size)
-        .map_err(ConvertError::Options)?;
-    if let Some(budget) = request.latency_budget_s
-        && !(budget.is_finite() && budget > 0.0)
-    {
-        return bad(format!(
-            "latency budget {budget} s is not a positive duration"
-        ));
-    }
-    if let Device::Cuda(n) = device {
-        let count = crate::runtime::cuda_device_count();
-        if n >= count {
-            return bad(format!(
-                "cuda:{n} requested, libtorch sees {count} CUDA device(s)"
-            ));
-        }
-    }
-    if request.optimize == Optimize::Mobile && request.precision == Precision::Fp16 {
-        return bad(
-            "the mobile optimizer rewrites convolutions for float32 only; \
-                    use --precision fp32 with --optimize mobile"
-                .into(),
-        );
-    }
-    Ok(strides)
-}
-
-pub(crate) fn device_name(d: Device) -> String {
-    match d {
-        Device::Cuda(n) => format!("cuda:{n}"),
-        Device::Mps => "mps".into(),
-        Device::Vulkan => "vulkan".into(),
-        _ => "cpu".into(),
-    }
-}
-
 /// The pipeline after the checkpoint is described; `weights` may be any source.
 pub(crate) fn convert_model(
     desc: &ModelDescription,
@@ -245,7 +65,7 @@ pub(crate) fn convert_model(
     clock: &mut Clock<'_>,
 ) -> Result<ConversionReport> {
     let device = request.device.resolve();
-    let strides = check_options(desc, request, device)?;
+    let strides = check_request(desc, request, device)?;
     output_dir(&request.output)?;
     let max_stride = strides.iter().copied().max().unwrap_or(32);
     let kind = request.precision.kind();
@@ -515,85 +335,4 @@ fn save_atomically(module: &ScriptModule, path: &Path, mobile: bool, json: &[u8]
     }
     tracing::debug!(ms = start.elapsed().as_secs_f64() * 1e3, "artifact written");
     fs::rename(&tmp, path).map_err(|e| ConvertError::io(path, e))
-}
-
-fn artifact_facts(
-    path: &Path,
-    optimize: Optimize,
-    fused: bool,
-    tensor_elements: i64,
-) -> Result<ArtifactFacts> {
-    // Streamed: the artifact can be hundreds of MB.
-    let mut file = fs::File::open(path).map_err(|e| ConvertError::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(|e| ConvertError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        size += n as u64;
-    }
-    let mut methods = vec!["forward".to_owned()];
-    methods.extend(script::METHODS.iter().map(|m| (*m).to_owned()));
-    Ok(ArtifactFacts {
-        file_name: path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        size_bytes: size,
-        sha256: hex::encode(hasher.finalize()),
-        format: if optimize == Optimize::Mobile {
-            "lite"
-        } else {
-            "torchscript"
-        }
-        .to_owned(),
-        fused,
-        tensor_elements,
-        methods,
-    })
-}
-
-fn report_options(r: &ConvertRequest) -> ReportOptions {
-    ReportOptions {
-        mode: r.mode,
-        head: r.head,
-        precision: r.precision,
-        fuse: r.fuse,
-        optimize: r.optimize,
-        img_size: r.img_size,
-        device: r.device,
-        conf: r.conf,
-        iou: r.iou,
-        max_det: r.max_det,
-        validate: r.validate,
-        latency_runs: r.latency_runs,
-        latency_budget_s: r.latency_budget_s,
-    }
-}
-
-fn environment(device: Device) -> Environment {
-    Environment {
-        yolots_version: env!("CARGO_PKG_VERSION").to_owned(),
-        libtorch_version: crate::runtime::libtorch_version(),
-        device: device_name(device),
-        cuda_devices: crate::runtime::cuda_device_count(),
-        cpu_threads: i64::from(tch::get_num_threads()),
-    }
-}
-
-/// Writes `report` as pretty JSON.
-pub fn write_report(report: &ConversionReport, path: &Path) -> Result<()> {
-    let json = serde_json::to_vec_pretty(report)
-        .map_err(|e| ConvertError::Internal(format!("report: {e}")))?;
-    fs::write(path, json).map_err(|e| ConvertError::io(path, e))
-}
-
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -33,6 +33,7 @@
 //! mobile export, tracing into a module with parameters).
 
 mod checkpoint_api;
+mod clock;
 mod convert;
 pub mod cuda_backend;
 mod error;
@@ -52,7 +53,7 @@ mod source;
 mod timing;
 mod validate;
 
-pub use convert::{convert, write_report};
+pub use convert::convert;
 pub use error::{ConvertError, Result};
 pub use jit::MobileModule;
 pub use layers::WeightSource;
@@ -62,6 +63,7 @@ pub use options::{
     Perturbation, Precision, ResolveDevice, TestFault, limits,
 };
 pub use progress::{ProgressEvent, Stage};
+pub use report::write_report;
 pub use report::{
     ArtifactFacts, ConversionReport, Environment, Latency, OutputCheck, OutputKind, REPORT_SCHEMA,
     ReportOptions, ReportStatus, SourceFacts, StageTime, Tolerance, Validation, ValidationInput,

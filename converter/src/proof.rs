@@ -20,10 +20,11 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 use yolots_checkpoint::model::ModelDescription;
 
-use crate::convert::{Clock, device_name};
+use crate::clock::Clock;
 use crate::error::{ConvertError, Result};
 use crate::layers::{Placement, WeightSource};
 use crate::network::Network;
+use crate::options::device_name;
 use crate::options::{ConvertRequest, Mode, Optimize, Output, Precision, PrecisionKind};
 use crate::progress::Stage;
 use crate::report::{

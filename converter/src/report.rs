@@ -1,7 +1,19 @@
 //! The report's types live in `yolots-protocol` (the worker, the API and the page read
-//! them too); what only the converter does with them is here: a skipped validation and
-//! the latency summary of timed runs.
+//! them too); what only the converter does with them is here: the facts about the source,
+//! the artifact, the options and the environment, a skipped validation, the latency
+//! summary of timed runs, and writing `report.json`.
 
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use tch::Device;
+use yolots_checkpoint::model::{DType, HeadKind, ModelDescription, ModelSource, Variant};
+
+use crate::error::{ConvertError, Result};
+use crate::options::{ConvertRequest, Optimize, device_name};
+use crate::script;
 use crate::timing::{Call, TimingPlan};
 
 pub use yolots_protocol::report::*;
@@ -56,6 +68,150 @@ pub(crate) fn latency_from_runs(
         max_runs: plan.max_runs,
         timed_s: ms.iter().sum::<f64>() / 1e3,
     })
+}
+
+pub(crate) fn source_facts(
+    desc: &ModelDescription,
+    file_name: &str,
+    size: u64,
+    sha256: String,
+) -> SourceFacts {
+    let head = desc.head();
+    SourceFacts {
+        file_name: file_name.to_owned(),
+        size_bytes: size,
+        sha256,
+        variant: variant_name(desc.variant).to_owned(),
+        model: match desc.source {
+            ModelSource::Ema => "ema",
+            ModelSource::Model => "model",
+        }
+        .to_owned(),
+        classes: desc.nc,
+        names: desc.names.clone(),
+        parameters: desc.parameters,
+        layers: desc.layers.len(),
+        head: match head.map(|h| h.kind) {
+            Some(HeadKind::Detect) => "Detect",
+            Some(HeadKind::IDetect) => "IDetect",
+            Some(HeadKind::IAuxDetect) => "IAuxDetect",
+            None => "none",
+        }
+        .to_owned(),
+        strides: desc.strides.clone(),
+        weights_dtype: dtype_name(desc.weights_dtype).to_owned(),
+        epoch: desc.epoch,
+        already_fused: desc.fused,
+    }
+}
+
+fn variant_name(v: Variant) -> &'static str {
+    match v {
+        Variant::Yolov7Tiny => "yolov7-tiny",
+        Variant::Yolov7 => "yolov7",
+        Variant::Yolov7x => "yolov7x",
+        Variant::Yolov7W6 => "yolov7-w6",
+        Variant::Yolov7E6 => "yolov7-e6",
+        Variant::Yolov7D6 => "yolov7-d6",
+        Variant::Yolov7E6e => "yolov7-e6e",
+        Variant::Custom => "custom",
+    }
+}
+
+fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F16 => "float16",
+        DType::BF16 => "bfloat16",
+        DType::F32 => "float32",
+        DType::F64 => "float64",
+        DType::U8 => "uint8",
+        DType::I8 => "int8",
+        DType::I16 => "int16",
+        DType::I32 => "int32",
+        DType::I64 => "int64",
+        DType::Bool => "bool",
+    }
+}
+
+pub(crate) fn artifact_facts(
+    path: &Path,
+    optimize: Optimize,
+    fused: bool,
+    tensor_elements: i64,
+) -> Result<ArtifactFacts> {
+    // Streamed: the artifact can be hundreds of MB.
+    let mut file = fs::File::open(path).map_err(|e| ConvertError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .map_err(|e| ConvertError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    let mut methods = vec!["forward".to_owned()];
+    methods.extend(script::METHODS.iter().map(|m| (*m).to_owned()));
+    Ok(ArtifactFacts {
+        file_name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        size_bytes: size,
+        sha256: hex::encode(hasher.finalize()),
+        format: if optimize == Optimize::Mobile {
+            "lite"
+        } else {
+            "torchscript"
+        }
+        .to_owned(),
+        fused,
+        tensor_elements,
+        methods,
+    })
+}
+
+pub(crate) fn report_options(r: &ConvertRequest) -> ReportOptions {
+    ReportOptions {
+        mode: r.mode,
+        head: r.head,
+        precision: r.precision,
+        fuse: r.fuse,
+        optimize: r.optimize,
+        img_size: r.img_size,
+        device: r.device,
+        conf: r.conf,
+        iou: r.iou,
+        max_det: r.max_det,
+        validate: r.validate,
+        latency_runs: r.latency_runs,
+        latency_budget_s: r.latency_budget_s,
+    }
+}
+
+pub(crate) fn environment(device: Device) -> Environment {
+    Environment {
+        yolots_version: env!("CARGO_PKG_VERSION").to_owned(),
+        libtorch_version: crate::runtime::libtorch_version(),
+        device: device_name(device),
+        cuda_devices: crate::runtime::cuda_device_count(),
+        cpu_threads: i64::from(tch::get_num_threads()),
+    }
+}
+
+/// Writes `report` as pretty JSON.
+pub fn write_report(report: &ConversionReport, path: &Path) -> Result<()> {
+    let json = serde_json::to_vec_pretty(report)
+        .map_err(|e| ConvertError::Internal(format!("report: {e}")))?;
+    fs::write(path, json).map_err(|e| ConvertError::io(path, e))
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

@@ -3,11 +3,13 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::convert::{Clock, convert_model, source_facts};
+use crate::clock::Clock;
+use crate::convert::convert_model;
 use crate::error::ConvertError;
 use crate::layers::Placement;
 use crate::network::Network;
 use crate::options::*;
+use crate::report::source_facts;
 use crate::report::{ConversionReport, ReportStatus};
 use crate::testing::synthetic_model;
 
