@@ -104,11 +104,11 @@ impl Queue {
 
     /// Extends the lease; says whether the owner asked to cancel.
     pub async fn heartbeat(&self, lease: Lease) -> Result<Heartbeat, QueueError> {
-        let cancel: Option<bool> = sqlx::query_scalar(
-            "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3) \
-             WHERE id = $1 AND lease_token = $2 AND status = 'running' \
-             RETURNING cancel_requested",
-        )
+        let cancel: Option<bool> = sqlx::query_scalar(concat!(
+            "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3) ",
+            lease_fence!(),
+            "RETURNING cancel_requested"
+        ))
         .bind(lease.job)
         .bind(lease.token)
         .bind(interval(self.settings.lease))
@@ -124,11 +124,12 @@ impl Queue {
     /// Records a stage of the conversion.
     pub async fn progress(&self, lease: Lease, event: &ProgressEvent) -> Result<(), QueueError> {
         let mut tx = self.pool.begin().await?;
-        let seq: Option<i64> = sqlx::query_scalar(
+        let seq: Option<i64> = sqlx::query_scalar(concat!(
             "UPDATE jobs SET stage = $3, progress = $4, updated_at = now(), \
-             event_seq = event_seq + 1 \
-             WHERE id = $1 AND lease_token = $2 AND status = 'running' RETURNING event_seq",
-        )
+             event_seq = event_seq + 1 ",
+            lease_fence!(),
+            " RETURNING event_seq"
+        ))
         .bind(lease.job)
         .bind(lease.token)
         .bind(event.stage.as_str())
@@ -156,14 +157,16 @@ impl Queue {
                 artifact_size,
                 artifact_sha256,
             } => {
-                sqlx::query_as(
+                sqlx::query_as(concat!(
                     "UPDATE jobs SET status = 'succeeded', stage = 'done', progress = 1, \
                      report = $3, artifact_key = $4, artifact_name = $5, artifact_size = $6, \
-                     artifact_sha256 = $7, error_code = NULL, error_message = NULL, \
-                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
-                     finished_at = now(), updated_at = now(), event_seq = event_seq + 1 \
-                     WHERE id = $1 AND lease_token = $2 AND status = 'running' RETURNING *",
-                )
+                     artifact_sha256 = $7, error_code = NULL, error_message = NULL, ",
+                    lease_clear!(),
+                    ", \
+                     finished_at = now(), updated_at = now(), event_seq = event_seq + 1 ",
+                    lease_fence!(),
+                    " RETURNING *"
+                ))
                 .bind(lease.job)
                 .bind(lease.token)
                 .bind(report)
@@ -180,7 +183,7 @@ impl Queue {
                 retry,
                 report,
             } => {
-                sqlx::query_as(
+                sqlx::query_as(concat!(
                     "UPDATE jobs SET \
                        status = (CASE WHEN $5 AND attempts < max_attempts AND NOT cancel_requested \
                                  THEN 'queued' ELSE 'failed' END)::job_status, \
@@ -188,11 +191,13 @@ impl Queue {
                                    $6 * power(2, GREATEST(attempts - 1, 0))), \
                        finished_at = CASE WHEN $5 AND attempts < max_attempts \
                                      AND NOT cancel_requested THEN NULL ELSE now() END, \
-                       error_code = $3, error_message = $4, report = $7, \
-                       lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
-                       updated_at = now(), event_seq = event_seq + 1 \
-                     WHERE id = $1 AND lease_token = $2 AND status = 'running' RETURNING *",
-                )
+                       error_code = $3, error_message = $4, report = $7, ",
+                    lease_clear!(),
+                    ", \
+                       updated_at = now(), event_seq = event_seq + 1 ",
+                    lease_fence!(),
+                    " RETURNING *"
+                ))
                 .bind(lease.job)
                 .bind(lease.token)
                 .bind(code.as_str())
@@ -204,13 +209,15 @@ impl Queue {
                 .await?
             }
             Outcome::Cancelled => {
-                sqlx::query_as(
+                sqlx::query_as(concat!(
                     "UPDATE jobs SET status = 'cancelled', error_code = $3, \
-                     error_message = 'cancelled by its owner while it ran', \
-                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
-                     finished_at = now(), updated_at = now(), event_seq = event_seq + 1 \
-                     WHERE id = $1 AND lease_token = $2 AND status = 'running' RETURNING *",
-                )
+                     error_message = 'cancelled by its owner while it ran', ",
+                    lease_clear!(),
+                    ", \
+                     finished_at = now(), updated_at = now(), event_seq = event_seq + 1 ",
+                    lease_fence!(),
+                    " RETURNING *"
+                ))
                 .bind(lease.job)
                 .bind(lease.token)
                 .bind(ErrorCode::Cancelled.as_str())
@@ -229,13 +236,15 @@ impl Queue {
     /// Hands a job back to the queue without counting the attempt (graceful shutdown).
     pub async fn release(&self, lease: Lease) -> Result<JobRow, QueueError> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<JobRow> = sqlx::query_as(
+        let row: Option<JobRow> = sqlx::query_as(concat!(
             "UPDATE jobs SET status = 'queued', attempts = GREATEST(attempts - 1, 0), \
-             run_after = now(), stage = NULL, progress = 0, started_at = NULL, \
-             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
-             updated_at = now(), event_seq = event_seq + 1 \
-             WHERE id = $1 AND lease_token = $2 AND status = 'running' RETURNING *",
-        )
+             run_after = now(), stage = NULL, progress = 0, started_at = NULL, ",
+            lease_clear!(),
+            ", \
+             updated_at = now(), event_seq = event_seq + 1 ",
+            lease_fence!(),
+            " RETURNING *"
+        ))
         .bind(lease.job)
         .bind(lease.token)
         .fetch_optional(&mut *tx)

@@ -17,6 +17,22 @@ use uuid::Uuid;
 
 use crate::model::{JobRow, JobStatus, JobView};
 
+/// The fence of every statement a lease holder makes: its job, under its lease, still
+/// running. A statement whose fence no longer holds changes nothing, so a worker that lost
+/// its lease can never overwrite the job's new run.
+macro_rules! lease_fence {
+    () => {
+        " WHERE id = $1 AND lease_token = $2 AND status = 'running' "
+    };
+}
+
+/// Gives the lease up (the job is finished, handed back or reaped).
+macro_rules! lease_clear {
+    () => {
+        "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
+    };
+}
+
 pub mod claim;
 pub mod notify;
 pub mod reaper;

@@ -15,7 +15,7 @@ impl Queue {
     /// Requeues (or fails) the jobs whose lease expired; returns them.
     pub async fn reap_expired(&self) -> Result<Vec<JobRow>, QueueError> {
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<JobRow> = sqlx::query_as(
+        let rows: Vec<JobRow> = sqlx::query_as(concat!(
             "WITH expired AS ( \
                SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < now() \
                ORDER BY lease_expires_at LIMIT 100 FOR UPDATE SKIP LOCKED) \
@@ -30,10 +30,11 @@ impl Queue {
                         ' stopped renewing its lease (it crashed or lost the database)' END, \
                finished_at = CASE WHEN j.cancel_requested OR j.attempts >= j.max_attempts \
                              THEN now() ELSE NULL END, \
-               run_after = now(), lease_owner = NULL, lease_token = NULL, \
-               lease_expires_at = NULL, updated_at = now(), event_seq = j.event_seq + 1 \
-             FROM expired WHERE j.id = expired.id RETURNING j.*",
-        )
+               run_after = now(), ",
+            lease_clear!(),
+            ", updated_at = now(), event_seq = j.event_seq + 1 \
+             FROM expired WHERE j.id = expired.id RETURNING j.*"
+        ))
         .bind(ErrorCode::Cancelled.as_str())
         .bind(ErrorCode::LeaseExpired.as_str())
         .fetch_all(&mut *tx)
