@@ -35,7 +35,7 @@
 mod checkpoint_api;
 mod clock;
 mod convert;
-pub mod cuda_backend;
+mod cuda_backend;
 mod error;
 mod ffi;
 mod jit;
