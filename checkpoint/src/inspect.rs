@@ -233,10 +233,7 @@ impl fmt::Display for Summary {
             Some(w) if w != 1.0 => format!(" (width x{w})"),
             _ => String::new(),
         };
-        let source = match self.source {
-            ModelSource::Ema => "ema",
-            ModelSource::Model => "model",
-        };
+        let source = self.source.as_str();
         writeln!(
             f,
             "{} {}{width}, described from `{source}`",

@@ -271,6 +271,16 @@ pub enum ModelSource {
     Model,
 }
 
+impl ModelSource {
+    /// The checkpoint key the model came from (`ema` or `model`), as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelSource::Ema => "ema",
+            ModelSource::Model => "model",
+        }
+    }
+}
+
 /// A guess at the official configuration the model was trained from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use tch::Device;
-use yolots_checkpoint::model::{DType, HeadKind, ModelDescription, ModelSource, Variant};
+use yolots_checkpoint::model::{DType, ModelDescription};
 
 use crate::error::{ConvertError, Result};
 use crate::options::{ConvertRequest, Optimize, device_name};
@@ -81,40 +81,17 @@ pub(crate) fn source_facts(
         file_name: file_name.to_owned(),
         size_bytes: size,
         sha256,
-        variant: variant_name(desc.variant).to_owned(),
-        model: match desc.source {
-            ModelSource::Ema => "ema",
-            ModelSource::Model => "model",
-        }
-        .to_owned(),
+        variant: desc.variant.as_str().to_owned(),
+        model: desc.source.as_str().to_owned(),
         classes: desc.nc,
         names: desc.names.clone(),
         parameters: desc.parameters,
         layers: desc.layers.len(),
-        head: match head.map(|h| h.kind) {
-            Some(HeadKind::Detect) => "Detect",
-            Some(HeadKind::IDetect) => "IDetect",
-            Some(HeadKind::IAuxDetect) => "IAuxDetect",
-            None => "none",
-        }
-        .to_owned(),
+        head: head.map_or("none", |h| h.kind.as_str()).to_owned(),
         strides: desc.strides.clone(),
         weights_dtype: dtype_name(desc.weights_dtype).to_owned(),
         epoch: desc.epoch,
         already_fused: desc.fused,
-    }
-}
-
-fn variant_name(v: Variant) -> &'static str {
-    match v {
-        Variant::Yolov7Tiny => "yolov7-tiny",
-        Variant::Yolov7 => "yolov7",
-        Variant::Yolov7x => "yolov7x",
-        Variant::Yolov7W6 => "yolov7-w6",
-        Variant::Yolov7E6 => "yolov7-e6",
-        Variant::Yolov7D6 => "yolov7-d6",
-        Variant::Yolov7E6e => "yolov7-e6e",
-        Variant::Custom => "custom",
     }
 }
 

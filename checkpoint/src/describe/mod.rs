@@ -47,10 +47,7 @@ pub(crate) fn describe(ck: &Checkpoint<'_>) -> Result<ModelDescription> {
         .dict(root)
         .and_then(|_| graph.dict_get(root, "epoch"))
         .and_then(|v| graph.int(v));
-    let where_ = match source {
-        ModelSource::Ema => "ema",
-        ModelSource::Model => "model",
-    };
+    let where_ = source.as_str();
     let model = match (Module::new(graph, model_value), graph.object(model_value)) {
         (Some(model), _) => model,
         // An object whose "class" is not a class reference (a call result, a method...).

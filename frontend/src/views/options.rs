@@ -87,10 +87,6 @@ fn head_label(head: Output) -> &'static str {
     }
 }
 
-fn precision_label(precision: Precision) -> &'static str {
-    precision.as_str()
-}
-
 fn optimize_label(optimize: Optimize) -> &'static str {
     match optimize {
         Optimize::None => "none",
@@ -228,7 +224,7 @@ pub fn OptionsForm(props: &OptionsProps) -> Html {
                     o.head.as_str(), choices(Output::ALL, head_label),
                     |o, v| v.parse().map(|h| o.head = h).is_ok()) }
                 { select("opt-precision", "Precision", "fp16 halves the file and speeds up GPUs; validated against fp32.",
-                    o.precision.as_str(), choices(Precision::ALL, precision_label),
+                    o.precision.as_str(), choices(Precision::ALL, Precision::as_str),
                     |o, v| v.parse().map(|p| o.precision = p).is_ok()) }
                 { select("opt-optimize", "Optimisation", "Freeze inlines the weights; mobile adds a lite-interpreter file.",
                     o.optimize.as_str(), choices(Optimize::ALL, optimize_label),
