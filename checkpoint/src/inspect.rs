@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::model::{
     Activation, ConvBlock, DType, HeadKind, Layer, LayerKind, ModelDescription, ModelSource,
-    RepConvForm, UpsampleMode, Variant,
+    RepConvForm, Task, UpsampleMode, Variant,
 };
 
 /// Version of the JSON layout; bumped only on incompatible changes.
@@ -24,9 +24,15 @@ pub struct Summary {
     pub width_multiple: Option<f64>,
     /// Which entry of the checkpoint was described (`"ema"` or `"model"`).
     pub source: ModelSource,
-    /// The head class: `"Detect"`, `"IDetect"` or `"IAuxDetect"`.
+    /// The head class: `"Detect"`, `"IDetect"`, `"IAuxDetect"` or `"IKeypoint"`.
     pub head: HeadKind,
+    /// `"detect"`, or `"pose"` for a head with keypoints.
+    pub task: Task,
     pub nc: usize,
+    /// Keypoints per detection (0 for detection models).
+    pub nkpt: usize,
+    /// Names of the keypoints when the layout is known (COCO's 17), else empty.
+    pub keypoint_names: Vec<String>,
     pub names: Vec<String>,
     /// Stride of each inference level, in pixels.
     pub strides: Vec<f64>,
@@ -49,7 +55,8 @@ pub struct LayerRow {
     /// Input layers as the checkpoint records them (`-1` = previous layer).
     pub from: Vec<i64>,
     /// Short type name (`Conv`, `RepConv`, `MP`, `SP`, `MaxPool2d`, `SPPCSPC`, `Concat`,
-    /// `Upsample`, `ReOrg`, `DownC`, `Shortcut`, `Detect`, `IDetect`, `IAuxDetect`).
+    /// `Upsample`, `ReOrg`, `DownC`, `Shortcut`, `Detect`, `IDetect`, `IAuxDetect`,
+    /// `IKeypoint`).
     #[serde(rename = "type")]
     pub kind: String,
     /// Full class path (`models.common.Conv`).
@@ -70,7 +77,12 @@ impl From<&ModelDescription> for Summary {
             width_multiple: d.width_multiple(),
             source: d.source,
             head: head.map_or(HeadKind::Detect, |h| h.kind),
+            task: d.task(),
             nc: d.nc,
+            nkpt: d.nkpt(),
+            keypoint_names: yolots_protocol::keypoint_layout(d.nkpt())
+                .map(|(names, _)| names)
+                .unwrap_or_default(),
             names: d.names.clone(),
             strides: d.strides.clone(),
             anchors: head.map(|h| h.anchors_px.clone()).unwrap_or_default(),
@@ -198,6 +210,14 @@ fn details(kind: &LayerKind) -> String {
             if !h.aux_convs.is_empty() {
                 out.push_str(&format!(", {} aux", h.aux_convs.len()));
             }
+            if let Some(k) = &h.keypoints {
+                let branch = if k.depthwise {
+                    "depth-wise branch"
+                } else {
+                    "1x1 branch"
+                };
+                out.push_str(&format!(", {} keypoints ({branch})", k.nkpt));
+            }
             if h.fused {
                 out.push_str(" (fused)");
             }
@@ -272,7 +292,24 @@ impl fmt::Display for Summary {
         if self.names.len() > SHOWN {
             names.push_str(&format!(", ... ({} more)", self.names.len() - SHOWN));
         }
+        writeln!(f, "  task        {}", self.task)?;
         writeln!(f, "  classes     {}: {names}", self.nc)?;
+        if self.nkpt > 0 {
+            let layout = if self.keypoint_names.is_empty() {
+                "custom layout".to_string()
+            } else {
+                format!(
+                    "COCO: {}, ...",
+                    self.keypoint_names
+                        .iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            writeln!(f, "  keypoints   {} per detection ({layout})", self.nkpt)?;
+        }
         writeln!(
             f,
             "  parameters  {} ({} weights, {})",

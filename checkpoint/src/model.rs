@@ -6,6 +6,7 @@
 //! [`TensorRef`] names where the bytes are, and the archive hands them out on demand.
 
 use serde::Serialize;
+pub use yolots_protocol::Task;
 
 /// Element type of a stored tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -184,6 +185,32 @@ pub enum HeadKind {
     Detect,
     IDetect,
     IAuxDetect,
+    /// The pose head of the official `pose` branch: `IDetect`'s box outputs plus a
+    /// keypoint branch per level.
+    IKeypoint,
+}
+
+/// One level's keypoint branch of an `IKeypoint` head (`m_kpt.i`): the `DWConv`/`Conv`
+/// chain of the depth-wise head (`dw_conv_kpt: True`), empty for the single-convolution
+/// head, then the output 1x1 convolution with `3 * nkpt * na` channels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeypointBranch {
+    pub blocks: Vec<ConvBlock>,
+    pub out: Conv2d,
+}
+
+/// The keypoint part of an `IKeypoint` head.
+///
+/// Each level's output is `cat(detection convolution, keypoint branch)` along channels,
+/// then viewed as `[B, na, nc + 5 + 3 * nkpt, ny, nx]`: the format the model was trained in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Keypoints {
+    /// Keypoints per detection (17 for COCO persons).
+    pub nkpt: usize,
+    /// Whether the branches are the depth-wise chains (`dw_conv_kpt`).
+    pub depthwise: bool,
+    /// One branch per inference level.
+    pub branches: Vec<KeypointBranch>,
 }
 
 /// `Detect`, `IDetect` or `IAuxDetect`.
@@ -217,6 +244,36 @@ pub struct DetectHead {
     pub aux_convs: Vec<Conv2d>,
     /// The head's `forward` was replaced by `fuseforward` (implicit knowledge folded).
     pub fused: bool,
+    /// `IKeypoint`'s keypoint branches (`None` for detection heads, and for an
+    /// `IKeypoint` declared with no keypoints).
+    pub keypoints: Option<Keypoints>,
+}
+
+impl DetectHead {
+    /// Keypoints per detection (0 without keypoints).
+    pub fn nkpt(&self) -> usize {
+        self.keypoints.as_ref().map_or(0, |k| k.nkpt)
+    }
+
+    /// Values per anchor in the box part of each output: box, objectness, classes.
+    pub fn no_det(&self) -> usize {
+        self.nc.saturating_add(5)
+    }
+
+    /// Values per anchor in each output row: `nc + 5 + 3 * nkpt`.
+    pub fn no(&self) -> usize {
+        self.no_det()
+            .saturating_add(self.nkpt().saturating_mul(yolots_protocol::KEYPOINT_VALUES))
+    }
+
+    /// `pose` when the head predicts keypoints, else `detect`.
+    pub fn task(&self) -> Task {
+        if self.nkpt() > 0 {
+            Task::Pose
+        } else {
+            Task::Detect
+        }
+    }
 }
 
 /// What one entry of `Model.model` does.
@@ -292,6 +349,7 @@ pub enum Variant {
     Yolov7E6,
     Yolov7D6,
     Yolov7E6e,
+    Yolov7W6Pose,
     Custom,
 }
 
@@ -327,6 +385,16 @@ impl ModelDescription {
             _ => None,
         }
     }
+
+    /// What the model predicts: `pose` for a head with keypoints.
+    pub fn task(&self) -> Task {
+        self.head().map_or(Task::Detect, DetectHead::task)
+    }
+
+    /// Keypoints per detection (0 for detection models).
+    pub fn nkpt(&self) -> usize {
+        self.head().map_or(0, DetectHead::nkpt)
+    }
 }
 
 impl Variant {
@@ -340,6 +408,7 @@ impl Variant {
             Variant::Yolov7E6 => "yolov7-e6",
             Variant::Yolov7D6 => "yolov7-d6",
             Variant::Yolov7E6e => "yolov7-e6e",
+            Variant::Yolov7W6Pose => "yolov7-w6-pose",
             Variant::Custom => "custom",
         }
     }
@@ -352,6 +421,7 @@ impl HeadKind {
             HeadKind::Detect => "Detect",
             HeadKind::IDetect => "IDetect",
             HeadKind::IAuxDetect => "IAuxDetect",
+            HeadKind::IKeypoint => "IKeypoint",
         }
     }
 }
@@ -418,6 +488,14 @@ impl LayerKind {
                 .chain(&head.implicit_a)
                 .chain(&head.implicit_m)
                 .chain([&head.anchors, &head.anchor_grid])
+                .chain(head.keypoints.iter().flat_map(|k| {
+                    k.branches.iter().flat_map(|b| {
+                        b.blocks
+                            .iter()
+                            .flat_map(ConvBlock::tensors)
+                            .chain(b.out.tensors())
+                    })
+                }))
                 .collect(),
             LayerKind::MaxPool { .. }
             | LayerKind::Concat { .. }

@@ -2,7 +2,8 @@
 //!
 //! The converter (which loads libtorch), the `yolots` binary (which never does) and the
 //! web page speak in these types: the conversion options as the CLI spells them
-//! ([`Mode`], [`Output`], [`Precision`], [`Optimize`], [`DeviceChoice`], [`ImageSize`]), the
+//! ([`Mode`], [`Output`], [`Precision`], [`Optimize`], [`DeviceChoice`], [`ImageSize`]), what a
+//! model predicts ([`Task`], with the COCO keypoint layout of pose models), the
 //! progress of a conversion ([`ProgressEvent`], [`Stage`]) and the facts about the
 //! libtorch a converter loads ([`RuntimeFacts`]); and every error code any part emits,
 //! with the advice the page gives for it ([`ErrorCode`]). Serde and plain Rust only, so every side
@@ -15,6 +16,7 @@ mod progress;
 pub mod report;
 mod request;
 mod runtime;
+mod task;
 
 pub use converter_line::{ConverterLine, EXIT_DIVERGED, EXIT_REFUSED};
 pub use error_code::{ErrorCode, GENERIC_ADVICE, Origin, UnknownErrorCode};
@@ -24,3 +26,4 @@ pub use options::{
 pub use progress::{ProgressEvent, Stage};
 pub use request::{ConvertRequest, Perturbation, TestFault};
 pub use runtime::RuntimeFacts;
+pub use task::{COCO_KEYPOINT_NAMES, COCO_SKELETON, KEYPOINT_VALUES, Task, keypoint_layout};

@@ -1,7 +1,9 @@
-//! The detection heads: `Detect`, `IDetect` (implicit knowledge) and `IAuxDetect` (with
-//! training-only auxiliary convolutions).
+//! The detection heads: `Detect`, `IDetect` (implicit knowledge), `IAuxDetect` (with
+//! training-only auxiliary convolutions) and the pose head `IKeypoint` (`IDetect`'s box
+//! outputs beside a keypoint branch per level, see [`super::keypoints`]).
 
 use super::MAX_CLASSES;
+use super::keypoints::{declared_nkpt, keypoints};
 use super::layers::{Ctx, conv2d, expect_shape, fused_forward};
 use super::module::{Module, tensor_ref};
 use crate::error::Result;
@@ -19,11 +21,32 @@ pub(crate) fn head(
     let nc = ctx.usize_attr(m, "nc", path)?;
     let na = ctx.usize_attr(m, "na", path)?;
     let nl = ctx.usize_attr(m, "nl", path)?;
+    let nkpt = match kind {
+        HeadKind::IKeypoint => declared_nkpt(ctx, m, path)?,
+        HeadKind::Detect | HeadKind::IDetect | HeadKind::IAuxDetect => 0,
+    };
+    // The box part of each output row; the keypoints follow it.
     let no = nc.saturating_add(5);
+    let no_kpt = nkpt.saturating_mul(yolots_protocol::KEYPOINT_VALUES);
     if let Some(declared) = m.int("no")
+        && usize::try_from(declared).ok() != Some(no.saturating_add(no_kpt))
+    {
+        let expected = if nkpt > 0 {
+            "nc + 5 + 3 * nkpt"
+        } else {
+            "nc + 5"
+        };
+        return Err(ctx.bad(format!(
+            "`{path}.no` is {declared}, expected {expected} = {}",
+            no.saturating_add(no_kpt)
+        )));
+    }
+    if let Some(declared) = m.int("no_det")
         && usize::try_from(declared).ok() != Some(no)
     {
-        return Err(ctx.bad(format!("`{path}.no` is {declared}, expected nc + 5 = {no}")));
+        return Err(ctx.bad(format!(
+            "`{path}.no_det` is {declared}, expected nc + 5 = {no}"
+        )));
     }
     // Official heads have 3 or 4 levels of 3 anchors; a single level or anything far
     // beyond is not a YOLOv7 head.
@@ -40,7 +63,7 @@ pub(crate) fn head(
     let outputs = no.saturating_mul(na);
     let expected_inputs = match kind {
         HeadKind::IAuxDetect => nl.saturating_mul(2),
-        HeadKind::Detect | HeadKind::IDetect => nl,
+        HeadKind::Detect | HeadKind::IDetect | HeadKind::IKeypoint => nl,
     };
     if inputs.len() != expected_inputs {
         return Err(ctx.bad(format!(
@@ -79,7 +102,20 @@ pub(crate) fn head(
     let convs = output_convs("m", main_inputs)?;
     let aux_convs = match kind {
         HeadKind::IAuxDetect => output_convs("m2", aux_inputs)?,
-        HeadKind::Detect | HeadKind::IDetect => Vec::new(),
+        HeadKind::Detect | HeadKind::IDetect | HeadKind::IKeypoint => Vec::new(),
+    };
+    // `IKeypoint` keeps its keypoint branches whatever the fusion state: the official
+    // `fuse()` only folds the BatchNorms inside them.
+    let keypoints = match nkpt {
+        0 => None,
+        _ => Some(keypoints(
+            ctx,
+            m,
+            path,
+            nkpt,
+            main_inputs,
+            no_kpt.saturating_mul(na),
+        )?),
     };
 
     let fused = fused_forward(ctx, m, path)?;
@@ -87,7 +123,7 @@ pub(crate) fn head(
         // `fuseforward` no longer applies the implicit layers (they were folded).
         _ if fused => (Vec::new(), Vec::new()),
         HeadKind::Detect => (Vec::new(), Vec::new()),
-        HeadKind::IDetect | HeadKind::IAuxDetect => {
+        HeadKind::IDetect | HeadKind::IAuxDetect | HeadKind::IKeypoint => {
             let implicit = |key: &str, widths: &mut dyn Iterator<Item = usize>| {
                 let modules = ctx.list(m, key, path)?;
                 if modules.len() != nl {
@@ -178,5 +214,6 @@ pub(crate) fn head(
         implicit_m,
         aux_convs,
         fused,
+        keypoints,
     })
 }

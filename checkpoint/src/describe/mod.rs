@@ -3,6 +3,7 @@
 //! the channels flowing between layers and the strides the head claims.
 
 mod head;
+mod keypoints;
 mod layers;
 mod module;
 mod params;
@@ -127,8 +128,9 @@ pub(crate) fn describe(ck: &Checkpoint<'_>) -> Result<ModelDescription> {
         return Err(Error::BadLayer {
             index: last_index,
             class: last_class,
-            reason: "the last layer must be a detection head (Detect, IDetect or IAuxDetect)"
-                .into(),
+            reason:
+                "the last layer must be a detection head (Detect, IDetect, IAuxDetect or IKeypoint)"
+                    .into(),
         });
     };
     let head_error = |reason: String| Error::BadLayer {
@@ -373,10 +375,20 @@ fn is_fused(layers: &[Layer]) -> bool {
                 RepConvForm::Branches { .. } => vec![(true, false)],
                 RepConvForm::Reparam { .. } => vec![(false, true)],
             },
-            LayerKind::Detect(h) => match h.kind {
-                HeadKind::Detect => vec![],
-                HeadKind::IDetect | HeadKind::IAuxDetect => vec![(!h.fused, h.fused)],
-            },
+            LayerKind::Detect(h) => {
+                let implicit = match h.kind {
+                    HeadKind::Detect => None,
+                    HeadKind::IDetect | HeadKind::IAuxDetect | HeadKind::IKeypoint => {
+                        Some((!h.fused, h.fused))
+                    }
+                };
+                let keypoint_blocks = h
+                    .keypoints
+                    .iter()
+                    .flat_map(|k| k.branches.iter().flat_map(|b| &b.blocks))
+                    .map(block);
+                implicit.into_iter().chain(keypoint_blocks).collect()
+            }
             _ => vec![],
         };
         for (u, m) in states {

@@ -10,12 +10,16 @@
 //!    width multiple; a model whose levels are not all scaled by the same factor (within the
 //!    rounding to multiples of 8 that `parse_model` applies) is `Custom`.
 //!
+//! Pose models (the `IKeypoint` head) are compared with the pose configurations only.
+//!
 //! Anything else is `Custom`.
 
 use crate::model::{HeadKind, Layer, LayerKind, ModelDescription, Variant};
 
 struct Official {
     variant: Variant,
+    /// Whether the configuration ends in the pose head `IKeypoint`.
+    pose: bool,
     levels: usize,
     layers: usize,
     head_inputs: &'static [usize],
@@ -24,45 +28,60 @@ struct Official {
 const OFFICIAL: &[Official] = &[
     Official {
         variant: Variant::Yolov7Tiny,
+        pose: false,
         levels: 3,
         layers: 78,
         head_inputs: &[128, 256, 512],
     },
     Official {
         variant: Variant::Yolov7,
+        pose: false,
         levels: 3,
         layers: 106,
         head_inputs: &[256, 512, 1024],
     },
     Official {
         variant: Variant::Yolov7x,
+        pose: false,
         levels: 3,
         layers: 122,
         head_inputs: &[320, 640, 1280],
     },
     Official {
         variant: Variant::Yolov7W6,
+        pose: false,
         levels: 4,
         layers: 119,
         head_inputs: &[256, 512, 768, 1024],
     },
     Official {
         variant: Variant::Yolov7E6,
+        pose: false,
         levels: 4,
         layers: 141,
         head_inputs: &[320, 640, 960, 1280],
     },
     Official {
         variant: Variant::Yolov7D6,
+        pose: false,
         levels: 4,
         layers: 163,
         head_inputs: &[384, 768, 1152, 1536],
     },
     Official {
         variant: Variant::Yolov7E6e,
+        pose: false,
         levels: 4,
         layers: 262,
         head_inputs: &[320, 640, 960, 1280],
+    },
+    // `cfg/yolov7-w6-pose.yaml` of the official `pose` branch.
+    Official {
+        variant: Variant::Yolov7W6Pose,
+        pose: true,
+        levels: 4,
+        layers: 119,
+        head_inputs: &[256, 512, 768, 1024],
     },
 ];
 
@@ -75,12 +94,13 @@ pub(crate) fn guess(
 ) -> (Variant, Option<f64>) {
     let aux = match head_kind {
         HeadKind::IAuxDetect => head_inputs.len().saturating_sub(nl),
-        HeadKind::Detect | HeadKind::IDetect => 0,
+        HeadKind::Detect | HeadKind::IDetect | HeadKind::IKeypoint => 0,
     };
+    let pose = head_kind == HeadKind::IKeypoint;
     let main_layers = layers.len().saturating_sub(aux);
     let main_inputs = head_inputs.get(..nl).unwrap_or(head_inputs);
     for official in OFFICIAL {
-        if official.levels != nl || official.layers != main_layers {
+        if official.pose != pose || official.levels != nl || official.layers != main_layers {
             continue;
         }
         if let Some(width) = width_multiple(main_inputs, official.head_inputs) {

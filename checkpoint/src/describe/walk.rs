@@ -72,6 +72,7 @@ fn classify(m: &Module<'_>) -> Option<Class> {
         (Some("Detect"), _) => Class::Head(HeadKind::Detect),
         (Some("IDetect"), _) => Class::Head(HeadKind::IDetect),
         (Some("IAuxDetect"), _) => Class::Head(HeadKind::IAuxDetect),
+        (Some("IKeypoint"), _) => Class::Head(HeadKind::IKeypoint),
         _ => return None,
     })
 }
@@ -263,7 +264,7 @@ impl Walk<'_, '_> {
                     }
                 }
                 self.head_inputs = ins.clone();
-                let out = head.nc.saturating_add(5).saturating_mul(head.na);
+                let out = head.no().saturating_mul(head.na);
                 let stride = in_strides.first().copied().unwrap_or(1.0);
                 (LayerKind::Detect(head), out, stride)
             }
