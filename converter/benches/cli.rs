@@ -12,106 +12,22 @@
 //! how noisy it was. Budgets on two CPU cores with the full YOLOv7: default 4 s and
 //! 700 MB, no checks 0.8 s.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+#[path = "support/process.rs"]
+mod process;
+
+use std::path::PathBuf;
+
+use process::{Case, Run, median, run_once};
 
 const DEFAULT_WALL_BUDGET_S: f64 = 4.0;
 const DEFAULT_RSS_BUDGET_MB: f64 = 700.0;
 const NO_CHECKS_WALL_BUDGET_S: f64 = 0.8;
-
-/// One command to measure.
-struct Case {
-    label: String,
-    program: PathBuf,
-    args: Vec<String>,
-    /// (wall seconds, MB) budgets, printed beside the figures.
-    budget: Option<(f64, Option<f64>)>,
-}
-
-/// One finished run.
-struct Run {
-    wall_s: f64,
-    peak_rss_mb: f64,
-    /// `(stage, seconds)` from the report the run wrote, when it wrote one.
-    stages: Vec<(String, f64)>,
-}
-
-/// The stage times of the report written beside `output` (`NAME.report.json`).
-fn report_stages(output: &Path) -> Vec<(String, f64)> {
-    let name = output
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let stem = name.strip_suffix(".torchscript.pt").unwrap_or(&name);
-    let path = output.with_file_name(format!("{stem}.report.json"));
-    let Ok(bytes) = std::fs::read(&path) else {
-        return Vec::new();
-    };
-    let _ = std::fs::remove_file(&path);
-    let report: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    let mut stages: Vec<(String, f64)> = report["stages"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|s| {
-                    let stage = s["stage"].as_str().unwrap_or("?").to_owned();
-                    (stage, s["seconds"].as_f64().unwrap_or(f64::NAN))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(runs) = report["latency"]["runs"].as_u64() {
-        stages.push(("timed runs".into(), runs as f64));
-    }
-    stages
-}
 
 fn default_checkpoint() -> PathBuf {
     // Cargo's run-time value first: a shared build folder may hold a binary built elsewhere.
     std::env::var_os("CARGO_MANIFEST_DIR")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .join("../../shared/fixtures/yolov7-full.pt")
-}
-
-/// Runs `case` once as a child process and reads its own resource usage on exit.
-fn run_once(case: &Case, input: &Path, output: &Path) -> Result<Run, String> {
-    let fill = |a: &String| {
-        a.replace("{in}", &input.to_string_lossy())
-            .replace("{out}", &output.to_string_lossy())
-    };
-    let start = Instant::now();
-    let child = Command::new(&case.program)
-        .args(case.args.iter().map(fill))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", case.program.display()))?;
-    let pid = libc::pid_t::try_from(child.id()).map_err(|e| e.to_string())?;
-    let mut status = 0;
-    // SAFETY: `rusage` is plain data that `wait4` fills; all-zero bytes are a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our own child, not waited for yet (`Child` is never waited on);
-    // both pointers point to live locals.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall_s = start.elapsed().as_secs_f64();
-    if waited != pid {
-        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
-    }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(format!("{} failed with status {status}", case.label));
-    }
-    Ok(Run {
-        wall_s,
-        // `ru_maxrss` is in kilobytes on Linux.
-        peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
-        stages: report_stages(output),
-    })
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn verdict(value: f64, budget: f64) -> &'static str {

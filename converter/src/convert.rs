@@ -257,10 +257,16 @@ fn metadata(
 ) -> ArtifactMetadata {
     let dynamic = request.mode == Mode::Script;
     let [h, w] = request.img_size.hw();
+    let nkpt = desc.nkpt();
+    let layout = yolots_protocol::keypoint_layout(nkpt);
     ArtifactMetadata {
         format: METADATA_FORMAT.to_owned(),
+        task: desc.task(),
         names: desc.names.clone(),
         nc: desc.nc,
+        kpt_shape: (nkpt > 0).then_some([nkpt, yolots_protocol::KEYPOINT_VALUES]),
+        keypoint_names: layout.as_ref().map(|(names, _)| names.clone()),
+        skeleton: layout.map(|(_, skeleton)| skeleton),
         strides: strides.to_vec(),
         anchors: desc
             .head()

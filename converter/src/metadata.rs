@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::options::{ImageSize, Mode, Optimize, Output, Precision};
+use yolots_protocol::Task;
 
 /// Name of the extra file in the archive (`extra/yolots.json`).
 pub const METADATA_FILE: &str = "yolots.json";
@@ -12,8 +13,22 @@ pub const METADATA_FILE: &str = "yolots.json";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArtifactMetadata {
     pub format: String,
+    /// `detect`, or `pose` for keypoint models (absent in files written before pose
+    /// models were supported: `detect`).
+    #[serde(default)]
+    pub task: Task,
     pub names: Vec<String>,
     pub nc: usize,
+    /// Pose models: `[nkpt, 3]`, each keypoint's x, y (pixels) and confidence, after the
+    /// box and class columns of every output row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kpt_shape: Option<[usize; 2]>,
+    /// Pose models with the COCO layout (17 keypoints): the keypoints' names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keypoint_names: Option<Vec<String>>,
+    /// Pose models with the COCO layout: keypoint index pairs to join when drawing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skeleton: Option<Vec<[usize; 2]>>,
     /// Stride of each output level, in input pixels.
     pub strides: Vec<i64>,
     /// Anchors per level, `(w, h)` in input pixels.

@@ -31,7 +31,7 @@ use crate::report::{
     Latency, OutputCheck, OutputKind, Validation, ValidationInput, ValidationStatus,
 };
 use crate::timing::{self, Artifact, TimingPlan};
-use crate::validate::{self, Arg, Loaded, Reference};
+use crate::validate::{self, Arg, Loaded, Reference, RowLayout};
 
 /// What validation and timing found.
 pub(crate) struct Proof {
@@ -62,6 +62,10 @@ pub(crate) fn prove(
         });
     }
     let inputs = ProofInput::plan(request, max_stride, run_device)?;
+    let layout = RowLayout {
+        nc: desc.nc,
+        nkpt: desc.nkpt(),
+    };
     let mut artifact = None;
     let mut validated_forward = None;
     let validation = if request.validate {
@@ -76,8 +80,14 @@ pub(crate) fn prove(
         let loaded = Loaded::load(&request.output, mobile, run_device)?;
         let mut loaded = Artifact::new(loaded, run_device);
         let warm_second = plan.max_runs > 0 && inputs.len() > 1;
-        let (mut validation, forward_at) =
-            validate_loaded(&mut loaded, request, &inputs, &references, warm_second)?;
+        let (mut validation, forward_at) = validate_loaded(
+            &mut loaded,
+            request,
+            layout,
+            &inputs,
+            &references,
+            warm_second,
+        )?;
         drop(references);
         validation.device = device_name(run_device);
         validation.loaded_with = loaded.loaded_with().into();
@@ -213,6 +223,7 @@ fn reference_outputs(
 fn validate_loaded(
     artifact: &mut Artifact,
     request: &ConvertRequest,
+    layout: RowLayout,
     inputs: &[ProofInput],
     references: &[Reference],
     warm_second: bool,
@@ -232,6 +243,7 @@ fn validate_loaded(
             smoke = Some(smoke_detect_image(
                 artifact,
                 request,
+                layout,
                 input.tensor.device(),
             )?);
         }
@@ -239,6 +251,7 @@ fn validate_loaded(
         let mut outcome = run_checks(
             artifact,
             request,
+            layout,
             &artifact_input,
             input,
             reference,
@@ -315,6 +328,7 @@ fn validate_loaded(
 fn run_checks(
     artifact: &mut Artifact,
     request: &ConvertRequest,
+    layout: RowLayout,
     artifact_input: &Tensor,
     input: &ProofInput,
     reference: &Reference,
@@ -356,8 +370,8 @@ fn run_checks(
         decoded_method,
         &tag,
         &shape,
-        decoded,
-        &reference.decoded,
+        (decoded, &reference.decoded),
+        layout,
         precision,
     )?;
     if detections {
@@ -366,10 +380,11 @@ fn run_checks(
         // over the reference's output instead would fail on near-ties: candidates whose
         // scores differ in the last float digits may rank either way.
         let got = artifact.run("forward", artifact_input)?;
-        let want = validate::nms_per_image(decoded, request.conf, request.iou, request.max_det)?;
+        let want =
+            validate::nms_per_image(decoded, layout, request.conf, request.iou, request.max_det)?;
         for (i, w) in want.iter().enumerate() {
             let g = match got.get(i) {
-                Some(t) => validate::dets_of(t)?,
+                Some(t) => validate::dets_of(t, layout)?,
                 None => Vec::new(),
             };
             checks.push(validate::compare_detections(
@@ -385,10 +400,11 @@ fn run_checks(
     Ok(())
 }
 
-/// `detect_image` must take an odd-sized uint8 image and return `[K, 6]`.
+/// `detect_image` must take an odd-sized uint8 image and return `[K, 6 + 3 * nkpt]`.
 fn smoke_detect_image(
     artifact: &mut Artifact,
     request: &ConvertRequest,
+    layout: RowLayout,
     device: Device,
 ) -> Result<OutputCheck> {
     let [h, w] = request.img_size.hw();
@@ -412,7 +428,11 @@ fn smoke_detect_image(
     );
     let (shape, passed, detail) = match &result {
         Ok(ts) => match ts.as_slice() {
-            [t] if t.dim() == 2 && t.size()[1] == 6 => (t.size(), true, None),
+            [t] if t.dim() == 2
+                && usize::try_from(t.size()[1]).ok() == Some(layout.det_columns()) =>
+            {
+                (t.size(), true, None)
+            }
             _ => (
                 Vec::new(),
                 false,

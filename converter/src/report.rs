@@ -85,6 +85,8 @@ pub(crate) fn source_facts(
         model: desc.source.as_str().to_owned(),
         classes: desc.nc,
         names: desc.names.clone(),
+        task: desc.task(),
+        nkpt: desc.nkpt(),
         parameters: desc.parameters,
         layers: desc.layers.len(),
         head: head.map_or("none", |h| h.kind.as_str()).to_owned(),

@@ -4,14 +4,16 @@
 //!
 //! NMS follows the official `non_max_suppression` (single best class per box): keep
 //! boxes with objectness > conf, score = objectness * class probability (objectness alone
-//! when nc == 1), keep score > conf, boxes to corners, offset each box by
+//! when nc == 1 for detection models; pose models always multiply, as the pose code's
+//! `kpt_label=True` path does), keep score > conf, boxes to corners, offset each box by
 //! `class * 4096` so classes never suppress each other, sort by score descending and
 //! stably (ties keep index order, as torchvision's kernel does), greedily drop boxes
-//! with IoU > iou_thres against a kept one, stop at max_det.
+//! with IoU > iou_thres against a kept one, stop at max_det. Pose rows keep their
+//! keypoints after the class column: `[K, 6 + 3 * nkpt]`.
 //!
 //! The letterbox follows the official `letterbox(auto=False)`: scale by
 //! `min(H / h, W / w)`, resize bilinearly to the rounded size, pad centred with gray 114;
-//! boxes map back as `scale_coords` does and are clipped to the image.
+//! boxes and keypoints map back as `scale_coords` does and are clipped to the image.
 
 use tch::Tensor;
 
@@ -131,10 +133,22 @@ pub(crate) fn trace_raw(
 
 /// Everything but `raw`: decoding, `forward` for the chosen head, NMS and letterbox.
 pub(crate) fn define_contract(root: &mut ScriptModule, net: &Network, head: Output) -> Result<()> {
-    root.define("Model", &contract_source(&net.head_path(), head))
+    let h = net.head()?;
+    let rows = Rows {
+        nc: h.nc,
+        nkpt: h.nkpt,
+    };
+    root.define("Model", &contract_source(&net.head_path(), head, rows))
 }
 
-fn contract_source(head_path: &str, head: Output) -> String {
+/// The layout of the decoded rows, which the generated NMS and letterbox are written for.
+#[derive(Debug, Clone, Copy)]
+struct Rows {
+    nc: i64,
+    nkpt: i64,
+}
+
+fn contract_source(head_path: &str, head: Output, rows: Rows) -> String {
     let forward = match head {
         Output::Decoded => {
             "def forward(self, images: Tensor) -> Tensor:\n    return self.decoded(images)\n"
@@ -152,16 +166,83 @@ fn contract_source(head_path: &str, head: Output) -> String {
         "def decoded(self, images: Tensor) -> Tensor:\n    \
          return {head_path}.decode(self.raw(images))\n\n\
          {forward}\n\
+         {}\n\
          {POSTPROCESS}\n\
+         {}\n\
          def detect_image(self, image: Tensor, conf_thres: float, iou_thres: float, \
          max_det: int) -> Tensor:\n    \
          x, gain, pad_x, pad_y = self._letterbox(image)\n    \
          det = self.detect(x.to({dtype}), conf_thres, iou_thres, max_det)[0]\n    \
-         return self._unletterbox(det, image.size(0), image.size(1), gain, pad_x, pad_y)\n"
+         return self._unletterbox(det, image.size(0), image.size(1), gain, pad_x, pad_y)\n",
+        nms_source(rows),
+        unletterbox_source(rows),
     )
 }
 
-/// NMS and letterbox, shared by every artifact.
+/// `_nms` for the model's rows: how a box is scored and what a kept row carries.
+fn nms_source(rows: Rows) -> String {
+    let no_det = rows.nc + 5;
+    let pose = rows.nkpt > 0;
+    let score = if rows.nc == 1 && !pose {
+        // The official detection code scores one-class models by objectness alone.
+        "    conf = x[:, 4:5]\n    j = torch.zeros_like(conf)\n".to_string()
+    } else {
+        format!(
+            "    conf, cls = torch.max(x[:, 5:{no_det}] * x[:, 4:5], 1, keepdim=True)\n    \
+             j = cls.float()\n"
+        )
+    };
+    let keypoints = if pose {
+        format!(", x[:, {no_det}:]")
+    } else {
+        String::new()
+    };
+    format!(
+        "def _nms(self, x: Tensor, conf_thres: float, iou_thres: float, max_det: int) -> Tensor:\n    \
+         x = x[x[:, 4] > conf_thres]\n\
+         {score}    \
+         cx = x[:, 0]\n    \
+         cy = x[:, 1]\n    \
+         w = x[:, 2]\n    \
+         h = x[:, 3]\n    \
+         box = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)\n    \
+         det = torch.cat([box, conf, j{keypoints}], 1)[conf.view(-1) > conf_thres]\n    \
+         if det.size(0) > 30000:\n        \
+         det = det[torch.sort(det[:, 4], stable=True, dim=0, descending=True)[1][:30000]]\n    \
+         keep = self._greedy(det[:, :4] + det[:, 5:6] * 4096.0, det[:, 4], iou_thres, max_det)\n    \
+         return det[keep]\n"
+    )
+}
+
+/// `_unletterbox`: boxes (and keypoints) from the letterboxed input back to the original
+/// image's pixels, clipped to it; scores, classes and keypoint confidences unchanged.
+fn unletterbox_source(rows: Rows) -> String {
+    let keypoints = if rows.nkpt > 0 {
+        // The width is spelt out: a view of no rows cannot infer it.
+        format!(
+            "    kx = ((det[:, 6::3] - pad_x) / gain).clamp(0.0, float(w0))\n    \
+             ky = ((det[:, 7::3] - pad_y) / gain).clamp(0.0, float(h0))\n    \
+             kpt = torch.stack([kx, ky, det[:, 8::3]], 2).view(det.size(0), {})\n    \
+             return torch.cat([box, det[:, 4:6], kpt], 1)\n",
+            3 * rows.nkpt
+        )
+    } else {
+        "    return torch.cat([box, det[:, 4:6]], 1)\n".to_string()
+    };
+    format!(
+        "def _unletterbox(self, det: Tensor, h0: int, w0: int, gain: float, pad_x: float, \
+         pad_y: float) -> Tensor:\n    \
+         x1 = ((det[:, 0] - pad_x) / gain).clamp(0.0, float(w0))\n    \
+         y1 = ((det[:, 1] - pad_y) / gain).clamp(0.0, float(h0))\n    \
+         x2 = ((det[:, 2] - pad_x) / gain).clamp(0.0, float(w0))\n    \
+         y2 = ((det[:, 3] - pad_y) / gain).clamp(0.0, float(h0))\n    \
+         box = torch.stack([x1, y1, x2, y2], 1)\n\
+         {keypoints}"
+    )
+}
+
+/// `detect`, the greedy NMS and the letterbox, shared by every artifact (`_nms` and
+/// `_unletterbox`, which depend on the rows' layout, are generated beside them).
 const POSTPROCESS: &str = r#"
 def detect(self, images: Tensor, conf_thres: float, iou_thres: float, max_det: int) -> List[Tensor]:
     pred = self.decoded(images).float()
@@ -169,25 +250,6 @@ def detect(self, images: Tensor, conf_thres: float, iou_thres: float, max_det: i
     for i in range(pred.size(0)):
         out.append(self._nms(pred[i], conf_thres, iou_thres, max_det))
     return out
-
-def _nms(self, x: Tensor, conf_thres: float, iou_thres: float, max_det: int) -> Tensor:
-    x = x[x[:, 4] > conf_thres]
-    if x.size(1) == 6:
-        conf = x[:, 4:5]
-        j = torch.zeros_like(conf)
-    else:
-        conf, cls = torch.max(x[:, 5:] * x[:, 4:5], 1, keepdim=True)
-        j = cls.float()
-    cx = x[:, 0]
-    cy = x[:, 1]
-    w = x[:, 2]
-    h = x[:, 3]
-    box = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
-    det = torch.cat([box, conf, j], 1)[conf.view(-1) > conf_thres]
-    if det.size(0) > 30000:
-        det = det[torch.sort(det[:, 4], stable=True, dim=0, descending=True)[1][:30000]]
-    keep = self._greedy(det[:, :4] + det[:, 5:6] * 4096.0, det[:, 4], iou_thres, max_det)
-    return det[keep]
 
 def _greedy(self, boxes: Tensor, scores: Tensor, iou_thres: float, max_det: int) -> Tensor:
     order = torch.sort(scores, stable=True, dim=0, descending=True)[1]
@@ -229,10 +291,4 @@ def _letterbox(self, image: Tensor) -> Tuple[Tensor, float, float, float]:
     gain = min(th / h0, tw / w0)
     return x / 255.0, gain, (tw - w0 * gain) / 2, (th - h0 * gain) / 2
 
-def _unletterbox(self, det: Tensor, h0: int, w0: int, gain: float, pad_x: float, pad_y: float) -> Tensor:
-    x1 = ((det[:, 0] - pad_x) / gain).clamp(0.0, float(w0))
-    y1 = ((det[:, 1] - pad_y) / gain).clamp(0.0, float(h0))
-    x2 = ((det[:, 2] - pad_x) / gain).clamp(0.0, float(w0))
-    y2 = ((det[:, 3] - pad_y) / gain).clamp(0.0, float(h0))
-    return torch.cat([torch.stack([x1, y1, x2, y2], 1), det[:, 4:6]], 1)
 "#;

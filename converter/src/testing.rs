@@ -349,6 +349,7 @@ pub(crate) fn synthetic_model(nc: usize, implicit: bool, seed: i64) -> (ModelDes
         implicit_m,
         aux_convs: Vec::new(),
         fused: false,
+        keypoints: None,
     };
     layers.push(layer(
         15,

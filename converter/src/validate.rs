@@ -30,6 +30,11 @@ pub fn tolerance(kind: OutputKind, precision: Precision) -> Tolerance {
         (Precision::Fp16, OutputKind::Raw) => (5e-2, 2e-2),
         (Precision::Fp16, OutputKind::Boxes) => (1.0, 2e-2),
         (Precision::Fp16, OutputKind::Probabilities) => (1e-2, 0.0),
+        // Keypoints are pixels like boxes, their confidences probabilities.
+        (_, OutputKind::Keypoints) => return tolerance(OutputKind::Boxes, precision),
+        (_, OutputKind::KeypointConfidences) => {
+            return tolerance(OutputKind::Probabilities, precision);
+        }
         (_, OutputKind::Detections) => (tolerance(OutputKind::Boxes, precision).abs, 0.0),
         (_, OutputKind::Smoke) => (0.0, 0.0),
     };
@@ -196,35 +201,66 @@ pub(crate) fn compare(
     Ok(check)
 }
 
-/// One detection: corners in pixels, score, class.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How a decoded row is laid out: `cx, cy, w, h, objectness`, `nc` class probabilities,
+/// then `(x, y, conf)` for each of `nkpt` keypoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RowLayout {
+    pub nc: usize,
+    pub nkpt: usize,
+}
+
+impl RowLayout {
+    /// Values of the box part: `nc + 5`.
+    pub(crate) fn no_det(self) -> usize {
+        self.nc + 5
+    }
+
+    /// Values of a decoded row.
+    pub(crate) fn no(self) -> usize {
+        self.no_det() + 3 * self.nkpt
+    }
+
+    /// Values of a detection row: corners, score, class, then the keypoints.
+    pub(crate) fn det_columns(self) -> usize {
+        6 + 3 * self.nkpt
+    }
+}
+
+/// One detection: corners in pixels, score, class, and for pose models `(x, y, conf)` per
+/// keypoint.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Det {
     pub xyxy: [f32; 4],
     pub score: f32,
     pub class: f32,
+    pub keypoints: Vec<f32>,
 }
 
-/// Rows of a `[K, 6]` tensor.
-pub(crate) fn dets_of(t: &Tensor) -> Result<Vec<Det>> {
+/// Rows of a `[K, 6 + 3 * nkpt]` tensor.
+pub(crate) fn dets_of(t: &Tensor, layout: RowLayout) -> Result<Vec<Det>> {
     let t = t
         .f_to_kind(Kind::Float)?
         .f_to_device(Device::Cpu)?
         .f_contiguous()?;
     let v: Vec<f32> = Vec::try_from(t.f_flatten(0, -1)?)?;
-    Ok(v.chunks_exact(6)
+    Ok(v.chunks_exact(layout.det_columns())
         .map(|r| Det {
             xyxy: [r[0], r[1], r[2], r[3]],
             score: r[4],
             class: r[5],
+            keypoints: r[6..].to_vec(),
         })
         .collect())
 }
 
-/// Greedy class-aware NMS over one image's decoded rows (`[N, 5 + nc]`), with the
-/// official semantics, in plain Rust (independent of the TorchScript version).
+/// Greedy class-aware NMS over one image's decoded rows (`[N, no]`), with the official
+/// semantics, in plain Rust (independent of the TorchScript version). Detection models
+/// with one class score by objectness alone; pose models always score objectness x class
+/// probability (the pose code's `non_max_suppression(kpt_label=True)`), and their rows
+/// keep their keypoints.
 pub(crate) fn reference_nms(
     rows: &[f32],
-    no: usize,
+    layout: RowLayout,
     conf: f64,
     iou: f64,
     max_det: usize,
@@ -233,16 +269,17 @@ pub(crate) fn reference_nms(
     // Thresholds compare in float32, as a float tensor against a Python float does.
     let conf = conf as f32;
     let iou = iou as f32;
+    let (no_det, pose) = (layout.no_det(), layout.nkpt > 0);
     let mut cands = Vec::new();
-    for r in rows.chunks_exact(no) {
+    for r in rows.chunks_exact(layout.no()) {
         if !above(r[4], conf) {
             continue;
         }
-        let (score, class) = if no == 6 {
+        let (score, class) = if layout.nc == 1 && !pose {
             (r[4], 0usize)
         } else {
             let mut best = (f32::NEG_INFINITY, 0usize);
-            for (c, p) in r[5..].iter().enumerate() {
+            for (c, p) in r[5..no_det].iter().enumerate() {
                 let s = p * r[4];
                 if s > best.0 {
                     best = (s, c);
@@ -258,6 +295,7 @@ pub(crate) fn reference_nms(
             xyxy: [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0],
             score,
             class: class as f32,
+            keypoints: r[no_det..].to_vec(),
         });
     }
     // Stable: equal scores keep their index order.
@@ -271,7 +309,7 @@ pub(crate) fn reference_nms(
         if suppressed[oi] {
             continue;
         }
-        keep.push(cands[i]);
+        keep.push(cands[i].clone());
         if keep.len() >= max_det {
             break;
         }
@@ -323,6 +361,8 @@ pub(crate) fn compare_detections(
     let margin = (10.0 * score_tol) as f32;
     let mut used = vec![false; got.len()];
     let (mut max_box, mut max_score, mut sum_box, mut matched) = (0f64, 0f64, 0f64, 0usize);
+    // Keypoint x, y (pixels) and confidences of matched detections.
+    let (mut max_kpt, mut max_kpt_conf) = (0f64, 0f64);
     let mut unmatched_want = 0usize;
     for w in want {
         let hit = got
@@ -339,6 +379,17 @@ pub(crate) fn compare_detections(
                     sum_box += e;
                 }
                 max_score = max_score.max(f64::from((g.score - w.score).abs()));
+                if g.keypoints.len() != w.keypoints.len() {
+                    max_kpt = f64::INFINITY;
+                }
+                for (c, (a, b)) in g.keypoints.iter().zip(&w.keypoints).enumerate() {
+                    let e = f64::from((a - b).abs());
+                    if c % 3 == 2 {
+                        max_kpt_conf = max_kpt_conf.max(e);
+                    } else {
+                        max_kpt = max_kpt.max(e);
+                    }
+                }
             }
             None if (w.score - conf as f32).abs() <= margin => {}
             None => unmatched_want += 1,
@@ -349,14 +400,30 @@ pub(crate) fn compare_detections(
         .zip(&used)
         .filter(|(g, u)| !**u && (g.score - conf as f32).abs() > margin)
         .count();
-    let passed =
-        unmatched_want == 0 && unmatched_got == 0 && max_box <= tol.abs && max_score <= score_tol;
+    let pose = want.iter().chain(got).any(|d| !d.keypoints.is_empty());
+    let passed = unmatched_want == 0
+        && unmatched_got == 0
+        && max_box <= tol.abs
+        && max_score <= score_tol
+        && max_kpt <= tol.abs
+        && max_kpt_conf <= score_tol;
+    let keypoints = if pose {
+        format!(
+            ", max keypoint error {max_kpt:.2e} px, max keypoint confidence error {max_kpt_conf:.2e}"
+        )
+    } else {
+        String::new()
+    };
+    let columns = got
+        .first()
+        .or(want.first())
+        .map_or(6, |d| 6 + d.keypoints.len());
     OutputCheck {
         name,
         method: "forward".into(),
         kind: OutputKind::Detections,
         input_shape: input_shape.to_vec(),
-        shape: vec![got.len() as i64, 6],
+        shape: vec![got.len() as i64, columns as i64],
         max_abs_error: Some(max_box),
         mean_abs_error: Some(if matched > 0 {
             sum_box / (4 * matched) as f64
@@ -367,7 +434,7 @@ pub(crate) fn compare_detections(
         passed,
         detail: Some(format!(
             "{} boxes, reference {}, matched {matched}, unmatched beyond the threshold margin: \
-             {unmatched_got} artifact / {unmatched_want} reference, max score error {max_score:.2e}",
+             {unmatched_got} artifact / {unmatched_want} reference, max score error {max_score:.2e}{keypoints}",
             got.len(),
             want.len()
         )),
@@ -394,6 +461,7 @@ impl Reference {
 /// Plain-Rust NMS of every image of a decoded `[B, N, no]` output.
 pub(crate) fn nms_per_image(
     decoded: &Tensor,
+    layout: RowLayout,
     conf: f64,
     iou: f64,
     max_det: i64,
@@ -402,10 +470,13 @@ pub(crate) fn nms_per_image(
         .f_to_kind(Kind::Float)?
         .f_to_device(Device::Cpu)?
         .f_contiguous()?;
-    let (b, no) = match d.size().as_slice() {
-        [b, _, no] => (*b, usize::try_from(*no).unwrap_or(0)),
+    let b = match d.size().as_slice() {
+        [b, _, no] if usize::try_from(*no).ok() == Some(layout.no()) => *b,
         other => {
-            let message = format!("decoded output of shape {other:?}, expected [B, N, no]");
+            let message = format!(
+                "decoded output of shape {other:?}, expected [B, N, {}]",
+                layout.no()
+            );
             return Err(ConvertError::Internal(message));
         }
     };
@@ -414,7 +485,7 @@ pub(crate) fn nms_per_image(
         let rows: Vec<f32> = Vec::try_from(d.f_get(i)?.f_flatten(0, -1)?)?;
         out.push(reference_nms(
             &rows,
-            no,
+            layout,
             conf,
             iou,
             usize::try_from(max_det).unwrap_or(0),
@@ -423,24 +494,38 @@ pub(crate) fn nms_per_image(
     Ok(out)
 }
 
-/// Checks of decoded output (boxes and probabilities separately).
+/// Checks of decoded output: boxes and probabilities separately, and for pose models the
+/// keypoints' x, y and their confidences, each on its own.
 pub(crate) fn check_decoded(
     checks: &mut Vec<OutputCheck>,
     method: &str,
     tag: &str,
     input_shape: &[i64],
-    got: &Tensor,
-    want: &Tensor,
+    (got, want): (&Tensor, &Tensor),
+    layout: RowLayout,
     precision: Precision,
 ) -> Result<()> {
     let last = got.size().len().saturating_sub(1) as i64;
-    let parts = [
-        ("boxes", OutputKind::Boxes, 0, Some(4)),
-        ("scores", OutputKind::Probabilities, 4, None),
+    let no_det = layout.no_det() as i64;
+    // (name, kind, first column, end column, step).
+    let mut parts = vec![
+        ("boxes", OutputKind::Boxes, 0, Some(4), 1),
+        ("scores", OutputKind::Probabilities, 4, Some(no_det), 1),
     ];
-    for (part, kind, start, end) in parts {
-        let g = got.f_slice(last, start, end, 1)?;
-        let w = want.f_slice(last, start, end, 1)?;
+    if layout.nkpt > 0 {
+        parts.push(("keypoints.x", OutputKind::Keypoints, no_det, None, 3));
+        parts.push(("keypoints.y", OutputKind::Keypoints, no_det + 1, None, 3));
+        parts.push((
+            "keypoints.conf",
+            OutputKind::KeypointConfidences,
+            no_det + 2,
+            None,
+            3,
+        ));
+    }
+    for (part, kind, start, end, step) in parts {
+        let g = got.f_slice(last, start, end, step)?;
+        let w = want.f_slice(last, start, end, step)?;
         checks.push(compare(
             format!("decoded.{part}@{tag}"),
             method,
@@ -522,6 +607,9 @@ mod tests {
         assert!(a.min().double_value(&[]) >= 0.0 && a.max().double_value(&[]) < 1.0);
     }
 
+    const TWO_CLASSES: RowLayout = RowLayout { nc: 2, nkpt: 0 };
+    const ONE_CLASS: RowLayout = RowLayout { nc: 1, nkpt: 0 };
+
     fn row(cx: f32, cy: f32, w: f32, h: f32, obj: f32, cls: &[f32]) -> Vec<f32> {
         let mut r = vec![cx, cy, w, h, obj];
         r.extend_from_slice(cls);
@@ -539,7 +627,7 @@ mod tests {
             row(90.0, 90.0, 10.0, 10.0, 0.1, &[0.9, 0.1]), // objectness below conf
         ]
         .concat();
-        let keep = reference_nms(&rows, 7, 0.25, 0.45, 300);
+        let keep = reference_nms(&rows, TWO_CLASSES, 0.25, 0.45, 300);
         let centres: Vec<(f32, f32)> = keep
             .iter()
             .map(|d| ((d.xyxy[0] + d.xyxy[2]) / 2.0, d.class))
@@ -548,14 +636,58 @@ mod tests {
             centres,
             vec![(10.0, 0.0), (11.0, 1.0), (50.0, 0.0), (80.0, 0.0)]
         );
-        assert_eq!(reference_nms(&rows, 7, 0.25, 0.45, 2).len(), 2);
+        assert_eq!(reference_nms(&rows, TWO_CLASSES, 0.25, 0.45, 2).len(), 2);
     }
 
     #[test]
     fn one_class_scores_are_objectness() {
         let rows = [row(10.0, 10.0, 4.0, 4.0, 0.3, &[0.01])].concat();
-        let keep = reference_nms(&rows, 6, 0.25, 0.45, 300);
+        let keep = reference_nms(&rows, ONE_CLASS, 0.25, 0.45, 300);
         assert_eq!(keep.len(), 1);
         assert_eq!(keep[0].score, 0.3);
+    }
+
+    #[test]
+    fn pose_scores_multiply_the_class_probability_and_keep_keypoints() {
+        let layout = RowLayout { nc: 1, nkpt: 2 };
+        let mut a = row(10.0, 10.0, 4.0, 4.0, 0.5, &[0.8]);
+        a.extend_from_slice(&[1.0, 2.0, 0.9, 3.0, 4.0, 0.1]);
+        // Objectness above the threshold, objectness x class probability below it.
+        let mut b = row(50.0, 50.0, 4.0, 4.0, 0.5, &[0.4]);
+        b.extend_from_slice(&[5.0, 6.0, 0.9, 7.0, 8.0, 0.1]);
+        let rows = [a, b].concat();
+        let keep = reference_nms(&rows, layout, 0.25, 0.45, 300);
+        assert_eq!(keep.len(), 1);
+        assert_eq!(keep[0].score, 0.4);
+        assert_eq!(keep[0].keypoints, [1.0, 2.0, 0.9, 3.0, 4.0, 0.1]);
+    }
+
+    #[test]
+    fn pose_detections_compare_their_keypoints() {
+        let det = |kx: f32| Det {
+            xyxy: [0.0, 0.0, 10.0, 10.0],
+            score: 0.5,
+            class: 0.0,
+            keypoints: vec![kx, 1.0, 0.5],
+        };
+        let same = compare_detections(
+            "d".into(),
+            &[1],
+            &[det(1.0)],
+            &[det(1.0)],
+            0.1,
+            Precision::Fp32,
+        );
+        assert!(same.passed, "{:?}", same.detail);
+        let moved = compare_detections(
+            "d".into(),
+            &[1],
+            &[det(1.5)],
+            &[det(1.0)],
+            0.1,
+            Precision::Fp32,
+        );
+        assert!(!moved.passed);
+        assert!(moved.detail.unwrap().contains("max keypoint error 5.00e-1"));
     }
 }

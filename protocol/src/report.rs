@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::options::{DeviceChoice, ImageSize, Mode, Optimize, Output, Precision};
 use crate::progress::Stage;
+use crate::task::Task;
 
 /// Version tag of the report layout.
 pub const REPORT_SCHEMA: &str = "yolots.report/v1";
@@ -65,10 +66,17 @@ pub struct SourceFacts {
     pub model: String,
     pub classes: usize,
     pub names: Vec<String>,
+    /// `detect`, or `pose` for a keypoint model (absent in reports written before pose
+    /// models were supported: `detect`).
+    #[serde(default)]
+    pub task: Task,
+    /// Keypoints per detection (0 for detection models).
+    #[serde(default)]
+    pub nkpt: usize,
     /// Parameters as the source counts them (training-only heads included).
     pub parameters: u64,
     pub layers: usize,
-    /// `Detect`, `IDetect` or `IAuxDetect`.
+    /// `Detect`, `IDetect`, `IAuxDetect` or `IKeypoint`.
     pub head: String,
     pub strides: Vec<f64>,
     pub weights_dtype: String,
@@ -191,6 +199,10 @@ pub enum OutputKind {
     Boxes,
     /// Objectness and class probabilities.
     Probabilities,
+    /// Keypoint x, y in input pixels (pose models).
+    Keypoints,
+    /// Keypoint confidences (pose models), probabilities.
+    KeypointConfidences,
     /// Detections after NMS, matched box by box.
     Detections,
     /// A method that must run and return the documented shape.

@@ -1,6 +1,8 @@
-//! The detection heads `Detect`, `IDetect` and `IAuxDetect`: a 1x1 convolution per level
-//! (with implicit knowledge around it for `IDetect`/`IAuxDetect`), the raw
-//! `[B, na, ny, nx, no]` arrangement, and the decoding into boxes in input pixels.
+//! The detection heads `Detect`, `IDetect`, `IAuxDetect` and the pose head `IKeypoint`: a
+//! 1x1 convolution per level (with implicit knowledge around it for `IDetect`,
+//! `IAuxDetect` and `IKeypoint`), for `IKeypoint` the keypoint branch beside it
+//! ([`super::keypoints`]), the raw `[B, na, ny, nx, no]` arrangement, and the decoding
+//! into boxes (and keypoints) in input pixels.
 //!
 //! Decoding, as the official inference path computes it (grid built from the feature
 //! size, in float32):
@@ -15,6 +17,7 @@ use tch::{Kind, Tensor};
 use yolots_checkpoint::model::{self, HeadKind};
 
 use super::conv::Conv2d;
+use super::keypoints::{self, KeypointBranch};
 use super::{Emitter, NamedTensors, Placement, WeightSource, int};
 use crate::error::{ConvertError, Result};
 use crate::jit::ScriptModule;
@@ -25,7 +28,12 @@ pub(crate) struct Head {
     pub kind: HeadKind,
     pub nc: i64,
     pub na: i64,
+    /// Values per anchor: `no_det`, then `3 * nkpt` keypoint values.
     pub no: i64,
+    /// Box, objectness and class probabilities: `nc + 5`.
+    pub no_det: i64,
+    /// Keypoints per detection (0 for detection heads).
+    pub nkpt: i64,
     pub strides: Vec<f64>,
     /// `[nl, na, 2]`, in grid units.
     pub anchors: Tensor,
@@ -39,6 +47,8 @@ pub(crate) struct Head {
     pub implicit_m: Vec<Tensor>,
     /// `m2.i`: `IAuxDetect`'s training-only convolutions.
     pub aux: Vec<Conv2d>,
+    /// `m_kpt.i`: `IKeypoint`'s keypoint branches (empty for detection heads).
+    pub keypoints: Vec<KeypointBranch>,
 }
 
 impl Head {
@@ -56,13 +66,23 @@ impl Head {
                 "head with implicit knowledge on some levels only".into(),
             ));
         }
+        let branches = d.keypoints.as_ref().map_or(&[][..], |k| &k.branches[..]);
+        if !branches.is_empty() && branches.len() != d.nl {
+            return Err(ConvertError::Unsupported(format!(
+                "head with {} levels but {} keypoint branches",
+                d.nl,
+                branches.len()
+            )));
+        }
         let load_all =
             |v: &[model::TensorRef]| v.iter().map(|t| src.load(t)).collect::<Result<_>>();
         Ok(Head {
             kind: d.kind,
             nc: int(d.nc)?,
             na: int(d.na)?,
-            no: int(d.nc + 5)?,
+            no: int(d.no())?,
+            no_det: int(d.no_det())?,
+            nkpt: int(d.nkpt())?,
             strides: d.strides.clone(),
             anchors: src.load(&d.anchors)?,
             anchor_grid: src.load(&d.anchor_grid)?,
@@ -77,6 +97,10 @@ impl Head {
                 .aux_convs
                 .iter()
                 .map(|c| Conv2d::load(c, src))
+                .collect::<Result<_>>()?,
+            keypoints: branches
+                .iter()
+                .map(|b| KeypointBranch::load(b, src))
                 .collect::<Result<_>>()?,
         })
     }
@@ -109,22 +133,27 @@ impl Head {
         }
         let mut out = Vec::with_capacity(self.nl());
         for (i, conv) in self.convs.iter().enumerate() {
-            let y = if self.has_implicit() {
+            let mut y = if self.has_implicit() {
                 let shifted = self.implicit_a[i].f_add(xs[i])?;
                 self.implicit_m[i].f_mul(&conv.forward(&shifted)?)?
             } else {
                 conv.forward(xs[i])?
             };
+            if let Some(branch) = self.keypoints.get(i) {
+                // The keypoint branch reads the level's input without implicit knowledge.
+                y = Tensor::f_cat(&[y, branch.forward(xs[i])?], 1)?;
+            }
             out.push(self.arrange(&y)?);
         }
         Ok(out)
     }
 
-    /// `[B, N, no]`: boxes (cx, cy, w, h) in input pixels, objectness, class probabilities.
+    /// `[B, N, no]`: boxes (cx, cy, w, h) in input pixels, objectness, class
+    /// probabilities, then for pose heads `(x, y, conf)` per keypoint.
     pub(crate) fn decode(&self, raw: &[Tensor]) -> Result<Tensor> {
         let mut z = Vec::with_capacity(raw.len());
         for (i, r) in raw.iter().enumerate() {
-            let y = r.f_sigmoid()?;
+            let y = r.f_slice(4, 0, self.no_det, 1)?.f_sigmoid()?;
             let s = y.size();
             let (bs, ny, nx) = (s[0], s[2], s[3]);
             let opts = (Kind::Float, y.device());
@@ -149,13 +178,29 @@ impl Head {
                 .f_pow_tensor_scalar(2)?
                 .f_mul(&self.anchor_grid.f_get(int(i)?)?)?;
             let rest = y.f_slice(4, 4, None, 1)?;
-            z.push(Tensor::f_cat(&[xy, wh, rest], -1)?.f_view([bs, -1, self.no])?);
+            let mut parts = vec![xy, wh, rest];
+            if self.nkpt > 0 {
+                let k = r.f_slice(4, self.no_det, None, 1)?;
+                parts.push(keypoints::decode(&k, &grid, stride, self.nkpt)?);
+            }
+            z.push(Tensor::f_cat(&parts, -1)?.f_view([bs, -1, self.no])?);
         }
         Ok(Tensor::f_cat(&z, 1)?)
     }
 
-    /// Implicit knowledge folded into the convolutions (a no-op when already folded).
+    /// Implicit knowledge folded into the convolutions (a no-op when already folded), and
+    /// the BatchNorms of the keypoint branches into theirs.
     pub(crate) fn fused(self) -> Result<Self> {
+        let keypoints = self
+            .keypoints
+            .into_iter()
+            .map(KeypointBranch::fused)
+            .collect::<Result<Vec<_>>>()?;
+        let head = Head { keypoints, ..self };
+        head.fold_implicit()
+    }
+
+    fn fold_implicit(self) -> Result<Self> {
         if !self.has_implicit() {
             return Ok(self);
         }
@@ -197,6 +242,8 @@ impl Head {
             nc: self.nc,
             na: self.na,
             no: self.no,
+            no_det: self.no_det,
+            nkpt: self.nkpt,
             strides: self.strides.clone(),
             anchors: p.put(&self.anchors)?,
             anchor_grid: p.put(&self.anchor_grid)?,
@@ -204,6 +251,11 @@ impl Head {
             implicit_a: put_all(&self.implicit_a)?,
             implicit_m: put_all(&self.implicit_m)?,
             aux: place_all(&self.aux)?,
+            keypoints: self
+                .keypoints
+                .iter()
+                .map(|b| b.place(p))
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -225,6 +277,11 @@ impl Head {
         out.scope("m2", |o| {
             for (i, c) in self.aux.iter().enumerate() {
                 o.scope(&i.to_string(), |o| c.named(o));
+            }
+        });
+        out.scope("m_kpt", |o| {
+            for (i, b) in self.keypoints.iter().enumerate() {
+                o.scope(&i.to_string(), |o| b.named(o));
             }
         });
     }
@@ -268,9 +325,18 @@ impl Head {
                 .collect::<Result<Vec<_>>>()?;
             children.push(em.list("HeadConvs", &aux)?);
         }
+        if !self.keypoints.is_empty() {
+            let branches = self
+                .keypoints
+                .iter()
+                .map(|b| b.script(em))
+                .collect::<Result<Vec<_>>>()?;
+            children.push(em.list("KeypointBranches", &branches)?);
+        }
         let base = match (self.kind, self.has_implicit()) {
+            _ if !self.keypoints.is_empty() => "IKeypoint",
             (HeadKind::Detect, _) | (_, false) => "Detect",
-            (HeadKind::IDetect, true) => "IDetect",
+            (HeadKind::IDetect | HeadKind::IKeypoint, true) => "IDetect",
             (HeadKind::IAuxDetect, true) => "IAuxDetect",
         };
         let refs: Vec<&ScriptModule> = children.iter().collect();
@@ -283,6 +349,9 @@ impl Head {
         if !self.aux.is_empty() {
             names.push("m2");
         }
+        if !self.keypoints.is_empty() {
+            names.push("m_kpt");
+        }
         for (name, child) in names.iter().zip(&children) {
             m.submodule(name, child)?;
         }
@@ -292,6 +361,8 @@ impl Head {
         m.set_int("nc", self.nc)?;
         m.set_int("na", self.na)?;
         m.set_int("no", self.no)?;
+        m.set_int("no_det", self.no_det)?;
+        m.set_int("nkpt", self.nkpt)?;
         m.set_int("nl", int(self.nl())?)?;
         em.finish(&class, &mut m, || self.source())?;
         Ok(m)
@@ -309,10 +380,21 @@ impl Head {
             } else {
                 conv(&format!("xs[{i}]"))
             };
+            let y = if self.keypoints.is_empty() {
+                y
+            } else {
+                let branch = format!("getattr(self.m_kpt, \"{i}\").forward(xs[{i}])");
+                format!("torch.cat([{y}, {branch}], 1)")
+            };
             src.push_str(&format!("    out.append(self._arrange({y}))\n"));
         }
         src.push_str("    return out\n\n");
-        src.push_str(DECODE_SOURCE);
+        if self.keypoints.is_empty() {
+            src.push_str(DECODE_SOURCE);
+        } else {
+            src.push_str(DECODE_POSE_SOURCE);
+            src.push_str(keypoints::DECODE_SOURCE);
+        }
         src
     }
 }
@@ -339,5 +421,32 @@ def decode(self, raw: List[Tensor]) -> Tensor:
         xy = ((y[:, :, :, :, 0:2] * 2.0 - 0.5 + grid) * self.stride[i]).to(y.dtype)
         wh = (y[:, :, :, :, 2:4] * 2.0) ** 2 * self.anchor_grid[i]
         z.append(torch.cat([xy, wh, y[:, :, :, :, 4:]], -1).view(bs, -1, self.no))
+    return torch.cat(z, 1)
+"#;
+
+/// [`DECODE_SOURCE`] for pose heads: the sigmoid on the box part only, the keypoints
+/// decoded by `_decode_keypoints` (one screen with [`keypoints::decode`]).
+const DECODE_POSE_SOURCE: &str = r#"
+def _arrange(self, x: Tensor) -> Tensor:
+    bs = x.size(0)
+    ny = x.size(2)
+    nx = x.size(3)
+    return x.view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
+
+def decode(self, raw: List[Tensor]) -> Tensor:
+    z: List[Tensor] = []
+    for i in range(len(raw)):
+        r = raw[i]
+        y = torch.sigmoid(r[:, :, :, :, 0:self.no_det])
+        bs = y.size(0)
+        ny = y.size(2)
+        nx = y.size(3)
+        gx = torch.arange(nx, device=y.device).float().view(1, nx).expand(ny, nx)
+        gy = torch.arange(ny, device=y.device).float().view(ny, 1).expand(ny, nx)
+        grid = torch.stack([gx, gy], 2).view(1, 1, ny, nx, 2)
+        xy = ((y[:, :, :, :, 0:2] * 2.0 - 0.5 + grid) * self.stride[i]).to(y.dtype)
+        wh = (y[:, :, :, :, 2:4] * 2.0) ** 2 * self.anchor_grid[i]
+        kpt = self._decode_keypoints(r[:, :, :, :, self.no_det:], grid, self.stride[i])
+        z.append(torch.cat([xy, wh, y[:, :, :, :, 4:], kpt], -1).view(bs, -1, self.no))
     return torch.cat(z, 1)
 "#;

@@ -11,6 +11,7 @@ pub(crate) mod concat;
 pub(crate) mod conv;
 pub(crate) mod downc;
 pub(crate) mod head;
+pub(crate) mod keypoints;
 pub(crate) mod pool;
 pub(crate) mod reorg;
 pub(crate) mod repconv;
