@@ -147,6 +147,28 @@ mod tests {
         assert_eq!(inspection.nc, inspection.names.len());
         assert!(inspection.parameters > 0);
         assert!(!inspection.layers.is_empty());
+        assert_eq!(inspection.task, yolots_protocol::Task::Detect);
+        assert_eq!(inspection.keypoints(), None);
+    }
+
+    #[test]
+    fn a_pose_checkpoint_round_trips_with_its_keypoints() {
+        let Some(bytes) = fixture("pose/yolov7-w6-pose-w25.pt") else {
+            eprintln!("pose fixture not found; skipped");
+            return;
+        };
+        let inspection = parse_answer(&inspect_json(&bytes)).unwrap();
+        assert_eq!(inspection.head, "IKeypoint");
+        assert_eq!(inspection.task, yolots_protocol::Task::Pose);
+        assert_eq!(inspection.nkpt, 17);
+        assert_eq!(
+            inspection.keypoint_names.first().map(String::as_str),
+            Some("nose")
+        );
+        assert_eq!(
+            inspection.keypoints().as_deref(),
+            Some("17 per detection, COCO person keypoints")
+        );
     }
 
     #[test]

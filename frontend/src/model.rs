@@ -3,7 +3,10 @@
 //! missing fields (serde defaults): a newer or older service still renders.
 
 use serde::{Deserialize, Serialize};
-use yolots_protocol::{DeviceChoice, ImageSize, Mode, Optimize, Output, Precision, limits};
+use yolots_protocol::{
+    COCO_KEYPOINT_NAMES, DeviceChoice, ImageSize, Mode, Optimize, Output, Precision, Task,
+    keypoint_layout, limits,
+};
 
 /// Why a file or a request was refused: a stable code and a message for people.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -122,7 +125,13 @@ pub struct Inspection {
     pub width_multiple: Option<f64>,
     pub source: String,
     pub head: String,
+    /// `detect`, or `pose` for a head with keypoints (absent from older readers: detect).
+    pub task: Task,
     pub nc: usize,
+    /// Keypoints per detection (0 for detection models).
+    pub nkpt: usize,
+    /// The keypoints' names when the layout is known (COCO's 17), else empty.
+    pub keypoint_names: Vec<String>,
     pub names: Vec<String>,
     pub strides: Vec<f64>,
     pub anchors: Vec<Vec<[f64; 2]>>,
@@ -142,6 +151,35 @@ impl Inspection {
         } else {
             32
         }
+    }
+
+    /// `17 per detection, COCO person keypoints`; `None` for detection models.
+    pub fn keypoints(&self) -> Option<String> {
+        let coco = self
+            .keypoint_names
+            .iter()
+            .map(String::as_str)
+            .eq(COCO_KEYPOINT_NAMES);
+        keypoints_text(self.nkpt, coco)
+    }
+}
+
+/// How many keypoints a model predicts and whose layout they follow, for people; `None`
+/// without keypoints.
+fn keypoints_text(nkpt: usize, coco: bool) -> Option<String> {
+    let layout = if coco {
+        "COCO person keypoints"
+    } else {
+        "custom layout"
+    };
+    (nkpt > 0).then(|| format!("{nkpt} per detection, {layout}"))
+}
+
+/// A task for people: what the model's outputs hold besides the CLI spelling.
+pub fn task_text(task: Task) -> &'static str {
+    match task {
+        Task::Detect => "detect (boxes)",
+        Task::Pose => "pose (boxes and keypoints)",
     }
 }
 
@@ -301,6 +339,9 @@ pub struct ReportSource {
     pub model: String,
     pub classes: usize,
     pub names: Vec<String>,
+    /// Absent from reports written before pose models were supported: detect.
+    pub task: Task,
+    pub nkpt: usize,
     pub parameters: u64,
     pub layers: usize,
     pub head: String,
@@ -308,6 +349,14 @@ pub struct ReportSource {
     pub weights_dtype: String,
     pub epoch: Option<i64>,
     pub already_fused: bool,
+}
+
+impl ReportSource {
+    /// `17 per detection, COCO person keypoints`; `None` for detection models. The report
+    /// names no keypoints: the converter gives COCO's names to every 17-keypoint model.
+    pub fn keypoints(&self) -> Option<String> {
+        keypoints_text(self.nkpt, keypoint_layout(self.nkpt).is_some())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -367,6 +416,23 @@ pub struct OutputCheck {
     pub detail: Option<String>,
 }
 
+impl OutputCheck {
+    /// What the check compares, for people (the report's `OutputKind`); `None` for a kind
+    /// this page does not know yet.
+    pub fn compares(&self) -> Option<&'static str> {
+        Some(match self.kind.as_str() {
+            "raw" => "pre-activation head outputs",
+            "boxes" => "box coordinates, input pixels",
+            "probabilities" => "objectness and class probabilities",
+            "keypoints" => "keypoint coordinates, input pixels",
+            "keypoint_confidences" => "keypoint confidences",
+            "detections" => "detections after NMS",
+            "smoke" => "runs and returns the documented shape",
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Tolerance {
@@ -415,5 +481,89 @@ mod tests {
         assert_eq!(i.max_stride(), 32);
         i.strides = vec![8.0, 16.0, 32.0, 64.0];
         assert_eq!(i.max_stride(), 64);
+    }
+
+    #[test]
+    fn a_pose_summary_reads_its_task_and_keypoints() {
+        let json = serde_json::json!({
+            "head": "IKeypoint", "variant": "yolov7-w6-pose", "task": "pose", "nc": 1,
+            "nkpt": 17, "keypoint_names": COCO_KEYPOINT_NAMES, "names": ["person"],
+        });
+        let pose: Inspection = serde_json::from_value(json).unwrap();
+        assert_eq!(pose.task, Task::Pose);
+        assert_eq!(pose.nkpt, 17);
+        assert_eq!(task_text(pose.task), "pose (boxes and keypoints)");
+        assert_eq!(
+            pose.keypoints().as_deref(),
+            Some("17 per detection, COCO person keypoints")
+        );
+
+        let custom = Inspection {
+            keypoint_names: Vec::new(),
+            nkpt: 5,
+            ..pose
+        };
+        assert_eq!(
+            custom.keypoints().as_deref(),
+            Some("5 per detection, custom layout")
+        );
+    }
+
+    #[test]
+    fn a_summary_from_before_pose_support_is_a_detection_model() {
+        let old: Inspection =
+            serde_json::from_str(r#"{"head": "IDetect", "nc": 3, "names": ["a", "b", "c"]}"#)
+                .unwrap();
+        assert_eq!(old.task, Task::Detect);
+        assert_eq!((old.nkpt, old.keypoint_names.len()), (0, 0));
+        assert_eq!(old.keypoints(), None);
+        assert_eq!(task_text(old.task), "detect (boxes)");
+    }
+
+    #[test]
+    fn a_pose_report_reads_its_task_keypoints_and_keypoint_checks() {
+        let report: Report = serde_json::from_str(
+            r#"{"source": {"head": "IKeypoint", "task": "pose", "nkpt": 17, "classes": 1},
+                "validation": {"checks": [
+                    {"name": "decoded.keypoints.x@1x640x640", "kind": "keypoints"},
+                    {"name": "decoded.keypoints.conf@1x640x640", "kind": "keypoint_confidences"}
+                ]}}"#,
+        )
+        .unwrap();
+        assert_eq!(report.source.task, Task::Pose);
+        assert_eq!(
+            report.source.keypoints().as_deref(),
+            Some("17 per detection, COCO person keypoints")
+        );
+        let compares: Vec<_> = report
+            .validation
+            .checks
+            .iter()
+            .map(OutputCheck::compares)
+            .collect();
+        assert_eq!(
+            compares,
+            [
+                Some("keypoint coordinates, input pixels"),
+                Some("keypoint confidences")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_report_from_before_pose_support_is_a_detection_model() {
+        let report: Report = serde_json::from_str(
+            r#"{"source": {"head": "IDetect", "classes": 3},
+                "validation": {"checks": [
+                    {"name": "decoded.boxes@1x640x640", "kind": "boxes"},
+                    {"name": "later@1x640x640", "kind": "something_newer"}
+                ]}}"#,
+        )
+        .unwrap();
+        assert_eq!((report.source.task, report.source.nkpt), (Task::Detect, 0));
+        assert_eq!(report.source.keypoints(), None);
+        let checks = &report.validation.checks;
+        assert_eq!(checks[0].compares(), Some("box coordinates, input pixels"));
+        assert_eq!(checks[1].compares(), None);
     }
 }

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use yew::prelude::*;
 
 use crate::format;
-use crate::model::Inspection;
+use crate::model::{self, Inspection};
 
 /// How many class names show before "and N more".
 const NAMES_SHOWN: usize = 60;
@@ -42,6 +42,10 @@ pub fn InspectionCard(props: &InspectionProps) -> Html {
             <dl class="facts">
                 <div><dt>{ "Model" }</dt><dd id="inspect-variant">{ format!("{} {}", i.model, variant) }</dd></div>
                 <div><dt>{ "Head" }</dt><dd>{ &i.head }</dd></div>
+                <div><dt>{ "Task" }</dt><dd id="inspect-task">{ model::task_text(i.task) }</dd></div>
+                if let Some(keypoints) = i.keypoints() {
+                    <div><dt>{ "Keypoints" }</dt><dd id="inspect-keypoints">{ keypoints }</dd></div>
+                }
                 <div><dt>{ "Parameters" }</dt><dd id="inspect-parameters">{ format::count(i.parameters) }</dd></div>
                 <div><dt>{ "Layers" }</dt><dd>{ i.layers.len() }</dd></div>
                 <div><dt>{ "Strides" }</dt><dd>{ strides.join(", ") }</dd></div>
@@ -57,6 +61,12 @@ pub fn InspectionCard(props: &InspectionProps) -> Html {
                     <li class="more">{ format!("and {hidden} more") }</li>
                 }
             </ul>
+            if !i.keypoint_names.is_empty() {
+                <h3>{ format!("{} keypoints", i.keypoint_names.len()) }</h3>
+                <ul class="names" id="inspect-keypoint-names" aria-label="Keypoint names">
+                    { for i.keypoint_names.iter().map(|n| html! { <li>{ n }</li> }) }
+                </ul>
+            }
             <details class="layers">
                 <summary>{ format!("Layers ({})", i.layers.len()) }</summary>
                 <div class="table-wrap">

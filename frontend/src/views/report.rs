@@ -7,7 +7,7 @@ use yew::prelude::*;
 
 use crate::api;
 use crate::format;
-use crate::model::{Job, Report};
+use crate::model::{self, Job, Report};
 use crate::snippets::{self, Artifact};
 use crate::views::common::{CopyButton, StatusBadge};
 use yolots_protocol::Precision;
@@ -41,6 +41,8 @@ pub fn ReportView(props: &ReportProps) -> Html {
         conf: options.conf,
         iou: options.iou,
         max_det: options.max_det,
+        task: r.source.task,
+        nkpt: r.source.nkpt,
     });
     let verdict = match r.status.as_str() {
         "passed" => "Every output matches the original model within tolerance.",
@@ -130,6 +132,7 @@ pub fn ReportView(props: &ReportProps) -> Html {
                         { for r.validation.checks.iter().map(|c| html! {
                             <tr class={if c.passed { "pass" } else { "fail" }}>
                                 <th scope="row"><code>{ c.name.clone() }</code>
+                                    if let Some(compares) = c.compares() { <div class="muted small">{ compares }</div> }
                                     if let Some(detail) = &c.detail { <div class="muted small">{ detail.clone() }</div> }
                                 </th>
                                 <td><code>{ c.method.clone() }</code></td>
@@ -184,7 +187,11 @@ pub fn ReportView(props: &ReportProps) -> Html {
                     <dl class="facts compact">
                         <div><dt>{ "Variant" }</dt><dd>{ r.source.variant.clone() }</dd></div>
                         <div><dt>{ "Head" }</dt><dd>{ r.source.head.clone() }</dd></div>
+                        <div><dt>{ "Task" }</dt><dd id="report-task">{ model::task_text(r.source.task) }</dd></div>
                         <div><dt>{ "Classes" }</dt><dd>{ r.source.classes }</dd></div>
+                        if let Some(keypoints) = r.source.keypoints() {
+                            <div><dt>{ "Keypoints" }</dt><dd id="report-keypoints">{ keypoints }</dd></div>
+                        }
                         <div><dt>{ "Parameters" }</dt><dd>{ format::count(r.source.parameters) }</dd></div>
                         <div><dt>{ "Layers" }</dt><dd>{ r.source.layers }</dd></div>
                         <div><dt>{ "Strides" }</dt><dd>{ r.source.strides.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ") }</dd></div>
