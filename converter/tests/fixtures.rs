@@ -6,29 +6,11 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::Path;
 
 use common::*;
 use tch::IValue;
-use yolots_converter::{ArtifactMetadata, METADATA_FILE, Mode, Output};
-
-/// `extra/yolots.json` read straight from the archive.
-fn metadata_in_archive(path: &Path) -> ArtifactMetadata {
-    let file = std::fs::File::open(path).unwrap();
-    let mut zip = zip::ZipArchive::new(file).unwrap();
-    let name = zip
-        .file_names()
-        .map(|n| n.unwrap().into_owned())
-        .find(|n| n.ends_with(&format!("extra/{METADATA_FILE}")))
-        .expect("no extra/yolots.json in the archive");
-    let mut text = String::new();
-    zip.by_name(&name)
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
+use yolots_converter::{Mode, Output};
 
 fn python_spec(
     dir: &Path,

@@ -389,44 +389,17 @@ impl Head {
             src.push_str(&format!("    out.append(self._arrange({y}))\n"));
         }
         src.push_str("    return out\n\n");
-        if self.keypoints.is_empty() {
-            src.push_str(DECODE_SOURCE);
-        } else {
-            src.push_str(DECODE_POSE_SOURCE);
-            src.push_str(keypoints::DECODE_SOURCE);
-        }
+        src.push_str(DECODE_SOURCE);
+        src.push_str(keypoints::DECODE_SOURCE);
         src
     }
 }
 
 /// The head's shared methods: raw arrangement and decoding (one screen with
-/// [`Head::arrange`] and [`Head::decode`]).
+/// [`Head::arrange`] and [`Head::decode`]). The sigmoid covers the box part (`no_det`
+/// values); a pose head's keypoints after it go through `_decode_keypoints`
+/// ([`keypoints::DECODE_SOURCE`]).
 const DECODE_SOURCE: &str = r#"
-def _arrange(self, x: Tensor) -> Tensor:
-    bs = x.size(0)
-    ny = x.size(2)
-    nx = x.size(3)
-    return x.view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
-
-def decode(self, raw: List[Tensor]) -> Tensor:
-    z: List[Tensor] = []
-    for i in range(len(raw)):
-        y = torch.sigmoid(raw[i])
-        bs = y.size(0)
-        ny = y.size(2)
-        nx = y.size(3)
-        gx = torch.arange(nx, device=y.device).float().view(1, nx).expand(ny, nx)
-        gy = torch.arange(ny, device=y.device).float().view(ny, 1).expand(ny, nx)
-        grid = torch.stack([gx, gy], 2).view(1, 1, ny, nx, 2)
-        xy = ((y[:, :, :, :, 0:2] * 2.0 - 0.5 + grid) * self.stride[i]).to(y.dtype)
-        wh = (y[:, :, :, :, 2:4] * 2.0) ** 2 * self.anchor_grid[i]
-        z.append(torch.cat([xy, wh, y[:, :, :, :, 4:]], -1).view(bs, -1, self.no))
-    return torch.cat(z, 1)
-"#;
-
-/// [`DECODE_SOURCE`] for pose heads: the sigmoid on the box part only, the keypoints
-/// decoded by `_decode_keypoints` (one screen with [`keypoints::decode`]).
-const DECODE_POSE_SOURCE: &str = r#"
 def _arrange(self, x: Tensor) -> Tensor:
     bs = x.size(0)
     ny = x.size(2)
@@ -446,7 +419,9 @@ def decode(self, raw: List[Tensor]) -> Tensor:
         grid = torch.stack([gx, gy], 2).view(1, 1, ny, nx, 2)
         xy = ((y[:, :, :, :, 0:2] * 2.0 - 0.5 + grid) * self.stride[i]).to(y.dtype)
         wh = (y[:, :, :, :, 2:4] * 2.0) ** 2 * self.anchor_grid[i]
-        kpt = self._decode_keypoints(r[:, :, :, :, self.no_det:], grid, self.stride[i])
-        z.append(torch.cat([xy, wh, y[:, :, :, :, 4:], kpt], -1).view(bs, -1, self.no))
+        parts = [xy, wh, y[:, :, :, :, 4:]]
+        if self.nkpt > 0:
+            parts.append(self._decode_keypoints(r[:, :, :, :, self.no_det:], grid, self.stride[i]))
+        z.append(torch.cat(parts, -1).view(bs, -1, self.no))
     return torch.cat(z, 1)
 "#;

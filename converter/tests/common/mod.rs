@@ -8,7 +8,10 @@ use std::process::Command;
 
 use safetensors::SafeTensors;
 use tch::{Device, Kind, Tensor};
-use yolots_converter::{ConversionReport, ConvertRequest, DeviceChoice, ImageSize, convert};
+use yolots_converter::{
+    ArtifactMetadata, ConversionReport, ConvertRequest, DeviceChoice, ImageSize, METADATA_FILE,
+    convert,
+};
 
 /// The shared fixtures: `YOLOTS_FIXTURES`, else `<project>/../shared/fixtures`.
 pub fn fixtures_dir() -> PathBuf {
@@ -49,8 +52,12 @@ pub struct Expected {
 
 impl Expected {
     pub fn load(name: &str) -> Self {
-        let path = fixtures_dir().join(format!("{name}.expected.safetensors"));
-        let bytes = std::fs::read(&path).unwrap();
+        Self::from_file(&fixtures_dir().join(format!("{name}.expected.safetensors")))
+    }
+
+    /// Outputs in the fixtures' layout at any path (files a test wrote itself).
+    pub fn from_file(path: &Path) -> Self {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
         let meta = header
             .metadata()
@@ -301,4 +308,22 @@ pub fn python_check(spec: &serde_json::Value, dir: &Path) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// `extra/yolots.json` read straight from the archive.
+pub fn metadata_in_archive(path: &Path) -> ArtifactMetadata {
+    use std::io::Read;
+    let file = std::fs::File::open(path).unwrap();
+    let mut zip = zip::ZipArchive::new(file).unwrap();
+    let name = zip
+        .file_names()
+        .map(|n| n.unwrap().into_owned())
+        .find(|n| n.ends_with(&format!("extra/{METADATA_FILE}")))
+        .expect("no extra/yolots.json in the archive");
+    let mut text = String::new();
+    zip.by_name(&name)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
 }

@@ -7,7 +7,9 @@ spec = {
   "expected": [{"path": ..., "shape": [...], "index": i, "split": bool}],
 }
 Each expected output is compared with the method's i-th output; with "split" the last
-dimension is compared as boxes (:4) and probabilities (4:) separately.
+dimension is compared as boxes (:4) and probabilities (4:) separately. An entry may add
+"no_det" (nc + 5) for pose rows: probabilities are then 4:no_det, and the keypoints after
+them are compared as x, y ("kpt_xy", pixels) and confidences ("kpt_conf").
 """
 import json
 import sys
@@ -48,11 +50,18 @@ def main():
             errors.append({"index": e["index"], "shape": list(got.shape)})
             continue
         if e.get("split"):
-            errors.append({
+            no_det = e.get("no_det", got.shape[-1])
+            diff = (got - want).abs()
+            error = {
                 "index": e["index"],
-                "boxes": (got[..., :4] - want[..., :4]).abs().max().item(),
-                "probs": (got[..., 4:] - want[..., 4:]).abs().max().item(),
-            })
+                "boxes": diff[..., :4].max().item(),
+                "probs": diff[..., 4:no_det].max().item(),
+            }
+            if no_det < got.shape[-1]:
+                kpt = diff[..., no_det:].reshape(*diff.shape[:-1], -1, 3)
+                error["kpt_xy"] = kpt[..., :2].max().item()
+                error["kpt_conf"] = kpt[..., 2].max().item()
+            errors.append(error)
         else:
             errors.append({"index": e["index"], "max": (got - want).abs().max().item()})
     result["errors"] = errors
