@@ -251,3 +251,85 @@ fn loads_in_libtorch(paths: &[std::path::PathBuf]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A pose checkpoint (official `pose` branch, 17 keypoints) uploads, converts, validates
+/// with its keypoint checks and downloads like any other; the artifact's detections carry
+/// the keypoints when a client loads it.
+#[tokio::test]
+async fn a_pose_checkpoint_converts_and_its_artifact_downloads() {
+    const POSE: &str = "pose/yolov7-w6-pose-w25.pt";
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&db.url, data.path(), FAST).await.unwrap();
+    let token = create_token(&db.url, "pose", false).unwrap();
+    let client = server.client(&token);
+    let options = r#"{"img_size": [256, 256], "head": "detections", "conf": 0.005}"#;
+    let job = client
+        .create_job(&fixtures().join(POSE), Some(options))
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "queued", "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let job = client
+        .wait_final(&id, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "succeeded", "{job}");
+
+    let report: serde_json::Value = client
+        .get(&format!("/api/v1/jobs/{id}/report"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["status"], "passed", "{report}");
+    assert_eq!(report["source"]["task"], "pose");
+    assert_eq!(report["source"]["nkpt"], 17);
+    assert_eq!(report["source"]["head"], "IKeypoint");
+    let checks = report["validation"]["checks"].as_array().unwrap();
+    assert!(checks.iter().all(|c| c["passed"] == true), "{report}");
+    assert!(
+        checks.iter().any(|c| c["kind"] == "keypoints"),
+        "no keypoint check: {report}"
+    );
+
+    let response = client
+        .get(&format!("/api/v1/jobs/{id}/artifact"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "attachment; filename=\"yolov7-w6-pose-w25.torchscript.pt\""
+    );
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(sha256_hex(&bytes), report["artifact"]["sha256"]);
+
+    let Some(python) = std::env::var_os("YOLOTS_PYTHON") else {
+        eprintln!("YOLOTS_PYTHON is not set: the artifact was loaded back by the converter only");
+        return;
+    };
+    let artifacts = tempfile::tempdir().unwrap();
+    let path = artifacts.path().join("pose.torchscript.pt");
+    std::fs::write(&path, &bytes).unwrap();
+    // The detections head: one `[K, 6 + 3 * 17]` tensor per image, at any size.
+    let script = "import sys, torch\n\
+                  m = torch.jit.load(sys.argv[1])\n\
+                  out = m(torch.rand(2, 3, 192, 320))\n\
+                  assert len(out) == 2 and all(d.shape[1] == 6 + 3 * 17 for d in out), [d.shape for d in out]\n\
+                  print('ok')\n";
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "torch.jit.load failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
