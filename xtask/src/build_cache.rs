@@ -4,12 +4,17 @@
 //! again: most of a cold `cargo xtask test`. The folder lives in the user cache and is named
 //! after what makes compiled code incompatible (the rustc release and commit, the host, the
 //! libtorch version), so a stale one is never used; cargo's own fingerprints decide what
-//! inside it must be rebuilt. Each clone's crates are separate units there (cargo keys them
-//! by their path), so clones do not overwrite each other's libraries; only the final
-//! binaries (`debug/yolots`...) are the last build's, and builds take cargo's lock in turn.
+//! inside it must be rebuilt. Builds take cargo's lock in turn.
+//!
+//! Cargo keys the workspace's own crates by their path relative to the workspace, so two
+//! clones share those units, and it rebuilds one only when a source file is newer than the
+//! last output: a clone whose files are older than another clone's last build would reuse
+//! that clone's code. So the folder records which clone built last, and a build from
+//! another clone first marks this clone's tracked files as modified now.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::SystemTime;
 
 use crate::paths::{self, TORCH_VERSION};
 use crate::process::step;
@@ -26,9 +31,49 @@ pub fn use_shared_target() {
         return;
     };
     step(format!("build cache: {}", dir.display()));
+    claim_for_this_clone(&dir, &paths::root());
     // SAFETY: called first thing in `main`, before any thread exists, so nothing reads the
     // environment concurrently.
     unsafe { std::env::set_var("CARGO_TARGET_DIR", &dir) };
+}
+
+/// Name of the file in the shared folder that says which clone built there last.
+const LAST_CLONE: &str = "yolots-last-clone";
+
+/// Makes cargo rebuild this clone's crates when another clone built in `dir` last: every
+/// file git tracks here gets the current time as its modification time.
+fn claim_for_this_clone(dir: &Path, root: &Path) {
+    let marker = dir.join(LAST_CLONE);
+    let this = root.to_string_lossy().into_owned();
+    if std::fs::read_to_string(&marker).is_ok_and(|last| last == this) {
+        return;
+    }
+    let listed = Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(root)
+        .output();
+    let files = match listed {
+        Ok(out) if out.status.success() => out.stdout,
+        _ => {
+            step("build cache: git ls-files failed; another clone's build may be reused");
+            return;
+        }
+    };
+    let now = SystemTime::now();
+    let mut touched = 0usize;
+    for name in files.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let path = root.join(String::from_utf8_lossy(name).as_ref());
+        let file = std::fs::File::options().write(true).open(&path);
+        if file.and_then(|f| f.set_modified(now)).is_ok() {
+            touched += 1;
+        }
+    }
+    step(format!(
+        "build cache: last used by another clone; {touched} files of this one marked as changed"
+    ));
+    if let Err(error) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&marker, this)) {
+        step(format!("build cache: {}: {error}", marker.display()));
+    }
 }
 
 /// `<cache>/target/rustc-<release>-<commit>-<host>-torch-<version>`, or `None` when rustc
