@@ -468,14 +468,17 @@ fn json_summary_is_stable() {
         "fused",
         "head",
         "input_channels",
+        "keypoint_names",
         "layers",
         "model",
         "names",
         "nc",
+        "nkpt",
         "parameters",
         "schema_version",
         "source",
         "strides",
+        "task",
         "variant",
         "weights_dtype",
         "width_multiple",
@@ -488,6 +491,8 @@ fn json_summary_is_stable() {
     assert_eq!(json["model"], "YOLOv7");
     assert_eq!(json["variant"], "custom");
     assert_eq!(json["head"], "Detect");
+    assert_eq!(json["task"], "detect");
+    assert_eq!(json["nkpt"], 0);
     assert_eq!(json["weights_dtype"], "f16");
     assert_eq!(json["source"], "model");
     assert_eq!(json["anchors"][0][0], serde_json::json!([10.0, 13.0]));

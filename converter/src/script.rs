@@ -183,14 +183,22 @@ fn contract_source(head_path: &str, head: Output, rows: Rows) -> String {
 fn nms_source(rows: Rows) -> String {
     let no_det = rows.nc + 5;
     let pose = rows.nkpt > 0;
-    let score = if rows.nc == 1 && !pose {
-        // The official detection code scores one-class models by objectness alone.
-        "    conf = x[:, 4:5]\n    j = torch.zeros_like(conf)\n".to_string()
-    } else {
+    let score = if pose {
+        // The pose code multiplies objectness into the class probability also for one class.
         format!(
             "    conf, cls = torch.max(x[:, 5:{no_det}] * x[:, 4:5], 1, keepdim=True)\n    \
              j = cls.float()\n"
         )
+    } else {
+        // The detection code scores rows with one class by objectness alone; the rows' width
+        // decides, so `_nms` also serves one-class rows of another model.
+        "    if x.size(1) == 6:\n        \
+         conf = x[:, 4:5]\n        \
+         j = torch.zeros_like(conf)\n    \
+         else:\n        \
+         conf, cls = torch.max(x[:, 5:] * x[:, 4:5], 1, keepdim=True)\n        \
+         j = cls.float()\n"
+            .to_string()
     };
     let keypoints = if pose {
         format!(", x[:, {no_det}:]")
