@@ -43,6 +43,7 @@ fn parse_also(spec: &str) -> Option<Case> {
         program: PathBuf::from(words.next()?),
         args: words.map(str::to_owned).collect(),
         budget: None,
+        accept_exit: &[0],
     })
 }
 
@@ -84,12 +85,14 @@ fn main() {
             program: program.clone(),
             args: convert(&[]),
             budget: Some((DEFAULT_WALL_BUDGET_S, Some(DEFAULT_RSS_BUDGET_MB))),
+            accept_exit: &[0],
         },
         Case {
             label: "no checks".into(),
             program,
             args: convert(&["--no-validate", "--latency-runs", "0"]),
             budget: Some((NO_CHECKS_WALL_BUDGET_S, None)),
+            accept_exit: &[0],
         },
     ];
     cases.extend(also);

@@ -3,7 +3,10 @@
 //! weights, written by `tests/python/make_pose.py` with the setup's Python), and
 //! `yolov7-full.pt`. Each case runs `yolots-converter convert` in a fresh process with the
 //! default checks and with none (`--no-validate --latency-runs 0`), in interleaved rounds:
-//! wall time and peak RSS, medians printed.
+//! wall time and peak RSS, medians printed. The random full-size model's fused float32
+//! outputs drift further from its unfused ones than a trained model's (its own generator
+//! measures the spread), so its validation may end in "diverged" (exit status 3): such a
+//! run still did all the work and is timed, and marked.
 //!
 //! `cargo bench -p yolots-converter --bench pose [-- --rounds N]`
 
@@ -125,13 +128,19 @@ fn main() {
                     program: program.clone(),
                     args: args.clone(),
                     budget: None,
+                    accept_exit: &[0, 3],
                 };
                 let output = dir.join(format!("m{model_index}.torchscript.pt"));
                 let label = labels.get(slot).cloned().unwrap_or_default();
                 match run_once(&case, path, &output) {
                     Ok(run) => {
+                        let mark = if run.exit == 3 {
+                            "  (validation diverged)"
+                        } else {
+                            ""
+                        };
                         println!(
-                            "  round {round} {label:<36} {:>6.2} s {:>6.0} MB",
+                            "  round {round} {label:<36} {:>6.2} s {:>6.0} MB{mark}",
                             run.wall_s, run.peak_rss_mb
                         );
                         if let Some(list) = runs.get_mut(slot) {
