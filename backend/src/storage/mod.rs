@@ -194,6 +194,29 @@ impl Storage {
         Ok(self.store.head(key).await?.size)
     }
 
+    /// Deletes every artifact object of `job` but `keep`; returns how many went. An attempt
+    /// cut short between its upload and its record (a worker killed there) leaves an object
+    /// that no row names; the attempt that holds the job's lease removes it.
+    pub async fn delete_other_artifacts(
+        &self,
+        job: Uuid,
+        keep: &Path,
+    ) -> Result<usize, StorageError> {
+        let prefix = Path::from(format!("jobs/{job}/artifacts"));
+        let mut listed = self.store.list(Some(&prefix));
+        let mut stale = Vec::new();
+        while let Some(meta) = listed.next().await {
+            let location = meta?.location;
+            if &location != keep {
+                stale.push(location);
+            }
+        }
+        for key in &stale {
+            self.delete(key).await?;
+        }
+        Ok(stale.len())
+    }
+
     /// Deletes an object; a missing one is not an error.
     pub async fn delete(&self, key: &Path) -> Result<(), StorageError> {
         match self.store.delete(key).await {

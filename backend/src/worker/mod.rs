@@ -243,6 +243,22 @@ async fn run_job(
     };
     ctx.metrics
         .conversion(label, started.elapsed().as_secs_f64());
+    if let Outcome::Succeeded { artifact_key, .. } = &outcome {
+        // Before the record: once the job reads succeeded, only its artifact is stored.
+        match ctx
+            .storage
+            .delete_other_artifacts(row.id, &artifact_key.as_str().into())
+            .await
+        {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(worker, job = %row.id, removed, "removed artifacts of cut-short attempts");
+            }
+            Err(error) => {
+                tracing::warn!(worker, job = %row.id, %error, "could not list the job's artifacts");
+            }
+        }
+    }
     match finish(ctx, lease, &outcome).await {
         Ok(done) => tracing::info!(worker, job = %row.id, status = done.status.as_str(),
             seconds = started.elapsed().as_secs_f64(), "attempt ended"),
