@@ -184,6 +184,28 @@ fn detect_matches_plain_nms(
     kept
 }
 
+/// `forward` (decoded head) and `raw` match the expected outputs on inputs `a` and `b`, and
+/// `detect` matches the plain pose NMS there; returns every detection `detect` kept.
+fn matches_expected_on_both_inputs(
+    m: &tch::CModule,
+    exp: &Expected,
+    l: Layout,
+    what: &str,
+) -> Vec<PoseDet> {
+    let mut kept = Vec::new();
+    for input in ["a", "b"] {
+        let image = exp.get(&format!("{input}.input"));
+        let x = IValue::Tensor(image.shallow_clone());
+        let decoded = call(m, "forward", std::slice::from_ref(&x));
+        let want = exp.get(&format!("{input}.decoded"));
+        assert_pose_decoded(&format!("{what} {input}"), l, &decoded[0], want);
+        let raw = call(m, "raw", std::slice::from_ref(&x));
+        assert_raw(&format!("{what} {input}"), &raw, &exp.raw(input));
+        kept.extend(detect_matches_plain_nms(m, image, &decoded[0], l, input));
+    }
+    kept
+}
+
 /// Fused, `decoded` head, validated by the converter: forward and raw on both inputs, the
 /// metadata, `detect` against the plain pose NMS, and Python on both inputs.
 #[test]
@@ -218,16 +240,7 @@ fn script_fused_decoded_matches_the_pose_code() {
     }
 
     let m = load(&r.output);
-    for input in ["a", "b"] {
-        let image = exp.get(&format!("{input}.input"));
-        let x = IValue::Tensor(image.shallow_clone());
-        let decoded = call(&m, "forward", std::slice::from_ref(&x));
-        let want = exp.get(&format!("{input}.decoded"));
-        assert_pose_decoded(&format!("fused {input}"), FIXTURE, &decoded[0], want);
-        let raw = call(&m, "raw", std::slice::from_ref(&x));
-        assert_raw(&format!("fused {input}"), &raw, &exp.raw(input));
-        detect_matches_plain_nms(&m, image, &decoded[0], FIXTURE, input);
-    }
+    matches_expected_on_both_inputs(&m, &exp, FIXTURE, "fused");
 
     let meta = metadata_in_archive(&r.output);
     assert_eq!(meta.task.as_str(), "pose");
@@ -563,18 +576,9 @@ fn a_custom_pose_model_converts_and_validates() {
     assert_eq!(report.source.names, exp.names());
 
     let m = load(&r.output);
-    let mut classes_kept = std::collections::BTreeSet::new();
-    for input in ["a", "b"] {
-        let image = exp.get(&format!("{input}.input"));
-        let x = IValue::Tensor(image.shallow_clone());
-        let decoded = call(&m, "forward", std::slice::from_ref(&x));
-        let want = exp.get(&format!("{input}.decoded"));
-        assert_pose_decoded(&format!("custom {input}"), CUSTOM, &decoded[0], want);
-        let raw = call(&m, "raw", std::slice::from_ref(&x));
-        assert_raw(&format!("custom {input}"), &raw, &exp.raw(input));
-        let kept = detect_matches_plain_nms(&m, image, &decoded[0], CUSTOM, input);
-        classes_kept.extend(kept.iter().map(|d| d.class as i64));
-    }
+    let kept = matches_expected_on_both_inputs(&m, &exp, CUSTOM, "custom");
+    let classes_kept: std::collections::BTreeSet<i64> =
+        kept.iter().map(|d| d.class as i64).collect();
     // The best class per box, not class 0 alone (the pose code's NMS looks at class 0).
     assert_eq!(classes_kept.into_iter().collect::<Vec<_>>(), [0, 1]);
     let meta = metadata_in_archive(&r.output);
