@@ -30,6 +30,7 @@ impl<'p> Clock<'p> {
             Stage::Fusing => 0.25,
             Stage::Scripting => 0.3,
             Stage::Tracing => 0.35,
+            Stage::Exporting => 0.3,
             Stage::Optimizing => 0.4,
             Stage::Saving => 0.45,
             Stage::Validating => 0.55,

@@ -16,8 +16,11 @@ use crate::jit::{CompilationUnit, ScriptModule};
 use crate::layers::{Emitter, Placement, WeightSource};
 use crate::metadata::{ArtifactMetadata, InputSpec, METADATA_FILE, METADATA_FORMAT};
 use crate::network::Network;
+use crate::onnx;
 use crate::options::check_request;
-use crate::options::{ConvertRequest, Mode, Optimize, Precision, PrecisionKind, ResolveDevice};
+use crate::options::{
+    ConvertRequest, Format, Mode, Optimize, Precision, PrecisionKind, ResolveDevice,
+};
 use crate::progress::{ProgressEvent, Stage};
 use crate::proof;
 use crate::report::{
@@ -94,53 +97,24 @@ pub(crate) fn convert_model(
         net.perturb(&p.parameter, p.delta)?;
     }
     let tensor_elements = net.numel();
-
-    let mut module = match request.mode {
-        Mode::Script => {
-            clock.begin(Stage::Scripting, "generating TorchScript".into());
-            emit(&net, desc, &strides, request, None)?
-        }
-        Mode::Trace => {
-            clock.begin(
-                Stage::Tracing,
-                format!(
-                    "tracing at {}x{}",
-                    request.img_size.height, request.img_size.width
-                ),
-            );
-            let example = validate::test_input(1, request.img_size.hw())?.f_to_kind(kind)?;
-            emit(&net, desc, &strides, request, Some(&example))?
-        }
-    };
-    drop(net);
-
-    module = optimize(module, request.optimize, clock)?;
-
-    if tracing::enabled!(tracing::Level::TRACE) {
-        tracing::trace!(graphs = %module.graphs()?, "TorchScript graphs");
-    }
-    clock.begin(
-        Stage::Saving,
-        format!("writing {}", request.output.display()),
-    );
     let metadata = metadata(desc, &source, &strides, max_stride, fused, request);
-    let json = serde_json::to_vec_pretty(&metadata)
-        .map_err(|e| ConvertError::Internal(format!("metadata: {e}")))?;
-    save_atomically(
-        &module,
-        &request.output,
-        request.optimize == Optimize::Mobile,
-        &json,
-    )?;
-    drop(module);
+    match request.format {
+        Format::Torchscript => write_torchscript(net, desc, &strides, request, &metadata, clock)?,
+        Format::Onnx => write_onnx(net, desc, request, &metadata, clock)?,
+    }
     crate::memory::release_freed();
 
     // Hashing the artifact (a read of the whole file) overlaps the start of the proof,
     // whose reference build runs on one core.
     let (artifact, proof) = std::thread::scope(|scope| {
-        let hashing = scope
-            .spawn(|| artifact_facts(&request.output, request.optimize, fused, tensor_elements));
-        let proof = proof::prove(desc, weights, request, device, max_stride, clock);
+        let hashing = scope.spawn(|| {
+            let (format, methods) = artifact_kind(request, desc.strides.len());
+            artifact_facts(&request.output, format, methods, fused, tensor_elements)
+        });
+        let proof = match request.format {
+            Format::Torchscript => proof::prove(desc, weights, request, device, max_stride, clock),
+            Format::Onnx => onnx::proof::prove(desc, weights, request, max_stride, clock),
+        };
         let artifact = hashing
             .join()
             .map_err(|_| ConvertError::Internal("hashing the artifact panicked".into()))?;
@@ -185,6 +159,99 @@ pub(crate) fn convert_model(
         });
     }
     Ok(report)
+}
+
+/// Emits the TorchScript module (scripted or traced), optimises and saves it.
+fn write_torchscript(
+    net: Network,
+    desc: &ModelDescription,
+    strides: &[i64],
+    request: &ConvertRequest,
+    metadata: &ArtifactMetadata,
+    clock: &mut Clock<'_>,
+) -> Result<()> {
+    let mut module = match request.mode {
+        Mode::Script => {
+            clock.begin(Stage::Scripting, "generating TorchScript".into());
+            emit(&net, desc, strides, request, None)?
+        }
+        Mode::Trace => {
+            clock.begin(
+                Stage::Tracing,
+                format!(
+                    "tracing at {}x{}",
+                    request.img_size.height, request.img_size.width
+                ),
+            );
+            let kind = request.precision.kind();
+            let example = validate::test_input(1, request.img_size.hw())?.f_to_kind(kind)?;
+            emit(&net, desc, strides, request, Some(&example))?
+        }
+    };
+    drop(net);
+
+    module = optimize(module, request.optimize, clock)?;
+
+    if tracing::enabled!(tracing::Level::TRACE) {
+        tracing::trace!(graphs = %module.graphs()?, "TorchScript graphs");
+    }
+    clock.begin(
+        Stage::Saving,
+        format!("writing {}", request.output.display()),
+    );
+    let json = serde_json::to_vec_pretty(metadata)
+        .map_err(|e| ConvertError::Internal(format!("metadata: {e}")))?;
+    save_atomically(
+        &module,
+        &request.output,
+        request.optimize == Optimize::Mobile,
+        &json,
+    )
+}
+
+/// Writes the ONNX graph of the network and saves it.
+fn write_onnx(
+    net: Network,
+    desc: &ModelDescription,
+    request: &ConvertRequest,
+    metadata: &ArtifactMetadata,
+    clock: &mut Clock<'_>,
+) -> Result<()> {
+    clock.begin(Stage::Exporting, "writing the ONNX graph".into());
+    let spec = onnx::export::OnnxSpec {
+        head: request.head,
+        precision: request.precision,
+        thresholds: onnx::nms_thresholds(request),
+        layout: validate::RowLayout {
+            nc: desc.nc,
+            nkpt: desc.nkpt(),
+        },
+        metadata,
+    };
+    let model = onnx::export::model(&net, &spec)?;
+    drop(net);
+    clock.begin(
+        Stage::Saving,
+        format!("writing {}", request.output.display()),
+    );
+    onnx::export::save(&model, &request.output)
+}
+
+/// The artifact's format name and what it offers (methods, or ONNX outputs).
+fn artifact_kind(request: &ConvertRequest, levels: usize) -> (&'static str, Vec<String>) {
+    match request.format {
+        Format::Onnx => ("onnx", onnx::export::output_names(request.head, levels)),
+        Format::Torchscript => {
+            let mut methods = vec!["forward".to_owned()];
+            methods.extend(script::METHODS.iter().map(|m| (*m).to_owned()));
+            let format = if request.optimize == Optimize::Mobile {
+                "lite"
+            } else {
+                "torchscript"
+            };
+            (format, methods)
+        }
+    }
 }
 
 /// Applies the requested graph optimisation.
@@ -278,9 +345,10 @@ fn metadata(
             } else {
                 vec![1, 3, h, w]
             },
-            dtype: match request.precision {
-                Precision::Fp32 => "float32",
-                Precision::Fp16 => "float16",
+            // ONNX files take float32 whatever their precision (they cast inside).
+            dtype: match (request.format, request.precision) {
+                (Format::Onnx, _) | (_, Precision::Fp32) => "float32",
+                (Format::Torchscript, Precision::Fp16) => "float16",
             }
             .to_owned(),
             color: "RGB".to_owned(),
@@ -300,7 +368,11 @@ fn metadata(
         source_sha256: source.sha256.clone(),
         source_file: source.file_name.clone(),
         yolots_version: env!("CARGO_PKG_VERSION").to_owned(),
-        libtorch_version: crate::runtime::libtorch_version(),
+        libtorch_version: match request.format {
+            Format::Torchscript => crate::runtime::libtorch_version(),
+            Format::Onnx => None,
+        },
+        artifact_format: request.format,
         created: now_rfc3339(),
     }
 }

@@ -37,6 +37,10 @@ pub enum ConvertError {
     #[error("libtorch: {0}")]
     Torch(String),
 
+    /// ONNX Runtime could not be loaded, or refused to load or run an ONNX artifact.
+    #[error("ONNX Runtime: {0}")]
+    OnnxRuntime(String),
+
     /// Generated TorchScript did not compile: a bug in the emitter, never the user's.
     #[error("TorchScript of class {class} did not compile: {message}")]
     Script { class: String, message: String },
@@ -63,6 +67,7 @@ impl ConvertError {
             ConvertError::Options(_) => ErrorCode::InvalidOptions,
             ConvertError::ValidationFailed { .. } => ErrorCode::ValidationFailed,
             ConvertError::Torch(_) => ErrorCode::LibtorchError,
+            ConvertError::OnnxRuntime(_) => ErrorCode::OnnxruntimeError,
             ConvertError::Script { .. } => ErrorCode::ScriptError,
             ConvertError::Io { .. } => ErrorCode::IoError,
             ConvertError::Internal(_) => ErrorCode::InternalError,
@@ -80,6 +85,12 @@ impl ConvertError {
 impl From<tch::TchError> for ConvertError {
     fn from(e: tch::TchError) -> Self {
         ConvertError::Torch(e.to_string())
+    }
+}
+
+impl<R> From<ort::Error<R>> for ConvertError {
+    fn from(e: ort::Error<R>) -> Self {
+        ConvertError::OnnxRuntime(e.message().to_owned())
     }
 }
 

@@ -43,6 +43,7 @@ mod layers;
 mod memory;
 mod metadata;
 mod network;
+mod onnx;
 mod options;
 mod progress;
 mod proof;
@@ -58,8 +59,9 @@ pub use error::{ConvertError, Result};
 pub use jit::MobileModule;
 pub use layers::WeightSource;
 pub use metadata::{ArtifactMetadata, InputSpec, METADATA_FILE, METADATA_FORMAT};
+pub use onnx::runtime::{LIBRARY_VAR as ONNXRUNTIME_VAR, VERSION as ONNXRUNTIME_VERSION};
 pub use options::{
-    ConvertRequest, DeviceChoice, ImageSize, Mode, Optimize, Output, ParseOptionError,
+    ConvertRequest, DeviceChoice, Format, ImageSize, Mode, Optimize, Output, ParseOptionError,
     Perturbation, Precision, ResolveDevice, TestFault, limits,
 };
 pub use progress::{ProgressEvent, Stage};

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::options::{ImageSize, Mode, Optimize, Output, Precision};
+use crate::options::{Format, ImageSize, Mode, Optimize, Output, Precision};
 use yolots_protocol::Task;
 
 /// Name of the extra file in the archive (`extra/yolots.json`).
@@ -47,6 +47,9 @@ pub struct ArtifactMetadata {
     pub source_file: String,
     pub yolots_version: String,
     pub libtorch_version: Option<String>,
+    /// `torchscript` or `onnx` (absent in files written before ONNX: `torchscript`).
+    #[serde(default)]
+    pub artifact_format: Format,
     /// RFC 3339, UTC.
     pub created: String,
 }

@@ -20,6 +20,7 @@ use crate::layers::shortcut::Shortcut;
 use crate::layers::sppcspc::SppCspc;
 use crate::layers::upsample::Upsample;
 use crate::layers::{Emitter, NamedTensors, Placement, WeightSource};
+use crate::onnx::emit::OnnxEmitter;
 
 /// One layer of any kind.
 // A network holds a few hundred blocks, built once: boxing the larger kinds buys nothing.
@@ -130,6 +131,23 @@ impl Block {
             Block::DownC(d) => d.script(em),
             Block::Shortcut(s) => s.script(em),
             Block::Head(h) => h.script(em),
+        }
+    }
+
+    /// The ONNX nodes of a one-input layer named `name` (`model.3`); list layers and the
+    /// head are written by [`Network::onnx`].
+    fn onnx_one(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
+        match self {
+            Block::Conv(c) => c.onnx(e, x, name),
+            Block::RepConv(r) => r.onnx(e, x, name),
+            Block::MaxPool(m) => Ok(m.onnx(e, x)),
+            Block::SppCspc(s) => s.onnx(e, x, name),
+            Block::Upsample(u) => Ok(u.onnx(e, x)),
+            Block::ReOrg(r) => Ok(r.onnx(e, x)),
+            Block::DownC(d) => d.onnx(e, x, name),
+            Block::Concat(_) | Block::Shortcut(_) | Block::Head(_) => Err(ConvertError::Internal(
+                "list layer called with one input".into(),
+            )),
         }
     }
 }
@@ -301,6 +319,42 @@ impl Network {
                     *out = None;
                 }
             }
+        }
+        Err(ConvertError::Internal("network ended without head".into()))
+    }
+
+    /// The network's ONNX nodes from the value `images` (in the graph's element type) to
+    /// the raw head outputs (float32 values `raw_0`, `raw_1`, ...), dead layers skipped.
+    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, images: &str) -> Result<Vec<String>> {
+        let mut values: Vec<Option<String>> = vec![None; self.nodes.len()];
+        let last = self.nodes.len() - 1;
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node.live {
+                continue;
+            }
+            let n = self.used_inputs(node);
+            let mut xs = Vec::with_capacity(n);
+            for src in &node.inputs[..n] {
+                xs.push(match src {
+                    Src::Image => images,
+                    Src::Layer(j) => values[*j]
+                        .as_deref()
+                        .ok_or_else(|| ConvertError::Internal(format!("layer {j} not written")))?,
+                });
+            }
+            let name = format!("model.{i}");
+            let y = match &node.block {
+                Block::Head(h) if i == last => return h.onnx_raw(e, &xs, &name),
+                Block::Head(_) => {
+                    return Err(ConvertError::Unsupported(format!(
+                        "head at layer {i} is not last"
+                    )));
+                }
+                Block::Concat(c) => c.onnx(e, &xs),
+                Block::Shortcut(s) => s.onnx(e, &xs)?,
+                block => block.onnx_one(e, xs[0], &name)?,
+            };
+            values[i] = Some(y);
         }
         Err(ConvertError::Internal("network ended without head".into()))
     }

@@ -11,7 +11,7 @@ use yolots_checkpoint::model::ModelDescription;
 use crate::error::{ConvertError, Result};
 
 pub use yolots_protocol::{
-    ConvertRequest, DeviceChoice, ImageSize, Mode, Optimize, Output, ParseOptionError,
+    ConvertRequest, DeviceChoice, Format, ImageSize, Mode, Optimize, Output, ParseOptionError,
     Perturbation, Precision, TestFault, limits,
 };
 
@@ -93,6 +93,22 @@ pub(crate) fn check_request(
         if n >= count {
             return bad(format!(
                 "cuda:{n} requested, libtorch sees {count} CUDA device(s)"
+            ));
+        }
+    }
+    if request.format == Format::Onnx {
+        if request.mode != Mode::Script {
+            return bad(
+                "ONNX files are written from the model description with dynamic shapes; \
+                 --mode trace applies to TorchScript only"
+                    .into(),
+            );
+        }
+        if request.optimize != Optimize::None {
+            return bad(format!(
+                "--optimize {} applies to TorchScript only; ONNX Runtime, TensorRT and \
+                 OpenVINO optimise an ONNX file when they load it",
+                request.optimize
             ));
         }
     }

@@ -134,7 +134,7 @@ pub(crate) fn prove(
     })
 }
 
-fn timing_message(plan: TimingPlan) -> String {
+pub(crate) fn timing_message(plan: TimingPlan) -> String {
     match plan.budget_s {
         Some(budget) => format!(
             "timing for about {budget} s, at most {} runs",
@@ -157,7 +157,11 @@ pub(crate) struct ProofInput {
 impl ProofInput {
     /// Script mode: the small second input first, then the conversion size. Trace mode:
     /// the conversion size only (a traced network keeps its batch and size).
-    fn plan(request: &ConvertRequest, max_stride: i64, device: Device) -> Result<Vec<Self>> {
+    pub(crate) fn plan(
+        request: &ConvertRequest,
+        max_stride: i64,
+        device: Device,
+    ) -> Result<Vec<Self>> {
         let mut inputs = Vec::new();
         let dynamic = request.mode == Mode::Script;
         if dynamic {
@@ -177,7 +181,7 @@ impl ProofInput {
     }
 
     /// `<B>x<H>x<W>`, the suffix of check names.
-    fn tag(&self) -> String {
+    pub(crate) fn tag(&self) -> String {
         match self.tensor.size().as_slice() {
             [b, _, h, w] => format!("{b}x{h}x{w}"),
             other => format!("{other:?}"),
@@ -186,7 +190,7 @@ impl ProofInput {
 }
 
 /// The reference's outputs for every input; the network is gone when this returns.
-fn reference_outputs(
+pub(crate) fn reference_outputs(
     desc: &ModelDescription,
     weights: &dyn WeightSource,
     device: Device,

@@ -12,8 +12,7 @@ use tch::Device;
 use yolots_checkpoint::model::{DType, ModelDescription};
 
 use crate::error::{ConvertError, Result};
-use crate::options::{ConvertRequest, Optimize, device_name};
-use crate::script;
+use crate::options::{ConvertRequest, device_name};
 use crate::timing::{Call, TimingPlan};
 
 pub use yolots_protocol::report::*;
@@ -114,7 +113,8 @@ fn dtype_name(d: DType) -> &'static str {
 
 pub(crate) fn artifact_facts(
     path: &Path,
-    optimize: Optimize,
+    format: &str,
+    methods: Vec<String>,
     fused: bool,
     tensor_elements: i64,
 ) -> Result<ArtifactFacts> {
@@ -133,8 +133,6 @@ pub(crate) fn artifact_facts(
         hasher.update(&buffer[..n]);
         size += n as u64;
     }
-    let mut methods = vec!["forward".to_owned()];
-    methods.extend(script::METHODS.iter().map(|m| (*m).to_owned()));
     Ok(ArtifactFacts {
         file_name: path
             .file_name()
@@ -142,12 +140,7 @@ pub(crate) fn artifact_facts(
             .unwrap_or_default(),
         size_bytes: size,
         sha256: hex::encode(hasher.finalize()),
-        format: if optimize == Optimize::Mobile {
-            "lite"
-        } else {
-            "torchscript"
-        }
-        .to_owned(),
+        format: format.to_owned(),
         fused,
         tensor_elements,
         methods,
@@ -156,6 +149,7 @@ pub(crate) fn artifact_facts(
 
 pub(crate) fn report_options(r: &ConvertRequest) -> ReportOptions {
     ReportOptions {
+        format: r.format,
         mode: r.mode,
         head: r.head,
         precision: r.precision,

@@ -129,6 +129,9 @@ error_codes! {
     /// libtorch refused an operation.
     LibtorchError => "libtorch_error", Converter,
         "libtorch refused an operation of this conversion. Try fp32, no fusing or another optimisation; if it persists, the report and the server's log have the details.";
+    /// ONNX Runtime could not be loaded, or refused to load or run an ONNX artifact.
+    OnnxruntimeError => "onnxruntime_error", Converter,
+        "ONNX Runtime could not load or run the ONNX file made for this model. Check that the server's ONNX Runtime library is installed (YOLOTS_ONNXRUNTIME); if it is, please report the model, since this is a yolots bug.";
     /// libtorch could not compile the generated TorchScript.
     ScriptError => "script_error", Converter,
         "libtorch could not compile the TorchScript made for this model. Try the trace mode; please report the model, since this is a yolots bug.";

@@ -2,7 +2,7 @@
 //!
 //! The converter (which loads libtorch), the `yolots` binary (which never does) and the
 //! web page speak in these types: the conversion options as the CLI spells them
-//! ([`Mode`], [`Output`], [`Precision`], [`Optimize`], [`DeviceChoice`], [`ImageSize`]), what a
+//! ([`Format`], [`Mode`], [`Output`], [`Precision`], [`Optimize`], [`DeviceChoice`], [`ImageSize`]), what a
 //! model predicts ([`Task`], with the COCO keypoint layout of pose models), the
 //! progress of a conversion ([`ProgressEvent`], [`Stage`]) and the facts about the
 //! libtorch a converter loads ([`RuntimeFacts`]); and every error code any part emits,
@@ -21,7 +21,7 @@ mod task;
 pub use converter_line::{ConverterLine, EXIT_DIVERGED, EXIT_REFUSED};
 pub use error_code::{ErrorCode, GENERIC_ADVICE, Origin, UnknownErrorCode};
 pub use options::{
-    DeviceChoice, ImageSize, Mode, Optimize, Output, ParseOptionError, Precision, limits,
+    DeviceChoice, Format, ImageSize, Mode, Optimize, Output, ParseOptionError, Precision, limits,
 };
 pub use progress::{ProgressEvent, Stage};
 pub use request::{ConvertRequest, Perturbation, TestFault};

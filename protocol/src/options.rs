@@ -127,6 +127,17 @@ impl ParseOptionError {
     }
 }
 
+/// The artifact's file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Format {
+    /// A TorchScript archive (`torch.jit.load`, `torch::jit::load`, `tch::CModule`).
+    #[default]
+    Torchscript,
+    /// An ONNX model, opset 17 (ONNX Runtime, TensorRT, OpenVINO, OpenCV DNN).
+    Onnx,
+}
+spelled_enum!(Format, "format", { Torchscript => "torchscript", Onnx => "onnx" });
+
 /// How the TorchScript is produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
@@ -311,6 +322,9 @@ mod tests {
     fn spellings_round_trip() {
         for m in Mode::ALL {
             assert_eq!(m.to_string().parse::<Mode>(), Ok(*m));
+        }
+        for f in Format::ALL {
+            assert_eq!(f.to_string().parse::<Format>(), Ok(*f));
         }
         for h in Output::ALL {
             assert_eq!(h.to_string().parse::<Output>(), Ok(*h));

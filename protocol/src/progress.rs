@@ -20,6 +20,8 @@ pub enum Stage {
     Scripting,
     /// Tracing the eager network (trace mode).
     Tracing,
+    /// Writing the ONNX graph (ONNX format).
+    Exporting,
     /// Freeze / optimize_for_inference / optimize_for_mobile.
     Optimizing,
     /// Writing the artifact.
@@ -41,6 +43,7 @@ impl Stage {
             Stage::Fusing => "fusing",
             Stage::Scripting => "scripting",
             Stage::Tracing => "tracing",
+            Stage::Exporting => "exporting",
             Stage::Optimizing => "optimizing",
             Stage::Saving => "saving",
             Stage::Validating => "validating",

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::options::{DeviceChoice, ImageSize, Mode, Optimize, Output, Precision};
+use crate::options::{DeviceChoice, Format, ImageSize, Mode, Optimize, Output, Precision};
 use crate::progress::Stage;
 use crate::task::Task;
 
@@ -88,6 +88,9 @@ pub struct SourceFacts {
 /// The options the conversion ran with (paths left out).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportOptions {
+    /// Absent in reports written before ONNX existed: `torchscript`.
+    #[serde(default)]
+    pub format: Format,
     pub mode: Mode,
     pub head: Output,
     pub precision: Precision,
@@ -126,8 +129,8 @@ pub struct ArtifactFacts {
     pub file_name: String,
     pub size_bytes: u64,
     pub sha256: String,
-    /// `torchscript` (loads in `torch.jit.load`, `torch::jit::load`, `tch::CModule`) or
-    /// `lite` (loads in the mobile lite interpreter).
+    /// `torchscript` (loads in `torch.jit.load`, `torch::jit::load`, `tch::CModule`),
+    /// `lite` (loads in the mobile lite interpreter) or `onnx` (ONNX Runtime, TensorRT, ...).
     pub format: String,
     /// Whether BatchNorm, RepConv branches and implicit knowledge are folded.
     pub fused: bool,

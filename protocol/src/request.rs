@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::options::{
-    DeviceChoice, ImageSize, Mode, Optimize, Output, ParseOptionError, Precision, limits,
+    DeviceChoice, Format, ImageSize, Mode, Optimize, Output, ParseOptionError, Precision, limits,
 };
 
 crate::options::spelled_enum!(TestFault, "test fault", {
@@ -44,8 +44,12 @@ pub struct Perturbation {
 pub struct ConvertRequest {
     /// The checkpoint (`.pt`).
     pub input: PathBuf,
-    /// Where the artifact goes (`.torchscript`/`.pt`; `.ptl` with `Optimize::Mobile`).
+    /// Where the artifact goes (`.torchscript`/`.pt`; `.ptl` with `Optimize::Mobile`;
+    /// `.onnx` with `Format::Onnx`).
     pub output: PathBuf,
+    /// TorchScript or ONNX (requests written before ONNX existed read as TorchScript).
+    #[serde(default)]
+    pub format: Format,
     pub mode: Mode,
     pub head: Output,
     pub precision: Precision,
@@ -88,6 +92,7 @@ impl ConvertRequest {
         ConvertRequest {
             input: input.into(),
             output: output.into(),
+            format: Format::default(),
             mode: Mode::default(),
             head: Output::default(),
             precision: Precision::default(),

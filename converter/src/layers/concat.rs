@@ -5,6 +5,7 @@ use tch::Tensor;
 use super::Emitter;
 use crate::error::Result;
 use crate::jit::ScriptModule;
+use crate::onnx::emit::OnnxEmitter;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Concat {
@@ -25,5 +26,9 @@ impl Concat {
                 .to_owned()
         })?;
         Ok(m)
+    }
+
+    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, xs: &[&str]) -> String {
+        e.concat(xs, self.dim)
     }
 }

@@ -11,6 +11,7 @@ use yolots_checkpoint::model;
 use super::{Emitter, NamedTensors, Placement, WeightSource, activation, pair};
 use crate::error::Result;
 use crate::jit::ScriptModule;
+use crate::onnx::emit::OnnxEmitter;
 
 /// `nn.Conv2d`.
 #[derive(Debug)]
@@ -290,5 +291,14 @@ impl Conv {
             )
         })?;
         Ok(m)
+    }
+
+    /// The ONNX nodes of the block, weights named `{name}.conv.*` and `{name}.bn.*`.
+    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
+        let mut y = e.conv2d(x, &self.conv, &format!("{name}.conv"))?;
+        if let Some(bn) = &self.bn {
+            y = e.batch_norm(&y, bn, &format!("{name}.bn"))?;
+        }
+        Ok(e.activation(self.act, &y))
     }
 }

@@ -9,6 +9,7 @@ use super::pool::MaxPool;
 use super::{Emitter, NamedTensors, Placement, WeightSource};
 use crate::error::Result;
 use crate::jit::ScriptModule;
+use crate::onnx::emit::OnnxEmitter;
 
 #[derive(Debug)]
 pub(crate) struct DownC {
@@ -76,5 +77,13 @@ impl DownC {
                 .to_owned()
         })?;
         Ok(m)
+    }
+
+    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
+        let a = self.cv1.onnx(e, x, &format!("{name}.cv1"))?;
+        let a = self.cv2.onnx(e, &a, &format!("{name}.cv2"))?;
+        let p = self.pool.onnx(e, x);
+        let b = self.cv3.onnx(e, &p, &format!("{name}.cv3"))?;
+        Ok(e.concat(&[&a, &b], 1))
     }
 }

@@ -21,6 +21,9 @@ use super::keypoints::{self, KeypointBranch};
 use super::{Emitter, NamedTensors, Placement, WeightSource, int};
 use crate::error::{ConvertError, Result};
 use crate::jit::ScriptModule;
+use crate::onnx::emit::OnnxEmitter;
+use yolots_onnx::attr;
+use yolots_onnx::proto::DataType;
 
 /// A detection head.
 #[derive(Debug)]
@@ -368,6 +371,98 @@ impl Head {
         Ok(m)
     }
 
+    /// The ONNX nodes of the raw outputs, float32 values named `raw_0`, `raw_1`, ...
+    /// (weights named `{name}.m.0.weight`, ...).
+    pub(crate) fn onnx_raw(
+        &self,
+        e: &mut OnnxEmitter,
+        xs: &[&str],
+        name: &str,
+    ) -> Result<Vec<String>> {
+        if xs.len() < self.nl() {
+            return Err(ConvertError::Unsupported(format!(
+                "head with {} levels gets {} inputs",
+                self.nl(),
+                xs.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(self.nl());
+        for (i, conv) in self.convs.iter().enumerate() {
+            let x = xs[i];
+            let conv_name = format!("{name}.m.{i}");
+            let mut y = if self.has_implicit() {
+                let ia = e.weight(&format!("{name}.ia.{i}.implicit"), &self.implicit_a[i])?;
+                let im = e.weight(&format!("{name}.im.{i}.implicit"), &self.implicit_m[i])?;
+                let shifted = e.g.op("Add", &[&ia, x], vec![]);
+                let y = e.conv2d(&shifted, conv, &conv_name)?;
+                e.g.op("Mul", &[&im, &y], vec![])
+            } else {
+                e.conv2d(x, conv, &conv_name)?
+            };
+            if let Some(branch) = self.keypoints.get(i) {
+                let k = branch.onnx(e, x, &format!("{name}.m_kpt.{i}"))?;
+                y = e.concat(&[&y, &k], 1);
+            }
+            // [B, na * no, ny, nx] -> [B, ny, nx, na, no] -> [B, na, ny, nx, no]: the
+            // reshape then only splits the last axis, whatever the size.
+            let t = e.transpose(&y, &[0, 2, 3, 1]);
+            let t = e.reshape(&t, &[0, 0, 0, self.na, self.no]);
+            let t = e.transpose(&t, &[0, 3, 1, 2, 4]);
+            let raw = format!("raw_{i}");
+            let to_float = attr::int("to", DataType::Float as i64);
+            e.g.op_into("Cast", &[&t], &[&raw], vec![to_float]);
+            out.push(raw);
+        }
+        Ok(out)
+    }
+
+    /// The ONNX nodes of [`Head::decode`] over float32 raw values, the grid built from
+    /// each level's shape at run time; the result is the value `decoded`.
+    pub(crate) fn onnx_decode(&self, e: &mut OnnxEmitter, raw: &[String]) -> Result<String> {
+        let mut levels = Vec::with_capacity(raw.len());
+        for (i, r) in raw.iter().enumerate() {
+            let stride = self.strides.get(i).copied().unwrap_or(1.0) as f32;
+            let y = e.slice(r, 4, 0, Some(self.no_det));
+            let y = e.g.op("Sigmoid", &[&y], vec![]);
+            let (gx, gy) = grid_axes(e, r);
+            let coordinate = |e: &mut OnnxEmitter, c: i64, grid: &str| {
+                let v = e.slice(&y, 4, c, Some(c + 1));
+                let v = e.mul_add(&v, 2.0, -0.5);
+                let v = e.g.op("Add", &[&v, grid], vec![]);
+                e.mul_scalar(&v, stride)
+            };
+            let gx5 = e.reshape(&gx, &[1, 1, 1, -1, 1]);
+            let gy5 = e.reshape(&gy, &[1, 1, -1, 1, 1]);
+            let cx = coordinate(e, 0, &gx5);
+            let cy = coordinate(e, 1, &gy5);
+            let wh = e.slice(&y, 4, 2, Some(4));
+            let wh = e.mul_scalar(&wh, 2.0);
+            let wh = e.g.op("Mul", &[&wh, &wh], vec![]);
+            let anchors = e.float_constant(&self.anchor_grid.f_get(int(i)?)?)?;
+            let wh = e.g.op("Mul", &[&wh, &anchors], vec![]);
+            let rest = e.slice(&y, 4, 4, None);
+            let mut parts = vec![cx, cy, wh, rest];
+            if self.nkpt > 0 {
+                let k = e.slice(r, 4, self.no_det, None);
+                let gx6 = e.reshape(&gx, &[1, 1, 1, -1, 1, 1]);
+                let gy6 = e.reshape(&gy, &[1, 1, -1, 1, 1, 1]);
+                parts.push(keypoints::onnx_decode(
+                    e,
+                    &k,
+                    (&gx6, &gy6),
+                    stride,
+                    self.nkpt,
+                ));
+            }
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            let joined = e.concat(&refs, 4);
+            levels.push(e.reshape(&joined, &[0, -1, self.no]));
+        }
+        let refs: Vec<&str> = levels.iter().map(String::as_str).collect();
+        e.g.op_into("Concat", &refs, &[DECODED], vec![attr::int("axis", 1)]);
+        Ok(DECODED.to_owned())
+    }
+
     fn source(&self) -> String {
         let mut src = String::from(
             "def forward(self, xs: List[Tensor]) -> List[Tensor]:\n    out: List[Tensor] = []\n",
@@ -393,6 +488,27 @@ impl Head {
         src.push_str(keypoints::DECODE_SOURCE);
         src
     }
+}
+
+/// Name of the decoded value in ONNX graphs (an output, or an inner value for the
+/// `detections` head that validation reads as an extra output).
+pub(crate) const DECODED: &str = "decoded";
+
+/// The cell columns `[nx]` and rows `[ny]` of a `[B, na, ny, nx, no]` value, as float32
+/// ranges computed from its shape at run time.
+fn grid_axes(e: &mut OnnxEmitter, r: &str) -> (String, String) {
+    let shape = e.g.op("Shape", &[r], vec![]);
+    let zero = e.g.int_scalar(0);
+    let one = e.g.int_scalar(1);
+    let axis = |e: &mut OnnxEmitter, dim: i64| {
+        let d = e.g.int_scalar(dim);
+        let n = e.g.op("Gather", &[&shape, &d], vec![attr::int("axis", 0)]);
+        let range = e.g.op("Range", &[&zero, &n, &one], vec![]);
+        e.cast(&range, DataType::Float)
+    };
+    let gx = axis(e, 3);
+    let gy = axis(e, 2);
+    (gx, gy)
 }
 
 /// The head's shared methods: raw arrangement and decoding (one screen with

@@ -15,6 +15,7 @@ use super::conv::{Conv, Conv2d};
 use super::{Emitter, NamedTensors, Placement, WeightSource};
 use crate::error::Result;
 use crate::jit::ScriptModule;
+use crate::onnx::emit::OnnxEmitter;
 
 /// One level's keypoint branch.
 #[derive(Debug)]
@@ -108,6 +109,18 @@ impl KeypointBranch {
         })?;
         Ok(m)
     }
+
+    /// The ONNX nodes of the branch, weights named as [`KeypointBranch::named`] names them.
+    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
+        if self.blocks.is_empty() {
+            return e.conv2d(x, &self.out, name);
+        }
+        let mut y = x.to_owned();
+        for (j, block) in self.blocks.iter().enumerate() {
+            y = block.onnx(e, &y, &format!("{name}.{j}"))?;
+        }
+        e.conv2d(&y, &self.out, &format!("{name}.{}", self.blocks.len()))
+    }
 }
 
 /// Decodes one level's keypoint part `k` (`[B, na, ny, nx, 3 * nkpt]`, pre-activation) with
@@ -140,3 +153,27 @@ def _decode_keypoints(self, k: Tensor, grid: Tensor, stride: float) -> Tensor:
     conf = torch.sigmoid(k[:, :, :, :, :, 2:3])
     return torch.cat([xy, conf], 5).view(bs, na, ny, nx, 3 * self.nkpt)
 "#;
+
+/// The ONNX nodes doing what [`decode`] does, on float32 `k` with the level's grid
+/// columns `gx` (`[1, 1, 1, nx, 1, 1]`) and rows `gy` (`[1, 1, ny, 1, 1, 1]`).
+pub(crate) fn onnx_decode(
+    e: &mut OnnxEmitter,
+    k: &str,
+    (gx, gy): (&str, &str),
+    stride: f32,
+    nkpt: i64,
+) -> String {
+    let k = e.reshape(k, &[0, 0, 0, 0, nkpt, 3]);
+    let coordinate = |e: &mut OnnxEmitter, c: i64, grid: &str| {
+        let v = e.slice(&k, 5, c, Some(c + 1));
+        let v = e.mul_add(&v, 2.0, -0.5);
+        let v = e.g.op("Add", &[&v, grid], vec![]);
+        e.mul_scalar(&v, stride)
+    };
+    let x = coordinate(e, 0, gx);
+    let y = coordinate(e, 1, gy);
+    let conf = e.slice(&k, 5, 2, Some(3));
+    let conf = e.g.op("Sigmoid", &[&conf], vec![]);
+    let joined = e.concat(&[&x, &y, &conf], 5);
+    e.reshape(&joined, &[0, 0, 0, 0, 3 * nkpt])
+}

@@ -6,6 +6,7 @@ use yolots_checkpoint::model;
 use super::{Emitter, pair};
 use crate::error::Result;
 use crate::jit::ScriptModule;
+use crate::onnx::emit::OnnxEmitter;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MaxPool {
@@ -52,5 +53,9 @@ impl MaxPool {
                 .to_owned()
         })?;
         Ok(m)
+    }
+
+    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str) -> String {
+        e.max_pool(x, self)
     }
 }

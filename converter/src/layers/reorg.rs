@@ -6,6 +6,7 @@ use tch::Tensor;
 use super::Emitter;
 use crate::error::Result;
 use crate::jit::ScriptModule;
+use crate::onnx::emit::OnnxEmitter;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReOrg;
@@ -29,5 +30,15 @@ impl ReOrg {
                 .to_owned()
         })?;
         Ok(m)
+    }
+
+    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str) -> String {
+        let mut phase = |row: i64, col: i64| {
+            let r = e.slice_step(x, 2, row, None, 2);
+            e.slice_step(&r, 3, col, None, 2)
+        };
+        let parts = [phase(0, 0), phase(1, 0), phase(0, 1), phase(1, 1)];
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        e.concat(&refs, 1)
     }
 }

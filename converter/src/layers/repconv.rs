@@ -12,6 +12,7 @@ use super::conv::{BatchNorm2d, Conv2d};
 use super::{Emitter, NamedTensors, Placement, WeightSource, activation};
 use crate::error::{ConvertError, Result};
 use crate::jit::ScriptModule;
+use crate::onnx::emit::OnnxEmitter;
 
 /// A conv+BN branch, named like the source's `nn.Sequential(conv, bn)` (`0`, `1`).
 #[derive(Debug)]
@@ -52,6 +53,11 @@ impl Branch {
         let conv = self.conv.script(em)?;
         let bn = self.bn.script(em)?;
         em.list("ConvBnSequential", &[conv, bn])
+    }
+
+    fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
+        let y = e.conv2d(x, &self.conv, &format!("{name}.0"))?;
+        e.batch_norm(&y, &self.bn, &format!("{name}.1"))
     }
 }
 
@@ -240,6 +246,28 @@ impl RepConv {
                 Ok(m)
             }
         }
+    }
+
+    /// The ONNX nodes of either form.
+    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
+        let y = match &self.form {
+            Form::Reparam(conv) => e.conv2d(x, conv, &format!("{name}.rbr_reparam"))?,
+            Form::Branches {
+                dense,
+                one_by_one,
+                identity,
+            } => {
+                let d = dense.onnx(e, x, &format!("{name}.rbr_dense"))?;
+                let o = one_by_one.onnx(e, x, &format!("{name}.rbr_1x1"))?;
+                let mut y = e.g.op("Add", &[&d, &o], vec![]);
+                if let Some(id) = identity {
+                    let i = e.batch_norm(x, id, &format!("{name}.rbr_identity"))?;
+                    y = e.g.op("Add", &[&y, &i], vec![]);
+                }
+                y
+            }
+        };
+        Ok(e.activation(self.act, &y))
     }
 }
 

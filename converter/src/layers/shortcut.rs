@@ -5,6 +5,7 @@ use tch::Tensor;
 use super::Emitter;
 use crate::error::{ConvertError, Result};
 use crate::jit::ScriptModule;
+use crate::onnx::emit::OnnxEmitter;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Shortcut;
@@ -26,5 +27,14 @@ impl Shortcut {
             "def forward(self, xs: List[Tensor]) -> Tensor:\n    return xs[0] + xs[1]\n".to_owned()
         })?;
         Ok(m)
+    }
+
+    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, xs: &[&str]) -> Result<String> {
+        match xs {
+            [a, b, ..] => Ok(e.g.op("Add", &[a, b], vec![])),
+            _ => Err(ConvertError::Unsupported(
+                "Shortcut with fewer than two inputs".into(),
+            )),
+        }
     }
 }

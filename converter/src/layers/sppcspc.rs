@@ -9,6 +9,7 @@ use super::pool::MaxPool;
 use super::{Emitter, NamedTensors, Placement, WeightSource};
 use crate::error::Result;
 use crate::jit::ScriptModule;
+use crate::onnx::emit::OnnxEmitter;
 
 #[derive(Debug)]
 pub(crate) struct SppCspc {
@@ -102,5 +103,25 @@ impl SppCspc {
             )
         })?;
         Ok(m)
+    }
+
+    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
+        let cv = |e: &mut OnnxEmitter, i: usize, x: &str| {
+            self.cv[i].onnx(e, x, &format!("{name}.cv{}", i + 1))
+        };
+        let x1 = cv(e, 0, x)?;
+        let x1 = cv(e, 2, &x1)?;
+        let x1 = cv(e, 3, &x1)?;
+        let mut pyramid = vec![x1.clone()];
+        for p in &self.pools {
+            pyramid.push(p.onnx(e, &x1));
+        }
+        let refs: Vec<&str> = pyramid.iter().map(String::as_str).collect();
+        let cat = e.concat(&refs, 1);
+        let y1 = cv(e, 4, &cat)?;
+        let y1 = cv(e, 5, &y1)?;
+        let y2 = cv(e, 1, x)?;
+        let cat = e.concat(&[&y1, &y2], 1);
+        cv(e, 6, &cat)
     }
 }

@@ -7,6 +7,8 @@ use yolots_checkpoint::model::UpsampleMode;
 use super::Emitter;
 use crate::error::Result;
 use crate::jit::ScriptModule;
+use crate::onnx::emit::OnnxEmitter;
+use yolots_onnx::attr;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Upsample {
@@ -51,5 +53,25 @@ impl Upsample {
             )
         })?;
         Ok(m)
+    }
+
+    /// `Resize` by the scale factor: nearest takes the source index `floor(dst / scale)`
+    /// (`asymmetric`, `floor`), bilinear samples at `(dst + 0.5) / scale - 0.5`
+    /// (`pytorch_half_pixel`), as `F.interpolate` does without `align_corners`.
+    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str) -> String {
+        let s = self.scale as f32;
+        let scales = e.g.floats(&[1.0, 1.0, s, s], &[4]);
+        let attrs = match self.mode {
+            UpsampleMode::Nearest => vec![
+                attr::string("mode", "nearest"),
+                attr::string("coordinate_transformation_mode", "asymmetric"),
+                attr::string("nearest_mode", "floor"),
+            ],
+            UpsampleMode::Bilinear => vec![
+                attr::string("mode", "linear"),
+                attr::string("coordinate_transformation_mode", "pytorch_half_pixel"),
+            ],
+        };
+        e.g.op("Resize", &[x, "", &scales], attrs)
     }
 }

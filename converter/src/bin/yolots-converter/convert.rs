@@ -15,7 +15,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use yolots_converter::{
     ConversionReport, ConvertError, ConvertRequest, ConverterLine, DeviceChoice, EXIT_DIVERGED,
-    EXIT_REFUSED, ImageSize, Mode, Optimize, Output, Precision, ProgressEvent, TestFault, limits,
+    EXIT_REFUSED, Format, ImageSize, Mode, Optimize, Output, Precision, ProgressEvent, TestFault,
+    limits,
 };
 
 /// Arguments of `yolots convert`.
@@ -23,10 +24,14 @@ use yolots_converter::{
 pub struct ConvertArgs {
     /// The checkpoint written by YOLOv7's training code.
     pub input: PathBuf,
-    /// The artifact to write (default: beside the input, `NAME.torchscript.pt`, or
-    /// `NAME.torchscript.ptl` with `--optimize mobile`).
+    /// The artifact to write (default: beside the input, `NAME.torchscript.pt`,
+    /// `NAME.torchscript.ptl` with `--optimize mobile`, `NAME.onnx` with `--format onnx`).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// `torchscript` (a TorchScript module for LibTorch and PyTorch) or `onnx` (an opset 17
+    /// graph for ONNX Runtime, TensorRT, OpenVINO and OpenCV).
+    #[arg(long, default_value_t = Format::Torchscript)]
+    pub format: Format,
     /// `script` (dynamic batch, size and device) or `trace` (fixed size).
     #[arg(long, default_value_t = Mode::Script)]
     pub mode: Mode,
@@ -107,12 +112,13 @@ impl ConvertArgs {
         let output = self
             .output
             .clone()
-            .unwrap_or_else(|| default_output(&self.input, self.optimize));
+            .unwrap_or_else(|| default_output(&self.input, self.format, self.optimize));
         let report = self
             .report
             .clone()
             .unwrap_or_else(|| default_report(&output));
         ConvertRequest {
+            format: self.format,
             mode: self.mode,
             head: self.head,
             precision: self.precision,
@@ -287,12 +293,15 @@ fn fmt_error(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.3e}"))
 }
 
-/// `dir/NAME.torchscript.pt` (or `.ptl`) beside the input.
-fn default_output(input: &Path, optimize: Optimize) -> PathBuf {
+/// `dir/NAME.torchscript.pt` (or `.ptl`, or `NAME.onnx`) beside the input.
+fn default_output(input: &Path, format: Format, optimize: Optimize) -> PathBuf {
     let stem = input
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
+    if format == Format::Onnx {
+        return input.with_file_name(format!("{stem}.onnx"));
+    }
     let extension = if optimize == Optimize::Mobile {
         "ptl"
     } else {
@@ -310,6 +319,7 @@ fn default_report(output: &Path) -> PathBuf {
     let stem = name
         .strip_suffix(".pt")
         .or_else(|| name.strip_suffix(".ptl"))
+        .or_else(|| name.strip_suffix(".onnx"))
         .unwrap_or(&name);
     let stem = stem.strip_suffix(".torchscript").unwrap_or(stem);
     output.with_file_name(format!("{stem}.report.json"))
@@ -344,12 +354,16 @@ mod tests {
 
     #[test]
     fn default_paths_sit_beside_the_input() {
-        let out = default_output(Path::new("runs/best.pt"), Optimize::None);
+        let ts = Format::Torchscript;
+        let out = default_output(Path::new("runs/best.pt"), ts, Optimize::None);
         assert_eq!(out, Path::new("runs/best.torchscript.pt"));
         assert_eq!(
-            default_output(Path::new("best.pt"), Optimize::Mobile),
+            default_output(Path::new("best.pt"), ts, Optimize::Mobile),
             Path::new("best.torchscript.ptl")
         );
         assert_eq!(default_report(&out), Path::new("runs/best.report.json"));
+        let onnx = default_output(Path::new("runs/best.pt"), Format::Onnx, Optimize::None);
+        assert_eq!(onnx, Path::new("runs/best.onnx"));
+        assert_eq!(default_report(&onnx), Path::new("runs/best.report.json"));
     }
 }

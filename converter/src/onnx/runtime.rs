@@ -1,0 +1,122 @@
+//! ONNX Runtime, loaded as a shared library at run time (the way libtorch's CUDA backend
+//! is): the `onnxruntime` wheel's `libonnxruntime.so`, found through `YOLOTS_ONNXRUNTIME`
+//! or next to the executable. Nothing is linked, so a build needs no ONNX Runtime and a
+//! process that never validates an ONNX file never loads it.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::TensorRef;
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{ConvertError, Result};
+
+/// The variable naming the ONNX Runtime library (`libonnxruntime.so.*`).
+pub const LIBRARY_VAR: &str = "YOLOTS_ONNXRUNTIME";
+
+static ENVIRONMENT: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
+
+/// Where the library is: `YOLOTS_ONNXRUNTIME`, else `lib/libonnxruntime.so` beside the
+/// executable's folder (the layout of `cargo xtask dist`).
+fn library_path() -> std::result::Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os(LIBRARY_VAR).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let beside = std::env::current_exe().ok().and_then(|exe| {
+        let dir = exe.parent()?.to_path_buf();
+        [dir.join("lib"), dir.join("../lib")]
+            .into_iter()
+            .map(|d| d.join("libonnxruntime.so"))
+            .find(|p| p.is_file())
+    });
+    beside.ok_or_else(|| {
+        format!(
+            "no ONNX Runtime library: set {LIBRARY_VAR} to the libonnxruntime.so of the \
+             onnxruntime {} wheel (cargo xtask setup installs it)",
+            VERSION
+        )
+    })
+}
+
+/// The ONNX Runtime release yolots is built and tested against.
+pub const VERSION: &str = "1.31.1";
+
+/// The process's ONNX Runtime environment, loaded on first use.
+fn environment() -> Result<&'static Environment> {
+    ENVIRONMENT
+        .get_or_init(|| {
+            let path = library_path()?;
+            let start = Instant::now();
+            let env = ort::init_from(&path)
+                .map_err(|e| format!("loading {}: {e}", path.display()))?
+                .with_name("yolots")
+                .build()
+                .map_err(|e| e.to_string())?;
+            tracing::debug!(
+                ms = start.elapsed().as_secs_f64() * 1e3,
+                library = %path.display(),
+                "ONNX Runtime loaded"
+            );
+            Ok(env)
+        })
+        .as_ref()
+        .map_err(|e| ConvertError::OnnxRuntime(e.clone()))
+}
+
+/// The version string of the loaded library.
+pub fn loaded_version() -> Result<String> {
+    environment()?;
+    Ok(ort::info().to_owned())
+}
+
+/// A model loaded by ONNX Runtime on the CPU.
+pub(crate) struct OnnxSession {
+    session: Session,
+}
+
+impl OnnxSession {
+    fn builder(threads: usize) -> Result<ort::session::builder::SessionBuilder> {
+        let b = Session::builder(environment()?)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)?
+            .with_intra_threads(threads.max(1))?;
+        Ok(b)
+    }
+
+    /// The file as written.
+    pub(crate) fn from_file(path: &std::path::Path, threads: usize) -> Result<Self> {
+        let session = Self::builder(threads)?.commit_from_file(path)?;
+        Ok(OnnxSession { session })
+    }
+
+    /// A model in memory (the file with inner values added as outputs).
+    pub(crate) fn from_bytes(bytes: &[u8], threads: usize) -> Result<Self> {
+        let session = Self::builder(threads)?.commit_from_memory(bytes)?;
+        Ok(OnnxSession { session })
+    }
+
+    /// Runs the model on `images` (float32 `[B, 3, H, W]`); every output as a float32 CPU
+    /// tensor, in the model's output order.
+    pub(crate) fn run(&mut self, images: &Tensor) -> Result<Vec<(String, Tensor)>> {
+        let input = images
+            .f_to_device(Device::Cpu)?
+            .f_to_kind(Kind::Float)?
+            .f_contiguous()?;
+        let shape = input.size();
+        let data: Vec<f32> = Vec::try_from(input.f_flatten(0, -1)?)?;
+        let value = TensorRef::from_array_view((shape, &data[..]))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![super::export::IMAGES => value])?;
+        let mut out = Vec::with_capacity(outputs.len());
+        for (name, value) in outputs.iter() {
+            let (shape, values) = value.try_extract_tensor::<f32>()?;
+            let t = Tensor::from_slice(values).f_view(&shape[..])?;
+            out.push((name.to_owned(), t));
+        }
+        Ok(out)
+    }
+}
