@@ -9,7 +9,7 @@ use utoipa::openapi::schema::{
 };
 use utoipa::openapi::{RefOr, Schema};
 use uuid::Uuid;
-use yolots_protocol::{DeviceChoice, ImageSize, Mode, Optimize, Output, Precision, limits};
+use yolots_protocol::{DeviceChoice, Format, ImageSize, Mode, Optimize, Output, Precision, limits};
 
 /// The states of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, ToSchema)]
@@ -64,6 +64,11 @@ fn yes() -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobOptions {
+    /// `torchscript` or `onnx` (absent from the stored and shown options when it is the
+    /// default, so options written before ONNX keep their text).
+    #[serde(default, skip_serializing_if = "Format::is_torchscript")]
+    #[schema(schema_with = format_schema)]
+    pub format: Format,
     /// `script` (dynamic batch, size and device) or `trace` (fixed size).
     #[serde(default)]
     #[schema(schema_with = mode_schema)]
@@ -123,6 +128,7 @@ fn default_max_det() -> i64 {
 impl Default for JobOptions {
     fn default() -> Self {
         Self {
+            format: Format::default(),
             mode: Mode::default(),
             head: Output::default(),
             precision: Precision::default(),
@@ -155,6 +161,9 @@ impl JobOptions {
     /// Checks the values that do not depend on the model.
     pub fn check(&self, allow_test_faults: bool) -> Result<(), InvalidOptions> {
         limits::check(self.conf, self.iou, self.max_det, self.img_size).map_err(InvalidOptions)?;
+        self.format
+            .check(self.mode, self.optimize)
+            .map_err(InvalidOptions)?;
         if self.test_fault.is_some() && !allow_test_faults {
             return Err(InvalidOptions("unknown field `test_fault`".into()));
         }
@@ -195,6 +204,15 @@ fn spelled(values: Vec<String>, default: String, description: &str) -> RefOr<Sch
         .default(Some(serde_json::Value::String(default)))
         .description(Some(description))
         .into()
+}
+
+fn format_schema() -> RefOr<Schema> {
+    let all = Format::ALL.iter().map(ToString::to_string).collect();
+    spelled(
+        all,
+        Format::default().to_string(),
+        "The artifact's format: TorchScript, or ONNX (opset 17).",
+    )
 }
 
 fn mode_schema() -> RefOr<Schema> {
@@ -443,9 +461,9 @@ impl From<&JobRow> for JobView {
     }
 }
 
-/// `NAME.torchscript.pt` (`.ptl` for mobile) from the uploaded file's name, reduced to
-/// characters safe in a header and a storage key.
-pub fn artifact_name(source_name: &str, optimize: Optimize) -> String {
+/// `NAME.torchscript.pt` (`.ptl` for mobile, `NAME.onnx` for ONNX) from the uploaded
+/// file's name, reduced to characters safe in a header and a storage key.
+pub fn artifact_name(source_name: &str, format: Format, optimize: Optimize) -> String {
     let stem = source_name
         .rsplit(['/', '\\'])
         .next()
@@ -466,6 +484,9 @@ pub fn artifact_name(source_name: &str, optimize: Optimize) -> String {
     safe = safe.trim_matches('.').to_owned();
     if safe.is_empty() {
         safe = "model".into();
+    }
+    if format == Format::Onnx {
+        return format!("{safe}.onnx");
     }
     let extension = if optimize == Optimize::Mobile {
         "ptl"
@@ -522,13 +543,24 @@ mod tests {
     #[test]
     fn artifact_names_are_safe() {
         assert_eq!(
-            artifact_name("best.pt", Optimize::None),
+            artifact_name("best.pt", Format::Torchscript, Optimize::None),
             "best.torchscript.pt"
         );
         assert_eq!(
-            artifact_name("../../etc/pass wd\".pt", Optimize::Mobile),
+            artifact_name(
+                "../../etc/pass wd\".pt",
+                Format::Torchscript,
+                Optimize::Mobile
+            ),
             "pass_wd_.torchscript.ptl"
         );
-        assert_eq!(artifact_name("..", Optimize::None), "model.torchscript.pt");
+        assert_eq!(
+            artifact_name("..", Format::Torchscript, Optimize::None),
+            "model.torchscript.pt"
+        );
+        assert_eq!(
+            artifact_name("runs/best.pt", Format::Onnx, Optimize::None),
+            "best.onnx"
+        );
     }
 }

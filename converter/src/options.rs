@@ -96,22 +96,10 @@ pub(crate) fn check_request(
             ));
         }
     }
-    if request.format == Format::Onnx {
-        if request.mode != Mode::Script {
-            return bad(
-                "ONNX files are written from the model description with dynamic shapes; \
-                 --mode trace applies to TorchScript only"
-                    .into(),
-            );
-        }
-        if request.optimize != Optimize::None {
-            return bad(format!(
-                "--optimize {} applies to TorchScript only; ONNX Runtime, TensorRT and \
-                 OpenVINO optimise an ONNX file when they load it",
-                request.optimize
-            ));
-        }
-    }
+    request
+        .format
+        .check(request.mode, request.optimize)
+        .map_err(ConvertError::Options)?;
     if request.optimize == Optimize::Mobile && request.precision == Precision::Fp16 {
         return bad(
             "the mobile optimizer rewrites convolutions for float32 only; \

@@ -23,6 +23,7 @@ pub mod inspect;
 pub mod model;
 pub mod route;
 pub mod snippets;
+pub mod snippets_onnx;
 pub mod upload;
 pub mod views;
 pub mod worker;

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use yolots_protocol::{
-    COCO_KEYPOINT_NAMES, DeviceChoice, ImageSize, Mode, Optimize, Output, Precision, Task,
+    COCO_KEYPOINT_NAMES, DeviceChoice, Format, ImageSize, Mode, Optimize, Output, Precision, Task,
     keypoint_layout, limits,
 };
 
@@ -82,6 +82,7 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Options {
+    pub format: Format,
     pub mode: Mode,
     pub head: Output,
     pub precision: Precision,
@@ -98,6 +99,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
+            format: Format::default(),
             mode: Mode::default(),
             head: Output::default(),
             precision: Precision::default(),
@@ -111,6 +113,33 @@ impl Default for Options {
             conf: limits::DEFAULT_CONF,
             iou: limits::DEFAULT_IOU,
             max_det: u32::try_from(limits::DEFAULT_MAX_DET).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+impl Options {
+    /// Sets the format; ONNX takes script mode and no TorchScript optimisation.
+    pub fn set_format(&mut self, format: Format) {
+        self.format = format;
+        if format == Format::Onnx {
+            self.mode = Mode::Script;
+            self.optimize = Optimize::None;
+        }
+    }
+
+    /// Sets the mode; a mode ONNX does not take goes back to TorchScript.
+    pub fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+        if Format::Onnx.check(mode, self.optimize).is_err() {
+            self.format = Format::Torchscript;
+        }
+    }
+
+    /// Sets the optimisation; one ONNX does not take goes back to TorchScript.
+    pub fn set_optimize(&mut self, optimize: Optimize) {
+        self.optimize = optimize;
+        if Format::Onnx.check(self.mode, optimize).is_err() {
+            self.format = Format::Torchscript;
         }
     }
 }

@@ -19,12 +19,14 @@ pub struct Artifact<'a> {
     /// `pose` artifacts add `nkpt` keypoints to every output row.
     pub task: Task,
     pub nkpt: usize,
+    /// An ONNX file (run with ONNX Runtime) rather than TorchScript.
+    pub onnx: bool,
 }
 
 impl Artifact<'_> {
     /// Keypoints per row of a pose model; `None` for detection models (and for a pose
     /// report that does not say how many, which the snippets cannot write).
-    fn keypoints(&self) -> Option<usize> {
+    pub(crate) fn keypoints(&self) -> Option<usize> {
         (self.task == Task::Pose && self.nkpt > 0).then_some(self.nkpt)
     }
 }
@@ -38,8 +40,12 @@ pub struct Snippet {
     pub code: String,
 }
 
-/// The three snippets, in the order the page shows them.
+/// The snippets of the artifact, in the order the page shows them (three for
+/// TorchScript, two for ONNX: [`crate::snippets_onnx`]).
 pub fn all(artifact: &Artifact<'_>) -> Vec<Snippet> {
+    if artifact.onnx {
+        return crate::snippets_onnx::all(artifact);
+    }
     vec![
         Snippet {
             language: "Python",
@@ -295,6 +301,7 @@ mod tests {
             max_det: 300,
             task: Task::Detect,
             nkpt: 0,
+            onnx: false,
         }
     }
 

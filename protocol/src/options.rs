@@ -138,6 +138,34 @@ pub enum Format {
 }
 spelled_enum!(Format, "format", { Torchscript => "torchscript", Onnx => "onnx" });
 
+impl Format {
+    /// Whether this is the default format (options that do not name one).
+    pub fn is_torchscript(&self) -> bool {
+        *self == Format::Torchscript
+    }
+
+    /// What the format allows with the other options: ONNX files are written with
+    /// dynamic shapes (script mode) and without TorchScript's graph optimisations.
+    pub fn check(self, mode: Mode, optimize: Optimize) -> Result<(), String> {
+        if self != Format::Onnx {
+            return Ok(());
+        }
+        if mode != Mode::Script {
+            return Err(format!(
+                "mode {mode} applies to TorchScript only; ONNX files are written with dynamic \
+                 shapes"
+            ));
+        }
+        if optimize != Optimize::None {
+            return Err(format!(
+                "optimize {optimize} applies to TorchScript only; ONNX Runtime, TensorRT and \
+                 OpenVINO optimise an ONNX file when they load it"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// How the TorchScript is produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {

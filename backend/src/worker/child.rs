@@ -42,6 +42,7 @@ impl ChildSpec {
     pub fn request(&self) -> ConvertRequest {
         let o = &self.options;
         let mut request = ConvertRequest::new(&self.input, &self.output);
+        request.format = o.format;
         request.mode = o.mode;
         request.head = o.head;
         request.precision = o.precision;

@@ -323,7 +323,7 @@ async fn attempt(
             path
         }
     };
-    let name = artifact_name(&row.source_name, options.optimize);
+    let name = artifact_name(&row.source_name, options.format, options.optimize);
     let device = match options.device {
         DeviceChoice::Cpu => DeviceChoice::Cpu,
         _ => ctx.config.device,

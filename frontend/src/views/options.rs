@@ -4,7 +4,7 @@
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
-use yolots_protocol::{DeviceChoice, Mode, Optimize, Output, Precision, limits};
+use yolots_protocol::{DeviceChoice, Format, Mode, Optimize, Output, Precision, limits};
 
 use crate::model::Options;
 
@@ -72,6 +72,13 @@ pub struct OptionsProps {
 }
 
 /// The label of each value of a select (its value is the option's CLI spelling).
+fn format_label(format: Format) -> &'static str {
+    match format {
+        Format::Torchscript => "TorchScript (.pt)",
+        Format::Onnx => "ONNX (.onnx, opset 17)",
+    }
+}
+
 fn mode_label(mode: Mode) -> &'static str {
     match mode {
         Mode::Script => "script: dynamic shapes",
@@ -217,9 +224,12 @@ pub fn OptionsForm(props: &OptionsProps) -> Html {
         <fieldset class="panel options" id="options" disabled={props.disabled}>
             <legend>{ "Options" }</legend>
             <div class="grid">
+                { select("opt-format", "Format", "TorchScript for LibTorch and PyTorch; ONNX for ONNX Runtime, TensorRT, OpenVINO and OpenCV (dynamic shapes, no TorchScript optimisation).",
+                    o.format.as_str(), choices(Format::ALL, format_label),
+                    |o, v| v.parse().map(|f| o.set_format(f)).is_ok()) }
                 { select("opt-mode", "Mode", "Script keeps any input size, batch and device; trace bakes in the size like export.py.",
                     o.mode.as_str(), choices(Mode::ALL, mode_label),
-                    |o, v| v.parse().map(|m| o.mode = m).is_ok()) }
+                    |o, v| v.parse().map(|m| o.set_mode(m)).is_ok()) }
                 { select("opt-head", "Output", "What forward() returns; every artifact also has detect() and detect_image().",
                     o.head.as_str(), choices(Output::ALL, head_label),
                     |o, v| v.parse().map(|h| o.head = h).is_ok()) }
@@ -228,7 +238,7 @@ pub fn OptionsForm(props: &OptionsProps) -> Html {
                     |o, v| v.parse().map(|p| o.precision = p).is_ok()) }
                 { select("opt-optimize", "Optimisation", "Freeze inlines the weights; mobile adds a lite-interpreter file.",
                     o.optimize.as_str(), choices(Optimize::ALL, optimize_label),
-                    |o, v| v.parse().map(|p| o.optimize = p).is_ok()) }
+                    |o, v| v.parse().map(|p| o.set_optimize(p)).is_ok()) }
                 { select("opt-device", "Device", "Where it is validated and timed (auto: a GPU when a worker has one); the artifact runs anywhere.",
                     &o.device.to_string(), devices,
                     |o, v| v.parse::<DeviceChoice>().map(|d| o.device = d).is_ok()) }

@@ -43,6 +43,7 @@ pub fn ReportView(props: &ReportProps) -> Html {
         max_det: options.max_det,
         task: r.source.task,
         nkpt: r.source.nkpt,
+        onnx: r.artifact.format == "onnx",
     });
     let verdict = match r.status.as_str() {
         "passed" => "Every output matches the original model within tolerance.",
@@ -99,10 +100,10 @@ pub fn ReportView(props: &ReportProps) -> Html {
             <div class="panel download">
                 <div>
                     <h3>{ artifact_name.clone() }</h3>
-                    <p class="muted">{ format!("{} · {} · {}", format::bytes(r.artifact.size_bytes), r.artifact.format, if r.artifact.fused { "fused" } else { "not fused" }) }</p>
+                    <p class="muted">{ format!("{} · ", format::bytes(r.artifact.size_bytes)) }<span id="artifact-format">{ r.artifact.format.clone() }</span>{ format!(" · {}", if r.artifact.fused { "fused" } else { "not fused" }) }</p>
                     <p class="sha"><span class="muted">{ "SHA-256 " }</span><code id="artifact-sha256">{ r.artifact.sha256.clone() }</code></p>
                     if !r.artifact.methods.is_empty() {
-                        <p class="muted">{ "Methods: " }{ r.artifact.methods.join(", ") }</p>
+                        <p class="muted">{ if r.artifact.format == "onnx" { "Outputs: " } else { "Methods: " } }{ r.artifact.methods.join(", ") }</p>
                     }
                 </div>
                 if props.downloadable {
