@@ -6,6 +6,8 @@
 //! - `bin/yolots-converter`: the converting binary beside it (what `yolots convert` and
 //!   the workers run; the only one that loads libtorch), stripped, its run path set to
 //!   `$ORIGIN/../lib/torch/lib`;
+//! - `lib/libonnxruntime.so`: ONNX Runtime (from the pinned PyPI wheel), which the
+//!   converter loads at run time to validate ONNX artifacts;
 //! - `lib/torch/lib/`: libtorch's shared objects, and beside them (`lib/nvidia/...`) the
 //!   CUDA libraries that libtorch's own run paths name, in the same relative places as in
 //!   the PyPI wheel, so libtorch finds them as it does there;
@@ -61,6 +63,12 @@ pub fn dist(args: &DistArgs) -> anyhow::Result<()> {
 
     let torch_lib = tools.libtorch.dir.join("lib");
     let lib_bytes = copy_libraries(&patchelf, &torch_lib, &out.join("lib/torch/lib"))?;
+    // The converter finds ONNX Runtime beside it (`lib/libonnxruntime.so`), as it finds
+    // libtorch, and loads it only to validate ONNX artifacts.
+    let onnxruntime = out.join("lib/libonnxruntime.so");
+    std::fs::copy(&tools.onnxruntime.library, &onnxruntime)
+        .context("copying ONNX Runtime's library")?;
+    let lib_bytes = lib_bytes + size_of(&onnxruntime);
     copy_tree(&web::out_dir(), &out.join("web"))?;
     std::fs::write(out.join(MARKER), "made by cargo xtask dist\n")?;
 

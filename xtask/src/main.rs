@@ -19,6 +19,7 @@ mod gpu_bundle;
 mod libtorch;
 mod migrations;
 mod moto;
+mod onnxruntime;
 mod paths;
 mod postgres;
 mod process;

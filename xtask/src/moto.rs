@@ -15,6 +15,7 @@ pub fn ensure() -> anyhow::Result<PathBuf> {
         name: "moto",
         version: VERSION,
         extras: "[server]",
+        also: &[],
         executable: "moto_server",
         purpose: "an S3-compatible server for the storage tests",
     })

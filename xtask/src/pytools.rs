@@ -15,6 +15,8 @@ pub struct Tool {
     pub version: &'static str,
     /// pip extras (`"[server]"`), or `""`.
     pub extras: &'static str,
+    /// Other pinned requirements installed beside it (`"onnx==1.23.2"`).
+    pub also: &'static [&'static str],
     /// The executable under the environment's `bin/`.
     pub executable: &'static str,
     /// What the tests use it for (printed while installing).
@@ -47,7 +49,8 @@ pub fn ensure(tool: &Tool) -> anyhow::Result<PathBuf> {
     process::run(
         Command::new(venv.join("bin/python"))
             .args(["-m", "pip", "install", "--disable-pip-version-check", "-q"])
-            .arg(format!("{}{}=={}", tool.name, tool.extras, tool.version)),
+            .arg(format!("{}{}=={}", tool.name, tool.extras, tool.version))
+            .args(tool.also),
     )?;
     if !exe.is_file() {
         bail!(

@@ -14,6 +14,7 @@ pub fn ensure() -> anyhow::Result<PathBuf> {
         name: "schemathesis",
         version: VERSION,
         extras: "",
+        also: &[],
         executable: "schemathesis",
         purpose: "the API's property-based test",
     })

@@ -3,6 +3,7 @@
 use clap::Args;
 
 use crate::libtorch::Libtorch;
+use crate::onnxruntime::{self, OnnxRuntime};
 use crate::postgres::Database;
 use crate::process::step;
 use crate::{browser, libtorch, migrations, moto, paths, postgres, schemathesis, web};
@@ -26,6 +27,7 @@ pub struct SetupArgs {
 #[derive(Debug, Clone)]
 pub struct Tools {
     pub libtorch: Libtorch,
+    pub onnxruntime: OnnxRuntime,
     pub browser: Option<browser::Browser>,
     pub schemathesis: Option<std::path::PathBuf>,
     pub moto_server: Option<std::path::PathBuf>,
@@ -35,6 +37,8 @@ pub struct Tools {
 #[derive(Debug, Clone)]
 pub struct Environment {
     pub libtorch: Libtorch,
+    /// ONNX Runtime's library (for the converter) and Python (for the ONNX tests).
+    pub onnxruntime: OnnxRuntime,
     pub database: Database,
     pub browser: Option<browser::Browser>,
     /// The schemathesis executable (for the API's property-based test).
@@ -63,6 +67,14 @@ impl Environment {
                 self.libtorch.dir.display().to_string(),
             ),
         ];
+        vars.push((
+            "YOLOTS_ONNXRUNTIME".to_owned(),
+            self.onnxruntime.library.display().to_string(),
+        ));
+        vars.push((
+            "YOLOTS_ONNX_PYTHON".to_owned(),
+            self.onnxruntime.python.display().to_string(),
+        ));
         if let Some(python) = &self.libtorch.python {
             vars.push(("YOLOTS_PYTHON".to_owned(), python.display().to_string()));
         }
@@ -99,7 +111,10 @@ pub fn tools(args: &SetupArgs) -> anyhow::Result<Tools> {
     std::fs::create_dir_all(paths::state())?;
     std::thread::scope(|scope| {
         let libtorch = scope.spawn(|| libtorch::ensure(args.for_tests));
-        let test_tools = scope.spawn(|| test_tools(args.for_tests));
+        let test_tools = scope.spawn(|| {
+            let runtime = onnxruntime::ensure()?;
+            Ok::<_, anyhow::Error>((runtime, test_tools(args.for_tests)?))
+        });
         let web = if args.no_web {
             Ok(())
         } else {
@@ -107,10 +122,12 @@ pub fn tools(args: &SetupArgs) -> anyhow::Result<Tools> {
         };
         let libtorch = joined(libtorch.join())?;
         step(format!("libtorch: {}", libtorch.dir.display()));
-        let (browser, schemathesis, moto_server) = joined(test_tools.join())?;
+        let (onnxruntime, (browser, schemathesis, moto_server)) = joined(test_tools.join())?;
+        step(format!("ONNX Runtime: {}", onnxruntime.library.display()));
         web?;
         Ok(Tools {
             libtorch,
+            onnxruntime,
             browser,
             schemathesis,
             moto_server,
@@ -164,6 +181,7 @@ pub fn command(args: &SetupArgs) -> anyhow::Result<()> {
 pub fn setup(args: &SetupArgs) -> anyhow::Result<Environment> {
     let Tools {
         libtorch,
+        onnxruntime,
         browser,
         schemathesis,
         moto_server,
@@ -177,6 +195,7 @@ pub fn setup(args: &SetupArgs) -> anyhow::Result<Environment> {
     step("setup done");
     Ok(Environment {
         libtorch,
+        onnxruntime,
         database,
         browser,
         schemathesis,

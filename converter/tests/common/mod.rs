@@ -192,17 +192,34 @@ pub fn rows(t: &Tensor) -> Vec<Det> {
 /// The test's own plain greedy NMS with the official semantics, over one image's
 /// decoded rows `[N, 5 + nc]`.
 pub fn plain_nms(decoded: &Tensor, conf: f32, iou: f32, max_det: usize) -> Vec<Det> {
+    let nc = decoded.size()[1] as usize - 5;
+    plain_nms_kept(decoded, nc, conf, iou, max_det)
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect()
+}
+
+/// [`plain_nms`] over rows of `nc` classes, with the row index of each kept box (to read
+/// its keypoints). Several classes, or keypoints after the classes (the pose code), score
+/// objectness x class probability; one class alone scores objectness.
+pub fn plain_nms_kept(
+    decoded: &Tensor,
+    nc: usize,
+    conf: f32,
+    iou: f32,
+    max_det: usize,
+) -> Vec<(usize, Det)> {
     let no = decoded.size()[1] as usize;
     let v: Vec<f32> = Vec::try_from(decoded.contiguous().view(-1)).unwrap();
-    let mut c: Vec<Det> = Vec::new();
-    for r in v.chunks_exact(no) {
+    let mut c: Vec<(usize, Det)> = Vec::new();
+    for (index, r) in v.chunks_exact(no).enumerate() {
         if r[4] <= conf {
             continue;
         }
         let (mut score, mut class) = (r[4], 0usize);
-        if no > 6 {
+        if nc > 1 || no > nc + 5 {
             score = f32::MIN;
-            for (k, p) in r[5..].iter().enumerate() {
+            for (k, p) in r[5..nc + 5].iter().enumerate() {
                 if p * r[4] > score {
                     score = p * r[4];
                     class = k;
@@ -212,7 +229,7 @@ pub fn plain_nms(decoded: &Tensor, conf: f32, iou: f32, max_det: usize) -> Vec<D
         if score <= conf {
             continue;
         }
-        c.push(Det {
+        let det = Det {
             b: [
                 r[0] - r[2] / 2.0,
                 r[1] - r[3] / 2.0,
@@ -221,11 +238,12 @@ pub fn plain_nms(decoded: &Tensor, conf: f32, iou: f32, max_det: usize) -> Vec<D
             ],
             score,
             class: class as f32,
-        });
+        };
+        c.push((index, det));
     }
     // A stable sort keeps equal scores in index order, as torchvision does.
-    c.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap());
-    let mut keep: Vec<Det> = Vec::new();
+    c.sort_by(|a, b| b.1.score.partial_cmp(&a.1.score).unwrap());
+    let mut keep: Vec<(usize, Det)> = Vec::new();
     let mut dead = vec![false; c.len()];
     for i in 0..c.len() {
         if dead[i] {
@@ -235,7 +253,7 @@ pub fn plain_nms(decoded: &Tensor, conf: f32, iou: f32, max_det: usize) -> Vec<D
         if keep.len() == max_det {
             break;
         }
-        let off = |d: &Det| d.b.map(|x| x + d.class * 4096.0);
+        let off = |d: &(usize, Det)| d.1.b.map(|x| x + d.1.class * 4096.0);
         let bi = off(&c[i]);
         for j in i + 1..c.len() {
             let bj = off(&c[j]);
