@@ -168,6 +168,9 @@ async fn bad_requests_get_their_problem_codes() {
         r#"{"img_size": [0, 640]}"#,
         r#"{"device": "tpu"}"#,
         r#"{"test_fault": "abort"}"#,
+        r#"{"format": "tflite"}"#,
+        r#"{"format": "onnx", "mode": "trace"}"#,
+        r#"{"format": "onnx", "optimize": "mobile"}"#,
     ] {
         let body = problem(
             client

@@ -333,3 +333,97 @@ async fn a_pose_checkpoint_converts_and_its_artifact_downloads() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An ONNX job converts, validates with ONNX Runtime, and downloads as `NAME.onnx`; the
+/// downloaded file runs in the PyPI `onnxruntime` at another batch and size, its NMS
+/// inside.
+#[tokio::test]
+async fn an_onnx_job_converts_validates_and_downloads() {
+    const NAME: &str = "yolov7-w25-c3";
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&db.url, data.path(), FAST).await.unwrap();
+    let token = create_token(&db.url, "onnx", false).unwrap();
+    let client = server.client(&token);
+    let options =
+        r#"{"format": "onnx", "img_size": [320, 320], "head": "detections", "conf": 0.005}"#;
+    let job = client
+        .create_job(&fixtures().join(format!("{NAME}.pt")), Some(options))
+        .await
+        .unwrap();
+    assert_eq!(job["options"]["format"], "onnx", "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let job = client
+        .wait_final(&id, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        job["artifact"]["file_name"],
+        format!("{NAME}.onnx"),
+        "{job}"
+    );
+
+    let report: serde_json::Value = client
+        .get(&format!("/api/v1/jobs/{id}/report"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["status"], "passed", "{report}");
+    assert_eq!(report["artifact"]["format"], "onnx");
+    assert_eq!(report["options"]["format"], "onnx");
+    assert!(
+        report["validation"]["loaded_with"]
+            .as_str()
+            .unwrap()
+            .contains("ONNX Runtime"),
+        "{report}"
+    );
+    let checks = report["validation"]["checks"].as_array().unwrap();
+    assert!(checks.iter().all(|c| c["passed"] == true), "{report}");
+    assert!(checks.iter().any(|c| c["kind"] == "detections"), "{report}");
+
+    let response = client
+        .get(&format!("/api/v1/jobs/{id}/artifact"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-disposition"],
+        format!("attachment; filename=\"{NAME}.onnx\"").as_str()
+    );
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/octet-stream"
+    );
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(sha256_hex(&bytes), report["artifact"]["sha256"]);
+
+    let Some(python) = std::env::var_os("YOLOTS_ONNX_PYTHON") else {
+        eprintln!("YOLOTS_ONNX_PYTHON is not set: the file was run by the converter only");
+        return;
+    };
+    let artifacts = tempfile::tempdir().unwrap();
+    let path = artifacts.path().join(format!("{NAME}.onnx"));
+    std::fs::write(&path, &bytes).unwrap();
+    let script = "import sys, numpy as np, onnxruntime as ort\n\
+                  s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n\
+                  (d,) = s.run(['detections'], {'images': np.random.rand(2, 3, 256, 416).astype(np.float32)})\n\
+                  assert d.ndim == 2 and d.shape[1] == 7 and set(d[:, 0]) <= {0.0, 1.0}, d.shape\n\
+                  print('ok')\n";
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "onnxruntime failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
