@@ -541,6 +541,28 @@ mod tests {
     }
 
     #[test]
+    fn the_format_keeps_older_options_text_and_refuses_what_onnx_cannot_do() {
+        let default = JobOptions::default();
+        let named = JobOptions::parse(r#"{"format": "torchscript"}"#).unwrap();
+        // The default format is left out of the text: options stored before ONNX keep
+        // their reuse key.
+        assert_eq!(named.key(), default.key());
+        assert!(!default.key().contains("format"));
+        let onnx = JobOptions::parse(r#"{"format": "onnx"}"#).unwrap();
+        assert_eq!(onnx.format, Format::Onnx);
+        assert!(onnx.key().contains(r#""format":"onnx""#));
+        assert!(onnx.check(false).is_ok());
+        for text in [
+            r#"{"format": "onnx", "mode": "trace"}"#,
+            r#"{"format": "onnx", "optimize": "freeze"}"#,
+        ] {
+            let options = JobOptions::parse(text).unwrap();
+            assert!(options.check(false).is_err(), "{text}");
+        }
+        assert!(JobOptions::parse(r#"{"format": "tflite"}"#).is_err());
+    }
+
+    #[test]
     fn artifact_names_are_safe() {
         assert_eq!(
             artifact_name("best.pt", Format::Torchscript, Optimize::None),

@@ -489,6 +489,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn onnx_takes_script_mode_and_no_torchscript_optimisation() {
+        let mut o = Options {
+            mode: Mode::Trace,
+            optimize: Optimize::Mobile,
+            ..Options::default()
+        };
+        o.set_format(Format::Onnx);
+        assert_eq!(
+            (o.format, o.mode, o.optimize),
+            (Format::Onnx, Mode::Script, Optimize::None)
+        );
+        o.set_mode(Mode::Trace);
+        assert_eq!(o.format, Format::Torchscript);
+        o.set_format(Format::Onnx);
+        o.set_optimize(Optimize::Freeze);
+        assert_eq!(o.format, Format::Torchscript);
+        o.set_format(Format::Onnx);
+        o.set_mode(Mode::Script);
+        assert_eq!(o.format, Format::Onnx);
+        let json = serde_json::to_value(&o).unwrap();
+        assert_eq!(json["format"], "onnx");
+    }
+
+    #[test]
     fn a_job_without_links_gets_the_documented_ones() {
         let job: Job = serde_json::from_str(r#"{"id": "abc", "status": "running"}"#).unwrap();
         assert_eq!(job.events_link(), "/api/v1/jobs/abc/events");

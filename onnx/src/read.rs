@@ -62,10 +62,12 @@ impl ModelSummary {
 }
 
 fn summarise(v: &ValueInfoProto) -> ValueSummary {
-    let tensor = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(type_proto::Value::TensorType(t)) => Some(t),
-        None => None,
-    };
+    // Tensors are the only value type yolots writes or declares.
+    let tensor = v
+        .r#type
+        .as_ref()
+        .and_then(|t| t.value.as_ref())
+        .map(|type_proto::Value::TensorType(t)| t);
     let elem_type = tensor
         .and_then(|t| DataType::try_from(t.elem_type).ok())
         .map_or("?", DataType::name)
@@ -129,4 +131,48 @@ pub fn summary(bytes: &[u8]) -> Result<ModelSummary, ReadError> {
 /// Whether `bytes` start like a model file yolots wrote (field 1, `ir_version`, first).
 pub fn looks_like_onnx(bytes: &[u8]) -> bool {
     bytes.first() == Some(&0x08)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::DataType;
+    use crate::{Dim, Graph, ModelInfo, attr};
+
+    fn model_bytes() -> Vec<u8> {
+        let mut g = Graph::new("t");
+        let batch = Dim::Named("batch".into());
+        g.input("images", DataType::Float, &[batch.clone(), Dim::Fixed(3)]);
+        let w = g.floats(&[1.0, 2.0, 3.0], &[3]);
+        let y = g.op("Mul", &["images", &w], vec![]);
+        let y = g.op("Softmax", &[&y], vec![attr::int("axis", 1)]);
+        g.output_as(&y, "scores", DataType::Float, &[batch, Dim::Fixed(3)]);
+        let metadata = vec![("yolots.json".to_owned(), "{}".to_owned())];
+        crate::encode(&g.into_model(ModelInfo::new("yolots", "1.2.3"), metadata))
+    }
+
+    #[test]
+    fn a_written_model_reads_back() {
+        let bytes = model_bytes();
+        assert!(looks_like_onnx(&bytes));
+        let s = summary(&bytes).unwrap();
+        assert_eq!(s.ir_version, crate::IR_VERSION);
+        assert_eq!(s.opsets, [(String::new(), crate::OPSET)]);
+        assert_eq!(s.producer, "yolots 1.2.3");
+        assert_eq!(s.inputs[0].to_string(), "images float[batch, 3]");
+        assert_eq!(s.outputs[0].to_string(), "scores float[batch, 3]");
+        // Mul, Softmax and the Identity that names the output.
+        assert_eq!(s.nodes, 3);
+        assert_eq!((s.initializers, s.initializer_elements), (1, 3));
+        assert_eq!(s.metadata("yolots.json"), Some("{}"));
+        assert_eq!(s.metadata("missing"), None);
+    }
+
+    #[test]
+    fn other_files_are_refused() {
+        assert!(!looks_like_onnx(b"PK\x03\x04"));
+        assert!(summary(b"\xff\xff\xff").is_err());
+        // A valid message without a graph.
+        assert!(matches!(summary(&[0x08, 0x08]), Err(ReadError::NoGraph)));
+    }
 }
