@@ -600,3 +600,96 @@ async fn shows_a_failed_job_with_the_services_message_and_advice() -> anyhow::Re
     browser.quit().await?;
     Ok(())
 }
+
+/// The Format option: a checkpoint converted to ONNX from the page, its report naming
+/// the format and its outputs, ONNX Runtime snippets, and the `.onnx` downloaded.
+#[tokio::test(flavor = "multi_thread")]
+async fn converts_to_onnx_in_the_browser() -> anyhow::Result<()> {
+    let Some(tools) = Tools::from_env() else {
+        eprintln!("{}", Tools::skip_note());
+        return Ok(());
+    };
+    let _turn = one_at_a_time().await;
+    let db = TestDatabase::create().await?;
+    let data = tempfile::tempdir()?;
+    let server = serve(&tools, &db, &data).await?;
+    let browser = Browser::start(&tools).await?;
+    load_timed(&browser, &format!("{}/", server.base)).await?;
+
+    let fixture = fixtures().join("yolov7-w25-c3.pt").canonicalize()?;
+    let input = browser.driver.find(By::Id("file")).await?;
+    input.send_keys(fixture.to_string_lossy()).await?;
+    browser
+        .wait_for(
+            "the inspected file",
+            "const n = document.getElementById('inspect-names'); return n && n.innerText;",
+            Duration::from_secs(60),
+        )
+        .await?;
+    // Trace mode first: choosing ONNX puts the mode back to script.
+    let chosen = browser
+        .js(
+            "const pick = (id, v) => { const s = document.getElementById(id); s.value = v;
+                 s.dispatchEvent(new Event('change', {bubbles: true})); };
+             pick('opt-mode', 'trace');
+             return true;",
+        )
+        .await?;
+    assert_eq!(chosen, Value::Bool(true));
+    browser
+        .js(
+            "const s = document.getElementById('opt-format'); s.value = 'onnx';
+             s.dispatchEvent(new Event('change', {bubbles: true})); return true;",
+        )
+        .await?;
+    let mode = browser
+        .wait_for(
+            "script mode after choosing ONNX",
+            "const m = document.getElementById('opt-mode');
+             const f = document.getElementById('opt-format');
+             return f.value === 'onnx' && m.value === 'script' && m.value;",
+            Duration::from_secs(10),
+        )
+        .await?;
+    assert_eq!(mode, "script");
+    browser.screenshot("12-onnx-options").await?;
+    browser
+        .driver
+        .find(By::Id("convert"))
+        .await?
+        .click()
+        .await?;
+    let shown = browser
+        .wait_for(
+            "the ONNX report",
+            "const v = document.querySelector('.job-view[data-status=succeeded]');
+             const f = document.getElementById('artifact-format');
+             const p = document.querySelector('#snippet-python');
+             const rows = [...document.querySelectorAll('#parity tbody tr')];
+             return v && f && p && rows.length &&
+                 [f.innerText, p.innerText, rows.every(r => r.className === 'pass')];",
+            Duration::from_secs(600),
+        )
+        .await?;
+    assert_eq!(shown[0], "onnx");
+    let python = shown[1].as_str().unwrap_or_default();
+    assert!(python.contains("import onnxruntime"), "{python}");
+    assert!(python.contains("yolov7-w25-c3.onnx"), "{python}");
+    assert_eq!(shown[2], Value::Bool(true), "a parity check failed");
+    browser.screenshot_full("13-onnx-report").await?;
+
+    browser
+        .driver
+        .find(By::Id("download"))
+        .await?
+        .click()
+        .await?;
+    let file = browser.downloaded(Duration::from_secs(60)).await?;
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    assert_eq!(name, "yolov7-w25-c3.onnx");
+    let bytes = std::fs::read(&file)?;
+    assert_eq!(bytes.first(), Some(&0x08), "not an ONNX file");
+
+    browser.quit().await?;
+    Ok(())
+}
