@@ -5,7 +5,11 @@
 //!  [--also 'LABEL=PROGRAM ARG...']`
 //!
 //! Cases: `default` (`yolots-converter convert CHECKPOINT`: validation and timing as a user
-//! gets them) and `no checks` (`--no-validate --latency-runs 0`). `--also` adds a command to
+//! gets them), `no checks` (`--no-validate --latency-runs 0`), and the same two with
+//! `--format onnx` (validated and timed in ONNX Runtime, which must be installed:
+//! `YOLOTS_ONNXRUNTIME`; the goal is no more than the TorchScript conversion). The
+//! reports' latency medians put the ONNX file in ONNX Runtime beside the TorchScript
+//! artifact in libtorch (640x640, batch 1, the same threads). `--also` adds a command to
 //! compare, such as a build of another revision (`{in}` and `{out}` in its arguments become
 //! the checkpoint and the artifact path). Every round runs every case once, in turn, so
 //! the load of a shared machine falls on all of them alike; the spread across rounds says
@@ -89,12 +93,30 @@ fn main() {
         },
         Case {
             label: "no checks".into(),
-            program,
+            program: program.clone(),
             args: convert(&["--no-validate", "--latency-runs", "0"]),
             budget: Some((NO_CHECKS_WALL_BUDGET_S, None)),
             accept_exit: &[0],
         },
     ];
+    if std::env::var_os("YOLOTS_ONNXRUNTIME").is_some() {
+        cases.push(Case {
+            label: "onnx".into(),
+            program: program.clone(),
+            args: convert(&["--format", "onnx"]),
+            budget: None,
+            accept_exit: &[0],
+        });
+        cases.push(Case {
+            label: "onnx no checks".into(),
+            program,
+            args: convert(&["--format", "onnx", "--no-validate", "--latency-runs", "0"]),
+            budget: None,
+            accept_exit: &[0],
+        });
+    } else {
+        println!("YOLOTS_ONNXRUNTIME is not set: the ONNX cases are left out");
+    }
     cases.extend(also);
 
     let dir = std::env::temp_dir().join(format!("yolots-cli-bench-{}", std::process::id()));
@@ -111,7 +133,12 @@ fn main() {
     let mut runs: Vec<Vec<Run>> = cases.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for (i, case) in cases.iter().enumerate() {
-            let output = dir.join(format!("case{i}.torchscript.pt"));
+            let extension = if case.args.iter().any(|a| a == "onnx") {
+                "onnx"
+            } else {
+                "torchscript.pt"
+            };
+            let output = dir.join(format!("case{i}.{extension}"));
             match run_once(case, &input, &output) {
                 Ok(run) => {
                     println!(
@@ -163,5 +190,38 @@ fn main() {
             }
         }
     }
+    print_onnx_comparison(&cases, &runs);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The ONNX cases beside their TorchScript counterparts: wall time, peak RSS, and the
+/// artifact's latency each report measured (ONNX Runtime against libtorch).
+fn print_onnx_comparison(cases: &[Case], runs: &[Vec<Run>]) {
+    let find = |label: &str| cases.iter().position(|c| c.label == label);
+    let stat = |i: usize, f: &dyn Fn(&Run) -> Option<f64>| {
+        let values: Vec<f64> = runs[i].iter().filter_map(f).collect();
+        median(&values)
+    };
+    let latency = |r: &Run| {
+        r.stages
+            .iter()
+            .find(|(s, _)| s == "latency p50 ms")
+            .map(|(_, v)| *v)
+    };
+    for (ts, onnx) in [("default", "onnx"), ("no checks", "onnx no checks")] {
+        let (Some(t), Some(o)) = (find(ts), find(onnx)) else {
+            continue;
+        };
+        let wall = stat(o, &|r| Some(r.wall_s)) / stat(t, &|r| Some(r.wall_s));
+        let rss = stat(o, &|r| Some(r.peak_rss_mb)) / stat(t, &|r| Some(r.peak_rss_mb));
+        let mut line = format!("{onnx:<14} vs {ts}: wall {wall:.2}x, peak RSS {rss:.2}x");
+        let (lt, lo) = (stat(t, &latency), stat(o, &latency));
+        if lt.is_finite() && lo.is_finite() {
+            line += &format!(
+                "; artifact latency p50 {lo:.0} ms in ONNX Runtime, {lt:.0} ms in libtorch ({:.2}x)",
+                lo / lt
+            );
+        }
+        println!("{line}");
+    }
 }

@@ -33,7 +33,10 @@ fn report_stages(output: &Path) -> Vec<(String, f64)> {
     let name = output
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let stem = name.strip_suffix(".torchscript.pt").unwrap_or(&name);
+    let stem = name
+        .strip_suffix(".torchscript.pt")
+        .or_else(|| name.strip_suffix(".onnx"))
+        .unwrap_or(&name);
     let path = output.with_file_name(format!("{stem}.report.json"));
     let Ok(bytes) = std::fs::read(&path) else {
         return Vec::new();
@@ -53,6 +56,9 @@ fn report_stages(output: &Path) -> Vec<(String, f64)> {
         .unwrap_or_default();
     if let Some(runs) = report["latency"]["runs"].as_u64() {
         stages.push(("timed runs".into(), runs as f64));
+    }
+    if let Some(p50) = report["latency"]["p50_ms"].as_f64() {
+        stages.push(("latency p50 ms".into(), p50));
     }
     stages
 }
