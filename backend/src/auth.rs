@@ -25,7 +25,7 @@ pub const COOKIE: &str = "yolots_token";
 const PREFIX: &str = "yolots_";
 
 /// An owner of jobs.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Owner {
     pub id: Uuid,
     pub name: String,
@@ -73,19 +73,21 @@ pub async fn create_owner(
     };
     let token = generate_token();
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO owners (id, name, is_admin) VALUES ($1, $2, $3)")
-        .bind(owner.id)
-        .bind(&owner.name)
-        .bind(owner.is_admin)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO api_tokens (id, owner_id, token_sha256, name) VALUES ($1, $2, $3, $4)",
+    sqlx::query!(
+        "INSERT INTO owners (id, name, is_admin) VALUES ($1, $2, $3)",
+        owner.id,
+        owner.name,
+        owner.is_admin,
     )
-    .bind(Uuid::new_v4())
-    .bind(owner.id)
-    .bind(hash_token(&token))
-    .bind(token_name)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO api_tokens (id, owner_id, token_sha256, name) VALUES ($1, $2, $3, $4)",
+        Uuid::new_v4(),
+        owner.id,
+        &hash_token(&token)[..],
+        token_name,
+    )
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -97,17 +99,19 @@ pub async fn lookup(pool: &PgPool, token: &str) -> Result<Option<Owner>, sqlx::E
     if !token.starts_with(PREFIX) || token.len() > 200 {
         return Ok(None);
     }
-    sqlx::query_as(
-        "WITH t AS ( \
-           SELECT id, owner_id, last_used_at FROM api_tokens \
-           WHERE token_sha256 = $1 AND revoked_at IS NULL), \
-         touched AS ( \
-           UPDATE api_tokens SET last_used_at = now() WHERE id IN ( \
-             SELECT id FROM t WHERE last_used_at IS NULL \
-             OR last_used_at < now() - interval '1 minute')) \
-         SELECT o.id, o.name, o.is_admin FROM t JOIN owners o ON o.id = t.owner_id",
+    sqlx::query_as!(
+        Owner,
+        r#"WITH t AS (
+           SELECT id, owner_id, last_used_at FROM api_tokens
+           WHERE token_sha256 = $1 AND revoked_at IS NULL),
+         touched AS (
+           UPDATE api_tokens SET last_used_at = now() WHERE id IN (
+             SELECT id FROM t WHERE last_used_at IS NULL
+             OR last_used_at < now() - interval '1 minute'))
+         SELECT o.id AS "id!", o.name AS "name!", o.is_admin AS "is_admin!"
+         FROM t JOIN owners o ON o.id = t.owner_id"#,
+        &hash_token(token)[..],
     )
-    .bind(hash_token(token))
     .fetch_optional(pool)
     .await
 }

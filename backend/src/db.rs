@@ -44,7 +44,10 @@ pub async fn migrate_when_up(pool: &PgPool, patience: Duration) -> anyhow::Resul
 
 /// Whether the database answers a trivial query.
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+    sqlx::query_scalar!("SELECT 1")
+        .fetch_one(pool)
+        .await
+        .map(|_| ())
 }
 
 /// Whether an error means the database cannot be reached right now (as opposed to a query

@@ -3,13 +3,17 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{
     ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::{RefOr, Schema};
 use uuid::Uuid;
-use yolots_protocol::{DeviceChoice, Format, ImageSize, Mode, Optimize, Output, Precision, limits};
+use yolots_protocol::report::ConversionReport;
+use yolots_protocol::{
+    DeviceChoice, ErrorCode, Format, ImageSize, Mode, Optimize, Output, Precision, Stage, limits,
+};
 
 /// The states of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, ToSchema)]
@@ -299,20 +303,21 @@ fn device_schema() -> RefOr<Schema> {
         .into()
 }
 
-/// A job as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A job as stored: every column typed (the queries that read it are checked against the
+/// schema when the service is compiled).
+#[derive(Debug, Clone)]
 pub struct JobRow {
     pub id: Uuid,
     pub owner_id: Uuid,
     pub status: JobStatus,
-    pub options: serde_json::Value,
+    pub options: Json<JobOptions>,
     pub options_key: String,
     pub device_class: String,
     pub source_name: String,
     pub source_size: i64,
     pub source_sha256: String,
     pub source_key: String,
-    pub stage: Option<String>,
+    pub stage: Option<Stage>,
     pub progress: f32,
     pub attempts: i32,
     pub max_attempts: i32,
@@ -321,9 +326,9 @@ pub struct JobRow {
     pub lease_token: Option<Uuid>,
     pub lease_expires_at: Option<DateTime<Utc>>,
     pub cancel_requested: bool,
-    pub error_code: Option<String>,
+    pub error_code: Option<ErrorCode>,
     pub error_message: Option<String>,
-    pub report: Option<serde_json::Value>,
+    pub report: Option<Json<ConversionReport>>,
     pub artifact_key: Option<String>,
     pub artifact_name: Option<String>,
     pub artifact_size: Option<i64>,
@@ -334,13 +339,6 @@ pub struct JobRow {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
-}
-
-impl JobRow {
-    /// The options as parsed (stored rows were written by this service).
-    pub fn parsed_options(&self) -> Result<JobOptions, InvalidOptions> {
-        serde_json::from_value(self.options.clone()).map_err(|e| InvalidOptions(e.to_string()))
-    }
 }
 
 /// The uploaded checkpoint.
@@ -387,8 +385,7 @@ pub struct JobView {
     pub stage: Option<String>,
     /// How far the conversion is, 0 to 1.
     pub progress: f32,
-    #[schema(value_type = JobOptions)]
-    pub options: serde_json::Value,
+    pub options: JobOptions,
     pub source: SourceView,
     /// Attempts started so far.
     pub attempts: i32,
@@ -411,14 +408,14 @@ pub struct JobView {
 impl From<&JobRow> for JobView {
     fn from(row: &JobRow) -> Self {
         let base = format!("/api/v1/jobs/{}", row.id);
-        let mut options = row.options.clone();
-        if let Some(map) = options.as_object_mut() {
-            map.remove("test_fault");
-        }
+        let options = JobOptions {
+            test_fault: None,
+            ..row.options.0.clone()
+        };
         JobView {
             id: row.id,
             status: row.status,
-            stage: row.stage.clone(),
+            stage: row.stage.map(|stage| stage.as_str().to_owned()),
             progress: row.progress,
             options,
             source: SourceView {
@@ -428,8 +425,8 @@ impl From<&JobRow> for JobView {
             },
             attempts: row.attempts,
             max_attempts: row.max_attempts,
-            error: row.error_code.as_ref().map(|code| ErrorView {
-                code: code.clone(),
+            error: row.error_code.map(|code| ErrorView {
+                code: code.as_str().to_owned(),
                 message: row.error_message.clone().unwrap_or_default(),
             }),
             artifact: match (

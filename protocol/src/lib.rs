@@ -16,6 +16,8 @@ mod progress;
 pub mod report;
 mod request;
 mod runtime;
+#[cfg(feature = "sqlx")]
+mod sql;
 mod task;
 
 pub use converter_line::{ConverterLine, EXIT_DIVERGED, EXIT_REFUSED};
@@ -23,7 +25,7 @@ pub use error_code::{ErrorCode, GENERIC_ADVICE, Origin, UnknownErrorCode};
 pub use options::{
     DeviceChoice, Format, ImageSize, Mode, Optimize, Output, ParseOptionError, Precision, limits,
 };
-pub use progress::{ProgressEvent, Stage};
+pub use progress::{ProgressEvent, Stage, UnknownStage};
 pub use request::{ConvertRequest, Perturbation, TestFault};
 pub use runtime::RuntimeFacts;
 pub use task::{COCO_KEYPOINT_NAMES, COCO_SKELETON, KEYPOINT_VALUES, Task, keypoint_layout};

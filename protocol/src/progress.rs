@@ -1,6 +1,7 @@
 //! Progress of a conversion, as events a caller can print or stream as JSON lines.
 
 use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,40 @@ impl Stage {
     }
 }
 
+/// A stage this build does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown stage {0:?}")]
+pub struct UnknownStage(pub String);
+
+impl Stage {
+    /// Every stage, in order.
+    pub const ALL: [Stage; 12] = [
+        Stage::Reading,
+        Stage::Describing,
+        Stage::Building,
+        Stage::Fusing,
+        Stage::Scripting,
+        Stage::Tracing,
+        Stage::Exporting,
+        Stage::Optimizing,
+        Stage::Saving,
+        Stage::Validating,
+        Stage::Timing,
+        Stage::Done,
+    ];
+}
+
+impl FromStr for Stage {
+    type Err = UnknownStage;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Stage::ALL
+            .into_iter()
+            .find(|stage| stage.as_str() == s)
+            .ok_or_else(|| UnknownStage(s.to_owned()))
+    }
+}
+
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -89,5 +124,15 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"stage":"validating","fraction":1.0,"message":"comparing"}"#
         );
+    }
+
+    #[test]
+    fn every_stage_parses_back_from_its_wire_spelling() {
+        for stage in Stage::ALL {
+            let wire = serde_json::to_value(stage).unwrap();
+            assert_eq!(wire, stage.as_str());
+            assert_eq!(stage.as_str().parse::<Stage>(), Ok(stage));
+        }
+        assert!("resting".parse::<Stage>().is_err());
     }
 }

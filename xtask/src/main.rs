@@ -7,6 +7,8 @@
 //! - `gpu-bundle`: the binary, fixtures and a script to validate on a GPU machine.
 //! - `dist`: the release binary, its libraries and the web page in one folder (Docker).
 //! - `soak`: uploads at a steady rate for minutes; throughput, latency, memory.
+//! - `queries`: check the service's SQL against a fresh database and refresh its offline
+//!   cache (`backend/.sqlx`).
 //!
 //! Every command builds in a target folder shared by the machine's clones (see
 //! `build_cache`), so a fresh clone reuses the compiled dependencies.
@@ -24,6 +26,7 @@ mod paths;
 mod postgres;
 mod process;
 mod pytools;
+mod queries;
 mod run;
 mod schemathesis;
 mod setup;
@@ -56,6 +59,9 @@ enum Command {
     Dist(dist::DistArgs),
     /// Serve with two workers under a steady stream of uploads; throughput, latency, memory.
     Soak(soak::SoakArgs),
+    /// Check the service's SQL against a freshly migrated database and write the offline
+    /// query cache (`backend/.sqlx`) that builds use.
+    Queries,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,5 +75,6 @@ fn main() -> anyhow::Result<()> {
         Command::GpuBundle(args) => gpu_bundle::gpu_bundle(&args),
         Command::Dist(args) => dist::dist(&args),
         Command::Soak(args) => soak::soak(&args),
+        Command::Queries => queries::queries(),
     }
 }

@@ -8,6 +8,7 @@ use actix_web::http::header::{self, Header};
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -103,7 +104,7 @@ pub async fn create_job(
     let new = NewJob {
         id: received.job_id,
         owner_id: caller.owner.id,
-        options: serde_json::to_value(&received.options).unwrap_or_default(),
+        options: received.options.clone(),
         device_class: received.options.device_class().to_owned(),
         options_key,
         source_name: received.name.clone(),
@@ -302,7 +303,7 @@ pub async fn get_report(
 ) -> Result<HttpResponse, ApiError> {
     let row = visible(&state, &caller, *id).await?;
     match row.report {
-        Some(report) => Ok(HttpResponse::Ok().json(report)),
+        Some(Json(report)) => Ok(HttpResponse::Ok().json(report)),
         None => Err(not_ready(&row)),
     }
 }

@@ -6,14 +6,15 @@
 
 use std::time::Duration;
 
+use sqlx::types::Json;
 use uuid::Uuid;
-use yolots_protocol::ProgressEvent;
+use yolots_protocol::report::ConversionReport;
+use yolots_protocol::{ErrorCode, ProgressEvent, Stage};
 
 use super::{Queue, QueueError, insert_event, status_event};
-use crate::model::JobRow;
-use yolots_protocol::ErrorCode;
+use crate::model::{JobOptions, JobRow, JobStatus};
 
-/// The hold a worker has on a job.
+/// The hold a worker has on a job: its id and the token of this attempt's lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
     pub job: Uuid,
@@ -34,7 +35,7 @@ pub enum Heartbeat {
 pub enum Outcome {
     /// The artifact is stored under `artifact_key`.
     Succeeded {
-        report: serde_json::Value,
+        report: Box<ConversionReport>,
         artifact_key: String,
         artifact_name: String,
         artifact_size: i64,
@@ -45,7 +46,7 @@ pub enum Outcome {
         code: ErrorCode,
         message: String,
         retry: bool,
-        report: Option<serde_json::Value>,
+        report: Option<Box<ConversionReport>>,
     },
     /// Stopped on the owner's request.
     Cancelled,
@@ -64,32 +65,51 @@ fn interval(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// A job this worker holds under a lease. While held it can be kept alive
+/// ([`HeldJob::heartbeat`]) and report its stages ([`HeldJob::progress`]); it ends once,
+/// by [`HeldJob::finish`] or [`HeldJob::release`], which take the handle. Every write is
+/// fenced by the lease, so a handle whose lease expired writes nothing.
+#[derive(Debug)]
+pub struct HeldJob {
+    queue: Queue,
+    lease: Lease,
+    row: JobRow,
+}
+
+/// A [`HeldJob::finish`] that wrote nothing: the handle comes back with the error, so
+/// the caller may try again while the database is unavailable.
+#[derive(Debug)]
+pub struct Unrecorded {
+    pub job: HeldJob,
+    pub error: QueueError,
+}
+
 impl Queue {
     /// Claims the oldest claimable job this worker may run.
     pub async fn claim(
         &self,
         worker: &str,
         classes: &[String],
-    ) -> Result<Option<(JobRow, Lease)>, QueueError> {
+    ) -> Result<Option<HeldJob>, QueueError> {
         let token = Uuid::new_v4();
         let mut tx = self.pool.begin().await?;
-        let row: Option<JobRow> = sqlx::query_as(
+        let row = returning_job!(
             "WITH next AS ( \
-               SELECT id FROM jobs \
+               SELECT id AS next_id FROM jobs \
                WHERE status = 'queued' AND run_after <= now() AND device_class = ANY($3) \
                ORDER BY run_after, created_at \
                LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             UPDATE jobs j SET status = 'running', attempts = j.attempts + 1, \
+             UPDATE jobs SET status = 'running', attempts = attempts + 1, \
                lease_owner = $1, lease_token = $2, \
                lease_expires_at = now() + make_interval(secs => $4), \
                started_at = now(), updated_at = now(), stage = NULL, progress = 0, \
-               event_seq = j.event_seq + 1 \
-             FROM next WHERE j.id = next.id RETURNING j.*",
+               event_seq = event_seq + 1 \
+             FROM next WHERE id = next.next_id",
+            worker,
+            token,
+            classes,
+            interval(self.settings.lease),
         )
-        .bind(worker)
-        .bind(token)
-        .bind(classes)
-        .bind(interval(self.settings.lease))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
@@ -99,164 +119,12 @@ impl Queue {
         status_event(&mut tx, &row).await?;
         tx.commit().await?;
         let lease = Lease { job: row.id, token };
-        Ok(Some((row, lease)))
+        Ok(Some(HeldJob {
+            queue: self.clone(),
+            lease,
+            row,
+        }))
     }
-
-    /// Extends the lease; says whether the owner asked to cancel.
-    pub async fn heartbeat(&self, lease: Lease) -> Result<Heartbeat, QueueError> {
-        let cancel: Option<bool> = sqlx::query_scalar(concat!(
-            "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3) ",
-            lease_fence!(),
-            "RETURNING cancel_requested"
-        ))
-        .bind(lease.job)
-        .bind(lease.token)
-        .bind(interval(self.settings.lease))
-        .fetch_optional(&self.pool)
-        .await?;
-        match cancel {
-            None => Err(QueueError::LeaseLost(lease.job)),
-            Some(true) => Ok(Heartbeat::CancelRequested),
-            Some(false) => Ok(Heartbeat::Continue),
-        }
-    }
-
-    /// Records a stage of the conversion.
-    pub async fn progress(&self, lease: Lease, event: &ProgressEvent) -> Result<(), QueueError> {
-        let mut tx = self.pool.begin().await?;
-        let seq: Option<i64> = sqlx::query_scalar(concat!(
-            "UPDATE jobs SET stage = $3, progress = $4, updated_at = now(), \
-             event_seq = event_seq + 1 ",
-            lease_fence!(),
-            " RETURNING event_seq"
-        ))
-        .bind(lease.job)
-        .bind(lease.token)
-        .bind(event.stage.as_str())
-        .bind(event.fraction.clamp(0.0, 1.0) as f32)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(seq) = seq else {
-            return Err(QueueError::LeaseLost(lease.job));
-        };
-        let data = serde_json::to_value(event).unwrap_or_default();
-        insert_event(&mut tx, lease.job, seq, "progress", &data).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Ends the attempt. Fails with [`QueueError::LeaseLost`] when the lease is gone, in
-    /// which case nothing was written.
-    pub async fn finish(&self, lease: Lease, outcome: &Outcome) -> Result<JobRow, QueueError> {
-        let mut tx = self.pool.begin().await?;
-        let row: Option<JobRow> = match outcome {
-            Outcome::Succeeded {
-                report,
-                artifact_key,
-                artifact_name,
-                artifact_size,
-                artifact_sha256,
-            } => {
-                sqlx::query_as(concat!(
-                    "UPDATE jobs SET status = 'succeeded', stage = 'done', progress = 1, \
-                     report = $3, artifact_key = $4, artifact_name = $5, artifact_size = $6, \
-                     artifact_sha256 = $7, error_code = NULL, error_message = NULL, ",
-                    lease_clear!(),
-                    ", \
-                     finished_at = now(), updated_at = now(), event_seq = event_seq + 1 ",
-                    lease_fence!(),
-                    " RETURNING *"
-                ))
-                .bind(lease.job)
-                .bind(lease.token)
-                .bind(report)
-                .bind(artifact_key)
-                .bind(artifact_name)
-                .bind(artifact_size)
-                .bind(artifact_sha256)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-            Outcome::Failed {
-                code,
-                message,
-                retry,
-                report,
-            } => {
-                sqlx::query_as(concat!(
-                    "UPDATE jobs SET \
-                       status = (CASE WHEN $5 AND attempts < max_attempts AND NOT cancel_requested \
-                                 THEN 'queued' ELSE 'failed' END)::job_status, \
-                       run_after = now() + make_interval(secs => \
-                                   $6 * power(2, GREATEST(attempts - 1, 0))), \
-                       finished_at = CASE WHEN $5 AND attempts < max_attempts \
-                                     AND NOT cancel_requested THEN NULL ELSE now() END, \
-                       error_code = $3, error_message = $4, report = $7, ",
-                    lease_clear!(),
-                    ", \
-                       updated_at = now(), event_seq = event_seq + 1 ",
-                    lease_fence!(),
-                    " RETURNING *"
-                ))
-                .bind(lease.job)
-                .bind(lease.token)
-                .bind(code.as_str())
-                .bind(message)
-                .bind(retry)
-                .bind(interval(self.settings.retry_backoff))
-                .bind(report)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-            Outcome::Cancelled => {
-                sqlx::query_as(concat!(
-                    "UPDATE jobs SET status = 'cancelled', error_code = $3, \
-                     error_message = 'cancelled by its owner while it ran', ",
-                    lease_clear!(),
-                    ", \
-                     finished_at = now(), updated_at = now(), event_seq = event_seq + 1 ",
-                    lease_fence!(),
-                    " RETURNING *"
-                ))
-                .bind(lease.job)
-                .bind(lease.token)
-                .bind(ErrorCode::Cancelled.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-        };
-        let Some(row) = row else {
-            return Err(QueueError::LeaseLost(lease.job));
-        };
-        status_event(&mut tx, &row).await?;
-        tx.commit().await?;
-        Ok(row)
-    }
-
-    /// Hands a job back to the queue without counting the attempt (graceful shutdown).
-    pub async fn release(&self, lease: Lease) -> Result<JobRow, QueueError> {
-        let mut tx = self.pool.begin().await?;
-        let row: Option<JobRow> = sqlx::query_as(concat!(
-            "UPDATE jobs SET status = 'queued', attempts = GREATEST(attempts - 1, 0), \
-             run_after = now(), stage = NULL, progress = 0, started_at = NULL, ",
-            lease_clear!(),
-            ", \
-             updated_at = now(), event_seq = event_seq + 1 ",
-            lease_fence!(),
-            " RETURNING *"
-        ))
-        .bind(lease.job)
-        .bind(lease.token)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Err(QueueError::LeaseLost(lease.job));
-        };
-        status_event(&mut tx, &row).await?;
-        tx.commit().await?;
-        Ok(row)
-    }
-
     /// Announces a worker (or refreshes its last-seen time).
     pub async fn register_worker(
         &self,
@@ -264,14 +132,14 @@ impl Queue {
         device: &str,
         hostname: &str,
     ) -> Result<(), QueueError> {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO workers (id, device, hostname, pid) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), device = EXCLUDED.device",
+            id,
+            device,
+            hostname,
+            std::process::id() as i32,
         )
-        .bind(id)
-        .bind(device)
-        .bind(hostname)
-        .bind(std::process::id() as i32)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -279,8 +147,7 @@ impl Queue {
 
     /// Forgets a worker that stops.
     pub async fn unregister_worker(&self, id: &str) -> Result<(), QueueError> {
-        sqlx::query("DELETE FROM workers WHERE id = $1")
-            .bind(id)
+        sqlx::query!("DELETE FROM workers WHERE id = $1", id)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -288,12 +155,165 @@ impl Queue {
 
     /// Devices of the workers seen within `window`.
     pub async fn live_devices(&self, window: Duration) -> Result<Vec<String>, QueueError> {
-        Ok(sqlx::query_scalar(
-            "SELECT DISTINCT device FROM workers \
-             WHERE last_seen_at > now() - make_interval(secs => $1) ORDER BY device",
+        Ok(sqlx::query_scalar!(
+            r#"SELECT DISTINCT device AS "device!" FROM workers
+             WHERE last_seen_at > now() - make_interval(secs => $1) ORDER BY 1"#,
+            interval(window),
         )
-        .bind(interval(window))
         .fetch_all(&self.pool)
         .await?)
+    }
+}
+
+impl HeldJob {
+    /// The job as it was claimed.
+    pub fn row(&self) -> &JobRow {
+        &self.row
+    }
+
+    /// The job's options.
+    pub fn options(&self) -> &JobOptions {
+        &self.row.options.0
+    }
+
+    pub fn lease(&self) -> Lease {
+        self.lease
+    }
+
+    /// Extends the lease; says whether the owner asked to cancel.
+    pub async fn heartbeat(&self) -> Result<Heartbeat, QueueError> {
+        let lease = self.lease;
+        let row = fenced_update!(
+            "lease_expires_at = now() + make_interval(secs => $3)",
+            lease,
+            interval(self.queue.settings.lease),
+        )
+        .fetch_optional(&self.queue.pool)
+        .await?
+        .ok_or(QueueError::LeaseLost(self.lease.job))?;
+        Ok(if row.cancel_requested {
+            Heartbeat::CancelRequested
+        } else {
+            Heartbeat::Continue
+        })
+    }
+
+    /// Records a stage of the conversion.
+    pub async fn progress(&self, event: &ProgressEvent) -> Result<(), QueueError> {
+        let lease = self.lease;
+        let mut tx = self.queue.pool.begin().await?;
+        let row = fenced_update!(
+            "stage = $3, progress = $4, updated_at = now(), event_seq = event_seq + 1",
+            lease,
+            event.stage as _,
+            event.fraction.clamp(0.0, 1.0) as f32,
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(QueueError::LeaseLost(self.lease.job))?;
+        let data = serde_json::to_value(event).unwrap_or_default();
+        insert_event(&mut tx, row.id, row.event_seq, "progress", &data).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ends the attempt with its outcome. When nothing was written (the lease is gone:
+    /// [`QueueError::LeaseLost`]; or the database failed) the handle comes back.
+    pub async fn finish(self, outcome: &Outcome) -> Result<JobRow, Unrecorded> {
+        match self.write_outcome(outcome).await {
+            Ok(row) => Ok(row),
+            Err(error) => Err(Unrecorded { job: self, error }),
+        }
+    }
+
+    async fn write_outcome(&self, outcome: &Outcome) -> Result<JobRow, QueueError> {
+        let (lease, settings) = (self.lease, &self.queue.settings);
+        let mut tx = self.queue.pool.begin().await?;
+        let row =
+            match outcome {
+                Outcome::Succeeded {
+                    report,
+                    artifact_key,
+                    artifact_name,
+                    artifact_size,
+                    artifact_sha256,
+                } => {
+                    fenced_update!(
+                        clear_lease,
+                        "status = 'succeeded', stage = $3, progress = 1, report = $4, \
+                     artifact_key = $5, artifact_name = $6, artifact_size = $7, \
+                     artifact_sha256 = $8, error_code = NULL, error_message = NULL, \
+                     finished_at = now(), updated_at = now(), event_seq = event_seq + 1",
+                        lease,
+                        Stage::Done as _,
+                        Json(report) as _,
+                        artifact_key,
+                        artifact_name,
+                        *artifact_size,
+                        artifact_sha256,
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+                Outcome::Failed {
+                    code,
+                    message,
+                    retry,
+                    report,
+                } => fenced_update!(
+                    clear_lease,
+                    "status = (CASE WHEN $5 AND attempts < max_attempts AND NOT cancel_requested \
+                               THEN 'queued' ELSE 'failed' END)::job_status, \
+                     run_after = now() + make_interval(secs => \
+                                 $6 * power(2, GREATEST(attempts - 1, 0))), \
+                     finished_at = CASE WHEN $5 AND attempts < max_attempts \
+                                   AND NOT cancel_requested THEN NULL ELSE now() END, \
+                     error_code = $3, error_message = $4, report = $7, \
+                     updated_at = now(), event_seq = event_seq + 1",
+                    lease,
+                    *code as _,
+                    message,
+                    *retry,
+                    interval(settings.retry_backoff),
+                    report.as_ref().map(Json) as _,
+                )
+                .fetch_optional(&mut *tx)
+                .await?,
+                Outcome::Cancelled => {
+                    fenced_update!(
+                        clear_lease,
+                        "status = 'cancelled', error_code = $3, \
+                     error_message = 'cancelled by its owner while it ran', \
+                     finished_at = now(), updated_at = now(), event_seq = event_seq + 1",
+                        lease,
+                        ErrorCode::Cancelled as _,
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+            };
+        let row = row.ok_or(QueueError::LeaseLost(self.lease.job))?;
+        status_event(&mut tx, &row).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Hands the job back to the queue without counting the attempt (graceful shutdown).
+    pub async fn release(self) -> Result<JobRow, QueueError> {
+        let lease = self.lease;
+        let mut tx = self.queue.pool.begin().await?;
+        let row = fenced_update!(
+            clear_lease,
+            "status = 'queued', attempts = GREATEST(attempts - 1, 0), \
+             run_after = now(), stage = NULL, progress = 0, started_at = NULL, \
+             updated_at = now(), event_seq = event_seq + 1",
+            lease,
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(QueueError::LeaseLost(self.lease.job))?;
+        status_event(&mut tx, &row).await?;
+        tx.commit().await?;
+        Ok(row)
     }
 }

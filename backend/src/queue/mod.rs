@@ -12,24 +12,103 @@
 
 use std::time::Duration;
 
+use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
+use yolots_protocol::report::ConversionReport;
+use yolots_protocol::{ErrorCode, Stage};
 
-use crate::model::{JobRow, JobStatus, JobView};
+use crate::model::{JobOptions, JobRow, JobStatus, JobView};
 
-/// The fence of every statement a lease holder makes: its job, under its lease, still
-/// running. A statement whose fence no longer holds changes nothing, so a worker that lost
-/// its lease can never overwrite the job's new run.
-macro_rules! lease_fence {
-    () => {
-        " WHERE id = $1 AND lease_token = $2 AND status = 'running' "
+/// Every column of `jobs` as [`JobRow`] reads it, typed (`status`, `options`, `stage`,
+/// `error_code`, `report`) and with its nullability spelled out, handed as one string
+/// literal to the macro `$then` before its other arguments: `query_as!` sees only
+/// literals, so the list is written once here and spliced in at compile time.
+macro_rules! with_job_columns {
+    ($then:ident!($($args:tt)*)) => {
+        $then!(
+            r#"id AS "id!", owner_id AS "owner_id!", status AS "status!: JobStatus",
+            options AS "options!: Json<JobOptions>", options_key AS "options_key!",
+            device_class AS "device_class!", source_name AS "source_name!",
+            source_size AS "source_size!", source_sha256 AS "source_sha256!",
+            source_key AS "source_key!", stage AS "stage?: Stage", progress AS "progress!",
+            attempts AS "attempts!", max_attempts AS "max_attempts!", run_after AS "run_after!",
+            lease_owner AS "lease_owner?", lease_token AS "lease_token?",
+            lease_expires_at AS "lease_expires_at?", cancel_requested AS "cancel_requested!",
+            error_code AS "error_code?: ErrorCode", error_message AS "error_message?",
+            report AS "report?: Json<ConversionReport>", artifact_key AS "artifact_key?",
+            artifact_name AS "artifact_name?", artifact_size AS "artifact_size?",
+            artifact_sha256 AS "artifact_sha256?", reused_from AS "reused_from?",
+            event_seq AS "event_seq!", created_at AS "created_at!", updated_at AS "updated_at!",
+            started_at AS "started_at?", finished_at AS "finished_at?""#,
+            $($args)*
+        )
     };
 }
 
-/// Gives the lease up (the job is finished, handed back or reaped).
-macro_rules! lease_clear {
-    () => {
-        "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
+/// `query_as!(JobRow, ...)` of a statement (string literals joined by `+`) that ends
+/// `RETURNING` every column. The arguments are forwarded as written (`value as _` included).
+macro_rules! returning_job {
+    ($sql:literal $(+ $more:literal)* $(, $($args:tt)*)?) => {
+        with_job_columns!(returning_job_with!($sql $(+ $more)* $(, $($args)*)?))
+    };
+}
+
+macro_rules! returning_job_with {
+    ($columns:literal, $sql:literal $(+ $more:literal)* $(, $($args:tt)*)?) => {
+        sqlx::query_as!(JobRow, $sql $(+ $more)* + " RETURNING " + $columns $(, $($args)*)?)
+    };
+}
+
+/// Gives the lease up (the job is finished, handed back or reaped): the assignments,
+/// handed as a string literal to the macro `$then` before its other arguments.
+macro_rules! with_lease_clear {
+    ($then:ident!($($args:tt)*)) => {
+        $then!("lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL", $($args)*)
+    };
+}
+
+/// `query_as!(JobRow, "SELECT <every column> FROM jobs " + $rest, ...)`.
+macro_rules! select_jobs {
+    ($rest:literal $(, $($args:tt)*)?) => {
+        with_job_columns!(select_jobs_with!($rest $(, $($args)*)?))
+    };
+}
+
+macro_rules! select_jobs_with {
+    ($columns:literal, $rest:literal $(, $($args:tt)*)?) => {
+        sqlx::query_as!(JobRow, "SELECT " + $columns + " FROM jobs " + $rest $(, $($args)*)?)
+    };
+}
+
+/// A statement of the lease holder: `UPDATE jobs SET $set` fenced by the lease `$lease`
+/// (its job, its token, still running: `$1` and `$2`), `RETURNING` every column. A
+/// statement whose fence no longer holds changes nothing, so a worker that lost its lease
+/// can never overwrite the job's new run. With `clear_lease` first, it also gives the
+/// lease up.
+macro_rules! fenced_update {
+    (clear_lease, $set:literal, $lease:ident $(, $($args:tt)*)?) => {
+        with_lease_clear!(fenced_update!(cleared, $set, $lease $(, $($args)*)?))
+    };
+    ($clear:literal, cleared, $set:literal, $lease:ident $(, $($args:tt)*)?) => {
+        with_job_columns!(fenced_update_with!($clear + ", " + $set, $lease $(, $($args)*)?))
+    };
+    ($set:literal, $lease:ident $(, $($args:tt)*)?) => {
+        with_job_columns!(fenced_update_with!($set, $lease $(, $($args)*)?))
+    };
+}
+
+macro_rules! fenced_update_with {
+    ($columns:literal, $set:literal $(+ $more:literal)*, $lease:ident $(, $($args:tt)*)?) => {
+        sqlx::query_as!(
+            JobRow,
+            "UPDATE jobs SET " + $set $(+ $more)*
+                + " WHERE id = $1 AND lease_token = $2 AND status = 'running' RETURNING "
+                + $columns,
+            $lease.job,
+            $lease.token
+            $(, $($args)*)?
+        )
     };
 }
 
@@ -84,7 +163,7 @@ pub struct Queue {
 pub struct NewJob {
     pub id: Uuid,
     pub owner_id: Uuid,
-    pub options: serde_json::Value,
+    pub options: JobOptions,
     pub options_key: String,
     pub device_class: String,
     pub source_name: String,
@@ -94,7 +173,7 @@ pub struct NewJob {
 }
 
 /// One entry of a job's event log.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct EventRow {
     pub seq: i64,
     pub kind: String,
@@ -127,21 +206,21 @@ impl Queue {
     /// Queues a new job.
     pub async fn enqueue(&self, job: &NewJob) -> Result<JobRow, QueueError> {
         let mut tx = self.pool.begin().await?;
-        let row: JobRow = sqlx::query_as(
+        let row = returning_job!(
             "INSERT INTO jobs (id, owner_id, status, options, options_key, device_class, \
              source_name, source_size, source_sha256, source_key, max_attempts, event_seq) \
-             VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, 1) RETURNING *",
+             VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, 1)",
+            job.id,
+            job.owner_id,
+            Json(&job.options) as _,
+            job.options_key,
+            job.device_class,
+            job.source_name,
+            job.source_size,
+            job.source_sha256,
+            job.source_key,
+            self.settings.max_attempts,
         )
-        .bind(job.id)
-        .bind(job.owner_id)
-        .bind(&job.options)
-        .bind(&job.options_key)
-        .bind(&job.device_class)
-        .bind(&job.source_name)
-        .bind(job.source_size)
-        .bind(&job.source_sha256)
-        .bind(&job.source_key)
-        .bind(self.settings.max_attempts)
         .fetch_one(&mut *tx)
         .await?;
         status_event(&mut tx, &row).await?;
@@ -156,14 +235,14 @@ impl Queue {
         sha256: &str,
         options_key: &str,
     ) -> Result<Option<JobRow>, QueueError> {
-        Ok(sqlx::query_as(
-            "SELECT * FROM jobs WHERE owner_id = $1 AND source_sha256 = $2 AND options_key = $3 \
+        Ok(select_jobs!(
+            "WHERE owner_id = $1 AND source_sha256 = $2 AND options_key = $3 \
              AND status = 'succeeded' AND artifact_key IS NOT NULL \
              ORDER BY finished_at DESC LIMIT 1",
+            owner,
+            sha256,
+            options_key,
         )
-        .bind(owner)
-        .bind(sha256)
-        .bind(options_key)
         .fetch_optional(&self.pool)
         .await?)
     }
@@ -171,27 +250,28 @@ impl Queue {
     /// A new job that is done at once: it shares `from`'s artifact and report.
     pub async fn insert_reused(&self, job: &NewJob, from: &JobRow) -> Result<JobRow, QueueError> {
         let mut tx = self.pool.begin().await?;
-        let row: JobRow = sqlx::query_as(
+        let row = returning_job!(
             "INSERT INTO jobs (id, owner_id, status, options, options_key, device_class, \
              source_name, source_size, source_sha256, source_key, max_attempts, stage, progress, \
              report, artifact_key, artifact_name, artifact_size, artifact_sha256, reused_from, \
              started_at, finished_at, event_seq) \
-             SELECT $1, $2, 'succeeded', $3, $4, $5, $6, $7, $8, $9, $10, 'done', 1, \
+             SELECT $1, $2, 'succeeded', $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, \
              src.report, src.artifact_key, src.artifact_name, src.artifact_size, \
              src.artifact_sha256, src.id, now(), now(), 1 \
-             FROM jobs src WHERE src.id = $11 AND src.status = 'succeeded' RETURNING *",
+             FROM jobs src WHERE src.id = $12 AND src.status = 'succeeded'",
+            job.id,
+            job.owner_id,
+            Json(&job.options) as _,
+            job.options_key,
+            job.device_class,
+            job.source_name,
+            job.source_size,
+            job.source_sha256,
+            job.source_key,
+            self.settings.max_attempts,
+            Stage::Done as _,
+            from.id,
         )
-        .bind(job.id)
-        .bind(job.owner_id)
-        .bind(&job.options)
-        .bind(&job.options_key)
-        .bind(&job.device_class)
-        .bind(&job.source_name)
-        .bind(job.source_size)
-        .bind(&job.source_sha256)
-        .bind(&job.source_key)
-        .bind(self.settings.max_attempts)
-        .bind(from.id)
         .fetch_one(&mut *tx)
         .await?;
         status_event(&mut tx, &row).await?;
@@ -201,8 +281,7 @@ impl Queue {
 
     /// A job by id, whoever owns it.
     pub async fn get(&self, id: Uuid) -> Result<Option<JobRow>, QueueError> {
-        Ok(sqlx::query_as("SELECT * FROM jobs WHERE id = $1")
-            .bind(id)
+        Ok(select_jobs!("WHERE id = $1", id)
             .fetch_optional(&self.pool)
             .await?)
     }
@@ -216,23 +295,23 @@ impl Queue {
         per_page: i64,
     ) -> Result<Page, QueueError> {
         let offset = (page.max(1) - 1).saturating_mul(per_page);
-        let jobs: Vec<JobRow> = sqlx::query_as(
-            "SELECT * FROM jobs WHERE ($1::uuid IS NULL OR owner_id = $1) \
+        let jobs = select_jobs!(
+            "WHERE ($1::uuid IS NULL OR owner_id = $1) \
              AND ($2::job_status IS NULL OR status = $2) \
              ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
+            owner,
+            status as _,
+            per_page,
+            offset,
         )
-        .bind(owner)
-        .bind(status)
-        .bind(per_page)
-        .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM jobs WHERE ($1::uuid IS NULL OR owner_id = $1) \
-             AND ($2::job_status IS NULL OR status = $2)",
+        let total = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM jobs WHERE ($1::uuid IS NULL OR owner_id = $1)
+             AND ($2::job_status IS NULL OR status = $2)"#,
+            owner,
+            status as _,
         )
-        .bind(owner)
-        .bind(status)
         .fetch_one(&self.pool)
         .await?;
         Ok(Page { jobs, total })
@@ -241,11 +320,11 @@ impl Queue {
     /// Cancels a queued job now, or asks the worker of a running one to stop.
     pub async fn cancel(&self, id: Uuid) -> Result<Option<Cancel>, QueueError> {
         let mut tx = self.pool.begin().await?;
-        let cancelled: Option<JobRow> = sqlx::query_as(
+        let cancelled = returning_job!(
             "UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now(), \
-             event_seq = event_seq + 1 WHERE id = $1 AND status = 'queued' RETURNING *",
+             event_seq = event_seq + 1 WHERE id = $1 AND status = 'queued'",
+            id,
         )
-        .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = cancelled {
@@ -253,11 +332,11 @@ impl Queue {
             tx.commit().await?;
             return Ok(Some(Cancel::Cancelled(row)));
         }
-        let requested: Option<JobRow> = sqlx::query_as(
+        let requested = returning_job!(
             "UPDATE jobs SET cancel_requested = TRUE, updated_at = now(), \
-             event_seq = event_seq + 1 WHERE id = $1 AND status = 'running' RETURNING *",
+             event_seq = event_seq + 1 WHERE id = $1 AND status = 'running'",
+            id,
         )
-        .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = requested {
@@ -273,16 +352,16 @@ impl Queue {
     /// the job is in another state.
     pub async fn retry(&self, id: Uuid) -> Result<Option<JobRow>, QueueError> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<JobRow> = sqlx::query_as(
+        let row = returning_job!(
             "UPDATE jobs SET status = 'queued', attempts = 0, max_attempts = $2, \
              run_after = now(), cancel_requested = FALSE, error_code = NULL, \
              error_message = NULL, report = NULL, stage = NULL, progress = 0, \
              started_at = NULL, finished_at = NULL, updated_at = now(), \
              event_seq = event_seq + 1 \
-             WHERE id = $1 AND status IN ('failed', 'cancelled') RETURNING *",
+             WHERE id = $1 AND status IN ('failed', 'cancelled')",
+            id,
+            self.settings.max_attempts,
         )
-        .bind(id)
-        .bind(self.settings.max_attempts)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = &row {
@@ -299,11 +378,10 @@ impl Queue {
         id: Uuid,
     ) -> Result<Option<(JobRow, Vec<String>)>, QueueError> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<JobRow> = sqlx::query_as(
-            "DELETE FROM jobs WHERE id = $1 AND status IN ('succeeded', 'failed', 'cancelled') \
-             RETURNING *",
+        let row = returning_job!(
+            "DELETE FROM jobs WHERE id = $1 AND status IN ('succeeded', 'failed', 'cancelled')",
+            id,
         )
-        .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
@@ -312,11 +390,12 @@ impl Queue {
         };
         let mut orphaned = vec![row.source_key.clone()];
         if let Some(key) = &row.artifact_key {
-            let shared: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE artifact_key = $1)")
-                    .bind(key)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let shared = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM jobs WHERE artifact_key = $1) AS "shared!""#,
+                key,
+            )
+            .fetch_one(&mut *tx)
+            .await?;
             if !shared {
                 orphaned.push(key.clone());
             }
@@ -327,23 +406,30 @@ impl Queue {
 
     /// Events of a job after `after`, in order.
     pub async fn events_after(&self, job: Uuid, after: i64) -> Result<Vec<EventRow>, QueueError> {
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as!(
+            EventRow,
             "SELECT seq, kind, data FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq",
+            job,
+            after,
         )
-        .bind(job)
-        .bind(after)
         .fetch_all(&self.pool)
         .await?)
     }
 
     /// Counts of jobs by status, and the jobs claimable now.
     pub async fn counts(&self) -> Result<(Vec<(JobStatus, i64)>, i64), QueueError> {
-        let counts: Vec<(JobStatus, i64)> =
-            sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status")
-                .fetch_all(&self.pool)
-                .await?;
-        let depth: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM jobs WHERE status = 'queued' AND run_after <= now()",
+        let counts = sqlx::query!(
+            r#"SELECT status AS "status!: JobStatus", count(*) AS "count!"
+             FROM jobs GROUP BY status"#
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| (r.status, r.count))
+        .collect();
+        let depth = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM jobs
+             WHERE status = 'queued' AND run_after <= now()"#
         )
         .fetch_one(&self.pool)
         .await?;
@@ -367,12 +453,14 @@ pub(crate) async fn insert_event(
     kind: &str,
     data: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO job_events (job_id, seq, kind, data) VALUES ($1, $2, $3, $4)")
-        .bind(job)
-        .bind(seq)
-        .bind(kind)
-        .bind(data)
-        .execute(&mut **tx)
-        .await
-        .map(|_| ())
+    sqlx::query!(
+        "INSERT INTO job_events (job_id, seq, kind, data) VALUES ($1, $2, $3, $4)",
+        job,
+        seq,
+        kind,
+        data,
+    )
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
 }

@@ -7,38 +7,49 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use sqlx::types::Json;
+use yolots_protocol::report::ConversionReport;
+use yolots_protocol::{ErrorCode, Stage};
+
 use super::{Queue, QueueError, status_event};
-use crate::model::JobRow;
-use yolots_protocol::ErrorCode;
+use crate::model::{JobOptions, JobRow, JobStatus};
+
+/// The reaper's statement, with the lease-clearing assignments as `$clear`.
+macro_rules! reap_statement {
+    ($clear:literal,) => {
+        returning_job!(
+            "WITH expired AS ( \
+               SELECT id AS expired_id FROM jobs \
+               WHERE status = 'running' AND lease_expires_at < now() \
+               ORDER BY lease_expires_at LIMIT 100 FOR UPDATE SKIP LOCKED) \
+             UPDATE jobs SET \
+               status = (CASE WHEN cancel_requested THEN 'cancelled' \
+                         WHEN attempts >= max_attempts THEN 'failed' \
+                         ELSE 'queued' END)::job_status, \
+               error_code = CASE WHEN cancel_requested THEN $1 ELSE $2 END, \
+               error_message = CASE WHEN cancel_requested \
+                   THEN 'cancelled by its owner; its worker stopped responding' \
+                   ELSE 'the worker running attempt ' || attempts || \
+                        ' stopped renewing its lease (it crashed or lost the database)' END, \
+               finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts \
+                             THEN now() ELSE NULL END, \
+               run_after = now(), "
+                + $clear
+                + ", updated_at = now(), event_seq = event_seq + 1 \
+             FROM expired WHERE id = expired.expired_id",
+            ErrorCode::Cancelled as _,
+            ErrorCode::LeaseExpired as _,
+        )
+    };
+}
 
 impl Queue {
     /// Requeues (or fails) the jobs whose lease expired; returns them.
     pub async fn reap_expired(&self) -> Result<Vec<JobRow>, QueueError> {
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<JobRow> = sqlx::query_as(concat!(
-            "WITH expired AS ( \
-               SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < now() \
-               ORDER BY lease_expires_at LIMIT 100 FOR UPDATE SKIP LOCKED) \
-             UPDATE jobs j SET \
-               status = (CASE WHEN j.cancel_requested THEN 'cancelled' \
-                         WHEN j.attempts >= j.max_attempts THEN 'failed' \
-                         ELSE 'queued' END)::job_status, \
-               error_code = CASE WHEN j.cancel_requested THEN $1 ELSE $2 END, \
-               error_message = CASE WHEN j.cancel_requested \
-                   THEN 'cancelled by its owner; its worker stopped responding' \
-                   ELSE 'the worker running attempt ' || j.attempts || \
-                        ' stopped renewing its lease (it crashed or lost the database)' END, \
-               finished_at = CASE WHEN j.cancel_requested OR j.attempts >= j.max_attempts \
-                             THEN now() ELSE NULL END, \
-               run_after = now(), ",
-            lease_clear!(),
-            ", updated_at = now(), event_seq = j.event_seq + 1 \
-             FROM expired WHERE j.id = expired.id RETURNING j.*"
-        ))
-        .bind(ErrorCode::Cancelled.as_str())
-        .bind(ErrorCode::LeaseExpired.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = with_lease_clear!(reap_statement!())
+            .fetch_all(&mut *tx)
+            .await?;
         for row in &rows {
             status_event(&mut tx, row).await?;
         }

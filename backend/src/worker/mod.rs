@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use yolots_protocol::DeviceChoice;
 
 use crate::metrics::Metrics;
-use crate::model::{JobOptions, JobRow, artifact_name};
-use crate::queue::claim::{Heartbeat, Lease, Outcome, device_classes};
+use crate::model::{JobRow, artifact_name};
+use crate::queue::claim::{Heartbeat, HeldJob, Outcome, Unrecorded, device_classes};
 use crate::queue::notify::Hub;
 use crate::queue::{Queue, QueueError};
 use crate::storage::Storage;
@@ -171,9 +171,9 @@ async fn worker_loop(ctx: Arc<WorkerContext>, name: String, stop: CancellationTo
         tokio::pin!(notified);
         notified.as_mut().enable();
         match ctx.queue.claim(&name, &classes).await {
-            Ok(Some((row, lease))) => {
+            Ok(Some(job)) => {
                 failures = 0;
-                run_job(&ctx, &name, row, lease, &stop).await;
+                run_job(&ctx, &name, job, &stop).await;
                 continue;
             }
             Ok(None) => failures = 0,
@@ -209,6 +209,16 @@ struct ChildFailure {
     report: Option<Box<ConversionReport>>,
 }
 
+/// How an attempt ended, for the worker to record.
+enum Attempt {
+    /// Write this outcome.
+    Ended(Outcome),
+    /// Hand the job back without counting the attempt (shutdown ran out of grace).
+    HandBack,
+    /// Write nothing: the lease is gone and the job belongs to another attempt.
+    LeaseLost,
+}
+
 /// How following the child ended.
 enum Followed {
     Exited {
@@ -221,19 +231,25 @@ enum Followed {
     Released,
 }
 
-async fn run_job(
-    ctx: &WorkerContext,
-    worker: &str,
-    row: JobRow,
-    lease: Lease,
-    stop: &CancellationToken,
-) {
+async fn run_job(ctx: &WorkerContext, worker: &str, job: HeldJob, stop: &CancellationToken) {
     let started = Instant::now();
-    tracing::info!(worker, job = %row.id, attempt = row.attempts, "conversion started");
-    let outcome = match attempt(ctx, &row, lease, stop).await {
-        Ok(Some(outcome)) => outcome,
-        Ok(None) => return,
-        Err(outcome) => outcome,
+    let id = job.row().id;
+    tracing::info!(worker, job = %id, attempt = job.row().attempts, "conversion started");
+    let outcome = match attempt(ctx, &job, stop).await {
+        Ok(Attempt::Ended(outcome)) | Err(outcome) => outcome,
+        Ok(Attempt::LeaseLost) => {
+            tracing::warn!(job = %id, "lease lost; dropping the attempt");
+            return;
+        }
+        Ok(Attempt::HandBack) => {
+            match job.release().await {
+                Ok(_) => tracing::info!(job = %id, "handed the job back (shutdown)"),
+                Err(error) => {
+                    tracing::warn!(job = %id, %error, "could not hand the job back; its lease will expire")
+                }
+            }
+            return;
+        }
     };
     let label = match &outcome {
         Outcome::Succeeded { .. } => "succeeded",
@@ -247,23 +263,23 @@ async fn run_job(
         // Before the record: once the job reads succeeded, only its artifact is stored.
         match ctx
             .storage
-            .delete_other_artifacts(row.id, &artifact_key.as_str().into())
+            .delete_other_artifacts(id, &artifact_key.as_str().into())
             .await
         {
             Ok(0) => {}
             Ok(removed) => {
-                tracing::info!(worker, job = %row.id, removed, "removed artifacts of cut-short attempts");
+                tracing::info!(worker, job = %id, removed, "removed artifacts of cut-short attempts");
             }
             Err(error) => {
-                tracing::warn!(worker, job = %row.id, %error, "could not list the job's artifacts");
+                tracing::warn!(worker, job = %id, %error, "could not list the job's artifacts");
             }
         }
     }
-    match finish(ctx, lease, &outcome).await {
-        Ok(done) => tracing::info!(worker, job = %row.id, status = done.status.as_str(),
+    match finish(ctx, job, &outcome).await {
+        Ok(done) => tracing::info!(worker, job = %id, status = done.status.as_str(),
             seconds = started.elapsed().as_secs_f64(), "attempt ended"),
         Err(error) => {
-            tracing::warn!(worker, job = %row.id, %error, "could not record the outcome");
+            tracing::warn!(worker, job = %id, %error, "could not record the outcome");
             if let Outcome::Succeeded { artifact_key, .. } = &outcome {
                 let _ = ctx.storage.delete(&artifact_key.as_str().into()).await;
             }
@@ -274,39 +290,38 @@ async fn run_job(
 /// Writes the outcome, retrying while the database is down (for at most a lease).
 async fn finish(
     ctx: &WorkerContext,
-    lease: Lease,
+    mut job: HeldJob,
     outcome: &Outcome,
 ) -> Result<JobRow, QueueError> {
     let give_up = Instant::now() + ctx.queue.settings.lease * 2;
     loop {
-        match ctx.queue.finish(lease, outcome).await {
-            Err(error) if error.is_unavailable() && Instant::now() < give_up => {
+        match job.finish(outcome).await {
+            Ok(row) => return Ok(row),
+            Err(Unrecorded { job: held, error })
+                if error.is_unavailable() && Instant::now() < give_up =>
+            {
+                job = held;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            other => return other,
+            Err(Unrecorded { error, .. }) => return Err(error),
         }
     }
 }
 
-/// Runs one attempt. `Ok(None)`: nothing to record (lease lost or job handed back).
+/// Runs one attempt; `Err` is a failure of the worker's own steps.
 async fn attempt(
     ctx: &WorkerContext,
-    row: &JobRow,
-    lease: Lease,
+    job: &HeldJob,
     stop: &CancellationToken,
-) -> Result<Option<Outcome>, Outcome> {
+) -> Result<Attempt, Outcome> {
+    let row = job.row();
     let internal = |message: String| Outcome::Failed {
         code: ErrorCode::InternalError,
         message,
         retry: true,
         report: None,
     };
-    let options: JobOptions = row.parsed_options().map_err(|e| Outcome::Failed {
-        code: ErrorCode::InvalidOptions,
-        message: e.to_string(),
-        retry: false,
-        report: None,
-    })?;
+    let options = job.options().clone();
     let scratch = tempfile::Builder::new()
         .prefix("yolots-job-")
         .tempdir()
@@ -347,28 +362,17 @@ async fn attempt(
         (spec.input.display().to_string(), row.source_name.clone()),
         (format!("{}/", scratch.path().display()), String::new()),
     ];
-    let followed = follow(ctx, &mut child, lease, stop, &rename).await;
+    let followed = follow(ctx, &mut child, job, stop, &rename).await;
     match &followed {
         Followed::Exited { .. } => {}
         _ => child.kill().await,
     }
     let (status, stderr) = child.wait().await;
     match followed {
-        Followed::LeaseLost => {
-            tracing::warn!(job = %row.id, "lease lost; dropping the attempt");
-            Ok(None)
-        }
-        Followed::Released => {
-            match ctx.queue.release(lease).await {
-                Ok(_) => tracing::info!(job = %row.id, "handed the job back (shutdown)"),
-                Err(error) => {
-                    tracing::warn!(job = %row.id, %error, "could not hand the job back; its lease will expire")
-                }
-            }
-            Ok(None)
-        }
-        Followed::Cancelled => Ok(Some(Outcome::Cancelled)),
-        Followed::TimedOut => Ok(Some(Outcome::Failed {
+        Followed::LeaseLost => Ok(Attempt::LeaseLost),
+        Followed::Released => Ok(Attempt::HandBack),
+        Followed::Cancelled => Ok(Attempt::Ended(Outcome::Cancelled)),
+        Followed::TimedOut => Ok(Attempt::Ended(Outcome::Failed {
             code: ErrorCode::Timeout,
             message: format!(
                 "the conversion exceeded the time limit of {:.0} s and was killed",
@@ -380,9 +384,9 @@ async fn attempt(
         Followed::Exited {
             result: Some(report),
             ..
-        } => store_artifact(ctx, row, lease, &spec, &name, report)
+        } => store_artifact(ctx, job, &spec, &name, report)
             .await
-            .map(Some),
+            .map(Attempt::Ended),
         Followed::Exited {
             error:
                 Some(ChildFailure {
@@ -395,11 +399,11 @@ async fn attempt(
         } => {
             // 2: the input is not a supported model; 3: validation failed; an invalid
             // option is also the request's fault. Other failures may be transient.
-            Ok(Some(Outcome::Failed {
+            Ok(Attempt::Ended(Outcome::Failed {
                 code,
                 message,
                 retry: !ConverterLine::is_final_failure(code, exit_code),
-                report: report.as_deref().map(report_json),
+                report,
             }))
         }
         Followed::Exited { .. } => {
@@ -411,7 +415,7 @@ async fn attempt(
                 message.push_str(": ");
                 message.push_str(&line);
             }
-            Ok(Some(Outcome::Failed {
+            Ok(Attempt::Ended(Outcome::Failed {
                 code: ErrorCode::ConversionCrashed,
                 message,
                 retry: true,
@@ -426,7 +430,7 @@ async fn attempt(
 async fn follow(
     ctx: &WorkerContext,
     child: &mut ConversionChild,
-    lease: Lease,
+    job: &HeldJob,
     stop: &CancellationToken,
     rename: &[(String, String)],
 ) -> Followed {
@@ -447,7 +451,7 @@ async fn follow(
                     for (from, to) in rename {
                         event.message = event.message.replace(from.as_str(), to);
                     }
-                    match ctx.queue.progress(lease, &event).await {
+                    match job.progress(&event).await {
                     Ok(()) => {}
                     Err(QueueError::LeaseLost(_)) => return Followed::LeaseLost,
                     Err(error) => tracing::debug!(%error, "could not record progress"),
@@ -459,7 +463,7 @@ async fn follow(
                 }
                 None => return Followed::Exited { result, error },
             },
-            _ = heartbeat.tick() => match ctx.queue.heartbeat(lease).await {
+            _ = heartbeat.tick() => match job.heartbeat().await {
                 Ok(Heartbeat::Continue) => {}
                 Ok(Heartbeat::CancelRequested) => return Followed::Cancelled,
                 Err(QueueError::LeaseLost(_)) => return Followed::LeaseLost,
@@ -479,8 +483,7 @@ async fn follow(
 /// Copies the artifact into the store, checking it against the report.
 async fn store_artifact(
     ctx: &WorkerContext,
-    row: &JobRow,
-    lease: Lease,
+    job: &HeldJob,
     spec: &ChildSpec,
     name: &str,
     report: Box<ConversionReport>,
@@ -500,26 +503,17 @@ async fn store_artifact(
             "the artifact's SHA-256 {sha256} differs from the report's {reported}"
         )));
     }
-    let key = Storage::artifact_key(row.id, lease.token, name);
+    let key = Storage::artifact_key(job.row().id, job.lease().token, name);
     ctx.storage
         .put_file(&key, &spec.output)
         .await
         .map_err(|e| failed(format!("storing the artifact: {e}")))?;
     Ok(Outcome::Succeeded {
-        report: report_json(&report),
+        report,
         artifact_key: key.to_string(),
         artifact_name: name.to_owned(),
         artifact_size: size as i64,
         artifact_sha256: sha256,
-    })
-}
-
-/// The report as the job row stores it (JSONB).
-fn report_json(report: &ConversionReport) -> serde_json::Value {
-    serde_json::to_value(report).unwrap_or_else(|error| {
-        // Plain data always serialises; keep the job's outcome even if it did not.
-        tracing::error!(%error, "the report could not be serialised");
-        serde_json::Value::Null
     })
 }
 
