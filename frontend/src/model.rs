@@ -2,11 +2,17 @@
 //! events, the inspection summary and the conversion report. Every struct tolerates
 //! missing fields (serde defaults): a newer or older service still renders.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use yolots_protocol::{
-    COCO_KEYPOINT_NAMES, DeviceChoice, Format, ImageSize, Mode, Optimize, Output, Precision, Task,
-    keypoint_layout, limits,
+    COCO_KEYPOINT_NAMES, DeviceChoice, Format, ImageSize, Mode, Optimize, Output, Precision, Stage,
+    Task, keypoint_layout, limits,
 };
+
+/// A stage as the service spells it; `None` when absent, null or unknown to this page.
+fn known_stage<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Stage>, D::Error> {
+    let text = Option::<String>::deserialize(d)?;
+    Ok(text.and_then(|t| t.parse().ok()))
+}
 
 /// Why a file or a request was refused: a stable code and a message for people.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -225,13 +231,56 @@ pub struct LayerRow {
     pub details: String,
 }
 
+/// Where a job stands, as the service spells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    #[default]
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// A status a newer service added: shown as it is spelled, never final.
+    #[serde(other)]
+    Unknown,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Unknown => "unknown",
+        }
+    }
+
+    /// `succeeded`, `failed` and `cancelled` never change again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+
+    /// Queued or running: the job may still change by itself.
+    pub fn is_active(self) -> bool {
+        matches!(self, JobStatus::Queued | JobStatus::Running)
+    }
+}
+
 /// A conversion job.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Job {
     pub id: String,
-    pub status: String,
-    pub stage: Option<String>,
+    pub status: JobStatus,
+    /// The stage last reported; `None` also for a stage this page does not know.
+    #[serde(deserialize_with = "known_stage")]
+    pub stage: Option<Stage>,
     pub progress: Option<f64>,
     pub options: Options,
     pub source: Option<SourceFile>,
@@ -250,7 +299,7 @@ pub struct Job {
 impl Job {
     /// `succeeded`, `failed` and `cancelled` never change again.
     pub fn is_final(&self) -> bool {
-        matches!(self.status.as_str(), "succeeded" | "failed" | "cancelled")
+        self.status.is_final()
     }
 
     fn link(&self, given: &str, tail: &str) -> String {
@@ -337,7 +386,8 @@ pub struct Owner {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Progress {
-    pub stage: String,
+    #[serde(deserialize_with = "known_stage")]
+    pub stage: Option<Stage>,
     pub fraction: Option<f64>,
     pub message: Option<String>,
 }

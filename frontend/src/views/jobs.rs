@@ -8,9 +8,10 @@ use yew::prelude::*;
 
 use crate::api::{self, ApiError};
 use crate::format;
-use crate::model::JobList;
+use crate::model::{JobList, JobStatus};
 use crate::route::Route;
 use crate::views::common::{ErrorBox, StatusBadge};
+use yolots_protocol::Stage;
 
 const PER_PAGE: u32 = 20;
 
@@ -95,9 +96,9 @@ pub fn JobsView(props: &JobsProps) -> Html {
                                     html! {
                                         <tr data-job-id={j.id.clone()}>
                                             <th scope="row"><a href={Route::Job { id: j.id.clone() }.hash()}>{ name }</a></th>
-                                            <td><StatusBadge status={j.status.clone()} />
-                                                if j.status == "running" {
-                                                    <span class="muted small">{ format!(" {}", j.stage.clone().unwrap_or_default()) }</span>
+                                            <td><StatusBadge status={j.status.as_str()} />
+                                                if j.status == JobStatus::Running {
+                                                    <span class="muted small">{ format!(" {}", j.stage.map(Stage::as_str).unwrap_or_default()) }</span>
                                                 }
                                             </td>
                                             <td class="small">{ format!("{} · {} · {} · {} · {}×{}", o.format, o.mode, o.head, o.precision, o.img_size[0], o.img_size[1]) }</td>

@@ -49,6 +49,137 @@ pub fn advice(code: &str) -> &'static str {
     }
 }
 
+/// Everything the upload view shows; changed only through [`UploadAction`]s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadState {
+    phase: Phase,
+    /// The chosen file's name and size.
+    chosen: Option<(String, u64)>,
+    /// What the browser read in the file, and how long that took (ms).
+    inspection: Option<(Rc<Inspection>, f64)>,
+    options: Options,
+    /// A file is dragged over the drop zone.
+    drag_over: bool,
+    /// The last upload was cancelled by its user.
+    cancelled: bool,
+    /// The last line for screen readers.
+    announce: String,
+}
+
+/// What can happen to the upload view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UploadAction {
+    /// A file was chosen or dropped (its reading starts unless refused).
+    Chosen {
+        name: String,
+        size: u64,
+    },
+    /// The browser reads the file.
+    Inspecting,
+    /// The browser read it; `verdict` is whether the service's limits allow it.
+    Inspected {
+        found: Rc<Inspection>,
+        millis: f64,
+        verdict: Result<(), Refusal>,
+    },
+    /// The file cannot be converted (before any byte is sent).
+    Refused(Refusal),
+    DragOver(bool),
+    OptionsChanged(Options),
+    /// Bytes went out (`announce`: a new tenth of the file, for screen readers).
+    Uploading {
+        sent: f64,
+        total: f64,
+        speed: f64,
+        left: f64,
+        announce: Option<String>,
+    },
+    /// Every byte is sent; the service reads the file.
+    Sent,
+    UploadFailed(ApiError),
+    /// The user cancelled the upload.
+    UploadCancelled,
+    /// Back from a failed upload to the options.
+    BackToReady,
+}
+
+impl UploadState {
+    fn new(options: Options) -> Self {
+        Self {
+            phase: Phase::Empty,
+            chosen: None,
+            inspection: None,
+            options,
+            drag_over: false,
+            cancelled: false,
+            announce: String::new(),
+        }
+    }
+}
+
+impl Reducible for UploadState {
+    type Action = UploadAction;
+
+    fn reduce(self: Rc<Self>, action: UploadAction) -> Rc<Self> {
+        let mut next = (*self).clone();
+        match action {
+            UploadAction::Chosen { name, size } => {
+                next.chosen = Some((name, size));
+                next.inspection = None;
+                next.cancelled = false;
+            }
+            UploadAction::Inspecting => next.phase = Phase::Inspecting,
+            UploadAction::Inspected {
+                found,
+                millis,
+                verdict,
+            } => {
+                next.inspection = Some((found, millis));
+                next.phase = match verdict {
+                    Ok(()) => Phase::Ready,
+                    Err(refusal) => Phase::Refused(refusal),
+                };
+            }
+            UploadAction::Refused(refusal) => next.phase = Phase::Refused(refusal),
+            UploadAction::DragOver(over) => next.drag_over = over,
+            UploadAction::OptionsChanged(options) => next.options = options,
+            UploadAction::Uploading {
+                sent,
+                total,
+                speed,
+                left,
+                announce,
+            } => {
+                next.cancelled = false;
+                if let Some(line) = announce {
+                    next.announce = line;
+                }
+                next.phase = Phase::Uploading {
+                    sent,
+                    total,
+                    speed,
+                    left,
+                };
+            }
+            UploadAction::Sent => {
+                next.announce = "Upload complete; the service is checking the file.".to_owned();
+                next.phase = Phase::Processing;
+            }
+            UploadAction::UploadFailed(error) => {
+                next.announce = format!("Upload failed: {}", error.message);
+                next.phase = Phase::Failed(error);
+            }
+            UploadAction::UploadCancelled => {
+                next.announce = "Upload cancelled.".to_owned();
+                next.cancelled = true;
+                next.phase = Phase::Ready;
+            }
+            UploadAction::BackToReady => next.phase = Phase::Ready,
+        }
+        Rc::new(next)
+    }
+}
+
 #[derive(Properties, PartialEq)]
 pub struct UploadProps {
     pub config: Rc<Config>,
@@ -56,13 +187,10 @@ pub struct UploadProps {
 
 #[component]
 pub fn UploadView(props: &UploadProps) -> Html {
-    let phase = use_state(|| Phase::Empty);
-    let chosen = use_state(|| None::<(String, u64)>);
-    let inspection = use_state(|| None::<(Rc<Inspection>, f64)>);
-    let options = use_state(|| props.config.defaults.clone());
-    let drag_over = use_state(|| false);
-    let cancelled = use_state(|| false);
-    let announce = use_state(String::new);
+    let state = {
+        let defaults = props.config.defaults.clone();
+        use_reducer(move || UploadState::new(defaults))
+    };
     let file: Rc<RefCell<Option<File>>> = use_mut_ref(|| None);
     let inspector: Rc<RefCell<Option<Inspector>>> = use_mut_ref(|| None);
     let upload: Rc<RefCell<Option<Upload>>> = use_mut_ref(|| None);
@@ -70,55 +198,44 @@ pub fn UploadView(props: &UploadProps) -> Html {
     let announced_step: Rc<RefCell<i32>> = use_mut_ref(|| -1);
 
     let choose = {
-        let (phase, chosen, inspection, cancelled) = (
-            phase.clone(),
-            chosen.clone(),
-            inspection.clone(),
-            cancelled.clone(),
-        );
+        let dispatch = state.dispatcher();
         let (file_ref, inspector, config) = (file.clone(), inspector.clone(), props.config.clone());
         Callback::from(move |picked: File| {
             drop(inspector.borrow_mut().take());
             let size = picked.size() as u64;
-            chosen.set(Some((picked.name(), size)));
-            inspection.set(None);
-            cancelled.set(false);
+            dispatch.dispatch(UploadAction::Chosen {
+                name: picked.name(),
+                size,
+            });
             *file_ref.borrow_mut() = Some(picked.clone());
             if let Err(refusal) = check_size(size, &config) {
-                phase.set(Phase::Refused(refusal));
+                dispatch.dispatch(UploadAction::Refused(refusal));
                 return;
             }
-            phase.set(Phase::Inspecting);
+            dispatch.dispatch(UploadAction::Inspecting);
             let started = now_ms();
             let done = {
-                let (phase, inspection, inspector, config) = (
-                    phase.clone(),
-                    inspection.clone(),
-                    inspector.clone(),
-                    config.clone(),
-                );
+                let (dispatch, inspector, config) =
+                    (dispatch.clone(), inspector.clone(), config.clone());
                 Callback::from(move |result: Result<Inspection, Refusal>| {
                     // The worker's handler is running: stop the worker right after it.
                     let inspector = inspector.clone();
                     yew::platform::spawn_local(async move {
                         drop(inspector.borrow_mut().take());
                     });
-                    match result {
-                        Ok(found) => {
-                            let verdict = check_limits(&found, &config);
-                            inspection.set(Some((Rc::new(found), now_ms() - started)));
-                            phase.set(match verdict {
-                                Ok(()) => Phase::Ready,
-                                Err(refusal) => Phase::Refused(refusal),
-                            });
-                        }
-                        Err(refusal) => phase.set(Phase::Refused(refusal)),
-                    }
+                    dispatch.dispatch(match result {
+                        Ok(found) => UploadAction::Inspected {
+                            verdict: check_limits(&found, &config),
+                            found: Rc::new(found),
+                            millis: now_ms() - started,
+                        },
+                        Err(refusal) => UploadAction::Refused(refusal),
+                    });
                 })
             };
             match Inspector::start(&picked, done) {
                 Ok(started) => *inspector.borrow_mut() = Some(started),
-                Err(refusal) => phase.set(Phase::Refused(refusal)),
+                Err(refusal) => dispatch.dispatch(UploadAction::Refused(refusal)),
             }
         })
     };
@@ -136,21 +253,21 @@ pub fn UploadView(props: &UploadProps) -> Html {
         })
     };
     let ondragover = {
-        let drag_over = drag_over.clone();
+        let dispatch = state.dispatcher();
         Callback::from(move |e: DragEvent| {
             e.prevent_default();
-            drag_over.set(true);
+            dispatch.dispatch(UploadAction::DragOver(true));
         })
     };
     let ondragleave = {
-        let drag_over = drag_over.clone();
-        Callback::from(move |_: DragEvent| drag_over.set(false))
+        let dispatch = state.dispatcher();
+        Callback::from(move |_: DragEvent| dispatch.dispatch(UploadAction::DragOver(false)))
     };
     let ondrop = {
-        let (drag_over, choose) = (drag_over.clone(), choose.clone());
+        let (dispatch, choose) = (state.dispatcher(), choose.clone());
         Callback::from(move |e: DragEvent| {
             e.prevent_default();
-            drag_over.set(false);
+            dispatch.dispatch(UploadAction::DragOver(false));
             let dropped = e
                 .data_transfer()
                 .and_then(|t| t.files())
@@ -161,15 +278,13 @@ pub fn UploadView(props: &UploadProps) -> Html {
         })
     };
 
-    let max_stride = inspection.as_ref().map_or(32, |(i, _)| i.max_stride());
+    let max_stride = state
+        .inspection
+        .as_ref()
+        .map_or(32, |(i, _)| i.max_stride());
 
     let start_upload = {
-        let (phase, cancelled, announce, options) = (
-            phase.clone(),
-            cancelled.clone(),
-            announce.clone(),
-            options.clone(),
-        );
+        let (dispatch, options) = (state.dispatcher(), state.options.clone());
         let (file_ref, upload, samples, announced_step) = (
             file.clone(),
             upload.clone(),
@@ -183,13 +298,11 @@ pub fn UploadView(props: &UploadProps) -> Html {
             if !validate(&options, max_stride).is_empty() {
                 return;
             }
-            let json = serde_json::to_string(&*options).unwrap_or_else(|_| "{}".to_owned());
+            let json = serde_json::to_string(&options).unwrap_or_else(|_| "{}".to_owned());
             samples.borrow_mut().clear();
             *announced_step.borrow_mut() = -1;
-            cancelled.set(false);
             let on_event = {
-                let (phase, cancelled, announce) =
-                    (phase.clone(), cancelled.clone(), announce.clone());
+                let dispatch = dispatch.clone();
                 let (upload, samples, announced_step) =
                     (upload.clone(), samples.clone(), announced_step.clone());
                 Callback::from(move |event: UploadEvent| {
@@ -209,37 +322,30 @@ pub fn UploadView(props: &UploadProps) -> Html {
                             } else {
                                 0
                             };
-                            if step != *announced_step.borrow() {
-                                *announced_step.borrow_mut() = step;
-                                announce.set(format!("Uploaded {}%", step * 10));
-                            }
-                            phase.set(Phase::Uploading {
+                            // A new tenth of the file is said once, for screen readers.
+                            let last = announced_step.replace(step);
+                            let announce =
+                                (step != last).then(|| format!("Uploaded {}%", step * 10));
+                            dispatch.dispatch(UploadAction::Uploading {
                                 sent,
                                 total,
                                 speed,
                                 left,
+                                announce,
                             });
                         }
-                        UploadEvent::Sent => {
-                            announce.set(
-                                "Upload complete; the service is checking the file.".to_owned(),
-                            );
-                            phase.set(Phase::Processing);
-                        }
+                        UploadEvent::Sent => dispatch.dispatch(UploadAction::Sent),
                         UploadEvent::Created(job) => {
                             finish();
                             navigate(&Route::Job { id: job.id });
                         }
                         UploadEvent::Failed(error) => {
                             finish();
-                            announce.set(format!("Upload failed: {}", error.message));
-                            phase.set(Phase::Failed(error));
+                            dispatch.dispatch(UploadAction::UploadFailed(error));
                         }
                         UploadEvent::Aborted => {
                             finish();
-                            announce.set("Upload cancelled.".to_owned());
-                            cancelled.set(true);
-                            phase.set(Phase::Ready);
+                            dispatch.dispatch(UploadAction::UploadCancelled);
                         }
                     }
                 })
@@ -248,14 +354,15 @@ pub fn UploadView(props: &UploadProps) -> Html {
             match Upload::start(&picked, &json, on_event) {
                 Ok(started) => {
                     *upload.borrow_mut() = Some(started);
-                    phase.set(Phase::Uploading {
+                    dispatch.dispatch(UploadAction::Uploading {
                         sent: 0.0,
                         total,
                         speed: 0.0,
                         left: f64::INFINITY,
+                        announce: None,
                     });
                 }
-                Err(error) => phase.set(Phase::Failed(error)),
+                Err(error) => dispatch.dispatch(UploadAction::UploadFailed(error)),
             }
         })
     };
@@ -272,7 +379,7 @@ pub fn UploadView(props: &UploadProps) -> Html {
     let cancel_ref = use_node_ref();
     {
         let cancel_ref = cancel_ref.clone();
-        let uploading = matches!(*phase, Phase::Uploading { .. });
+        let uploading = matches!(state.phase, Phase::Uploading { .. });
         use_effect_with(uploading, move |uploading| {
             if *uploading && let Some(button) = cancel_ref.cast::<web_sys::HtmlElement>() {
                 let _ = button.focus();
@@ -281,16 +388,17 @@ pub fn UploadView(props: &UploadProps) -> Html {
         });
     }
     let back_to_ready = {
-        let phase = phase.clone();
-        Callback::from(move |_: MouseEvent| phase.set(Phase::Ready))
+        let dispatch = state.dispatcher();
+        Callback::from(move |_: MouseEvent| dispatch.dispatch(UploadAction::BackToReady))
     };
 
-    let busy = matches!(*phase, Phase::Uploading { .. } | Phase::Processing);
-    let (name, size) = chosen.as_ref().cloned().unwrap_or_default();
-    let options_valid = validate(&options, max_stride).is_empty();
+    let phase = &state.phase;
+    let busy = matches!(phase, Phase::Uploading { .. } | Phase::Processing);
+    let (name, size) = state.chosen.clone().unwrap_or_default();
+    let options_valid = validate(&state.options, max_stride).is_empty();
 
     // Reading and refusals show by the drop zone; the upload by the button that started it.
-    let status = match &*phase {
+    let status = match phase {
         Phase::Inspecting => html! {
             <p class="working" id="inspecting" role="status">
                 <span class="spinner" aria-hidden="true"></span>
@@ -304,9 +412,9 @@ pub fn UploadView(props: &UploadProps) -> Html {
         },
         _ => html! {},
     };
-    let transfer = match &*phase {
+    let transfer = match phase {
         Phase::Ready => html! {
-            if *cancelled {
+            if state.cancelled {
                 <p class="notice" role="status">{ "Upload cancelled: nothing was kept on the server." }</p>
             }
         },
@@ -351,19 +459,19 @@ pub fn UploadView(props: &UploadProps) -> Html {
     };
 
     let show_details = matches!(
-        *phase,
+        phase,
         Phase::Ready | Phase::Uploading { .. } | Phase::Processing | Phase::Refused(_)
     );
     let on_options = {
-        let options = options.clone();
-        Callback::from(move |next: Options| options.set(next))
+        let dispatch = state.dispatcher();
+        Callback::from(move |next: Options| dispatch.dispatch(UploadAction::OptionsChanged(next)))
     };
 
     html! {
         <div class="view upload-view">
             <h1 tabindex="-1">{ "Convert a YOLOv7 checkpoint" }</h1>
             <p class="lead">{ "Get a TorchScript module that loads in Python, C++ (LibTorch), Rust (tch) and PyTorch Mobile, with dynamic input sizes, checked against the original model." }</p>
-            <div class={classes!("drop", drag_over.then_some("over"), busy.then_some("disabled"))}
+            <div class={classes!("drop", state.drag_over.then_some("over"), busy.then_some("disabled"))}
                 ondragover={ondragover.clone()} ondragenter={ondragover} {ondragleave} {ondrop}>
                 <input type="file" id="file" class="visually-hidden" accept=".pt,.pth" {onchange} disabled={busy}
                     aria-describedby="drop-hint" />
@@ -376,15 +484,15 @@ pub fn UploadView(props: &UploadProps) -> Html {
             </div>
             { status }
             if show_details {
-                if let Some((found, millis)) = &*inspection {
+                if let Some((found, millis)) = &state.inspection {
                     <InspectionCard inspection={found.clone()} file_name={name.clone()} file_size={size} millis={*millis} />
                 }
             }
-            if matches!(*phase, Phase::Ready | Phase::Uploading { .. } | Phase::Processing) {
-                <OptionsForm value={(*options).clone()} on_change={on_options}
+            if matches!(phase, Phase::Ready | Phase::Uploading { .. } | Phase::Processing) {
+                <OptionsForm value={state.options.clone()} on_change={on_options}
                     devices={props.config.devices.clone()} {max_stride} disabled={busy} />
             }
-            if matches!(*phase, Phase::Ready) {
+            if matches!(phase, Phase::Ready) {
                 <div class="actions">
                     <button type="button" class="primary" id="convert" onclick={start_upload}
                         disabled={!options_valid}>{ "Convert" }</button>
@@ -392,14 +500,66 @@ pub fn UploadView(props: &UploadProps) -> Html {
                 </div>
             }
             { transfer }
-            <p class="visually-hidden" aria-live="polite" role="status">{ (*announce).clone() }</p>
+            <p class="visually-hidden" aria-live="polite" role="status">{ state.announce.clone() }</p>
         </div>
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::advice;
+    use super::*;
+
+    #[test]
+    fn a_file_goes_from_reading_to_ready_or_refused() {
+        let chosen = Rc::new(UploadState::new(Options::default()))
+            .reduce(UploadAction::Chosen {
+                name: "best.pt".into(),
+                size: 10,
+            })
+            .reduce(UploadAction::Inspecting);
+        assert_eq!(chosen.phase, Phase::Inspecting);
+        assert_eq!(chosen.chosen, Some(("best.pt".to_owned(), 10)));
+        let found = Rc::new(Inspection::default());
+        let ready = chosen.clone().reduce(UploadAction::Inspected {
+            found: found.clone(),
+            millis: 5.0,
+            verdict: Ok(()),
+        });
+        assert_eq!(ready.phase, Phase::Ready);
+        let refusal = Refusal::new("too_many_classes", "over the limit");
+        let refused = chosen.reduce(UploadAction::Inspected {
+            found,
+            millis: 5.0,
+            verdict: Err(refusal.clone()),
+        });
+        assert_eq!(refused.phase, Phase::Refused(refusal));
+        assert!(refused.inspection.is_some());
+    }
+
+    #[test]
+    fn a_cancelled_upload_goes_back_to_ready_and_says_so() {
+        let uploading =
+            Rc::new(UploadState::new(Options::default())).reduce(UploadAction::Uploading {
+                sent: 5.0,
+                total: 10.0,
+                speed: 1.0,
+                left: 5.0,
+                announce: Some("Uploaded 50%".into()),
+            });
+        assert_eq!(uploading.announce, "Uploaded 50%");
+        let cancelled = uploading.reduce(UploadAction::UploadCancelled);
+        assert_eq!(cancelled.phase, Phase::Ready);
+        assert!(cancelled.cancelled);
+        let again = cancelled.reduce(UploadAction::Uploading {
+            sent: 0.0,
+            total: 10.0,
+            speed: 0.0,
+            left: f64::INFINITY,
+            announce: None,
+        });
+        assert!(!again.cancelled);
+        assert_eq!(again.announce, "Upload cancelled.");
+    }
 
     #[test]
     fn every_refusal_has_advice() {
