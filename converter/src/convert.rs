@@ -234,7 +234,7 @@ fn write_onnx(
         Stage::Saving,
         format!("writing {}", request.output.display()),
     );
-    onnx::export::save(&model, &request.output)
+    onnx::export::save(model, &request.output)
 }
 
 /// The artifact's format name and what it offers (methods, or ONNX outputs).

@@ -391,6 +391,19 @@ fn the_converter_validates_and_times_its_onnx_files() {
     let latency = report.latency.unwrap();
     assert_eq!(latency.runs, 2);
     assert_eq!(latency.input_shape, exp.get("a.input").size());
+    // Timing goes on in validation's session: its two runs were the warm-up.
+    assert_eq!(latency.warmup_calls.len(), 2, "{:?}", latency.warmup_calls);
+    assert!(latency.warmup_calls[0].starts_with("run@2x3x"));
+    assert!(latency.warmup_calls[1].starts_with("run@1x3x"));
+
+    // Without validation the file as written is loaded and warmed up at the timed size.
+    let mut unvalidated = onnx_request("yolov7-tiny", dir.path(), "timed.onnx", &exp);
+    unvalidated.validate = false;
+    unvalidated.latency_runs = 1;
+    let latency = run(&unvalidated).latency.unwrap();
+    assert_eq!(latency.runs, 1);
+    assert_eq!(latency.warmup_calls.len(), 1, "{:?}", latency.warmup_calls);
+    assert!(latency.warmup_calls[0].starts_with("run@1x3x"));
 
     // A perturbed weight makes the file diverge, and the report says where.
     let mut bad = onnx_request("yolov7-tiny", dir.path(), "bad.onnx", &exp);

@@ -139,7 +139,7 @@ mod tests {
     use crate::proto::DataType;
     use crate::{Dim, Graph, ModelInfo, attr};
 
-    fn model_bytes() -> Vec<u8> {
+    fn model() -> crate::proto::ModelProto {
         let mut g = Graph::new("t");
         let batch = Dim::Named("batch".into());
         g.input("images", DataType::Float, &[batch.clone(), Dim::Fixed(3)]);
@@ -147,8 +147,24 @@ mod tests {
         let y = g.op("Mul", &["images", &w], vec![]);
         let y = g.op("Softmax", &[&y], vec![attr::int("axis", 1)]);
         g.output_as(&y, "scores", DataType::Float, &[batch, Dim::Fixed(3)]);
+        let w2 = g.floats(&[4.0, 5.0], &[2]);
+        let _ = g.op("Identity", &[&w2], vec![]);
         let metadata = vec![("yolots.json".to_owned(), "{}".to_owned())];
-        crate::encode(&g.into_model(ModelInfo::new("yolots", "1.2.3"), metadata))
+        g.into_model(ModelInfo::new("yolots", "1.2.3"), metadata)
+    }
+
+    fn model_bytes() -> Vec<u8> {
+        crate::encode(&model())
+    }
+
+    #[test]
+    fn a_streamed_model_reads_back_as_the_encoded_one() {
+        let mut streamed = Vec::new();
+        crate::write(model(), &mut streamed).unwrap();
+        assert_eq!(streamed.len(), model_bytes().len());
+        let back = <crate::proto::ModelProto as prost::Message>::decode(&streamed[..]).unwrap();
+        assert_eq!(back, model());
+        assert_eq!(back.graph.unwrap().initializer.len(), 2);
     }
 
     #[test]
@@ -161,9 +177,9 @@ mod tests {
         assert_eq!(s.producer, "yolots 1.2.3");
         assert_eq!(s.inputs[0].to_string(), "images float[batch, 3]");
         assert_eq!(s.outputs[0].to_string(), "scores float[batch, 3]");
-        // Mul, Softmax and the Identity that names the output.
-        assert_eq!(s.nodes, 3);
-        assert_eq!((s.initializers, s.initializer_elements), (1, 3));
+        // Mul, Softmax, the Identity that names the output, and one of a second weight.
+        assert_eq!(s.nodes, 4);
+        assert_eq!((s.initializers, s.initializer_elements), (2, 5));
         assert_eq!(s.metadata("yolots.json"), Some("{}"));
         assert_eq!(s.metadata("missing"), None);
     }

@@ -129,8 +129,9 @@ fn json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| ConvertError::Internal(format!("metadata: {e}")))
 }
 
-/// Writes the model next to `path` and renames it into place.
-pub(crate) fn save(model: &ModelProto, path: &Path) -> Result<()> {
+/// Writes the model next to `path` and renames it into place; its weights are encoded
+/// one at a time, so the file's bytes are never all in memory beside the model.
+pub(crate) fn save(model: ModelProto, path: &Path) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -138,12 +139,15 @@ pub(crate) fn save(model: &ModelProto, path: &Path) -> Result<()> {
     let file_name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{file_name}.partial"));
     let start = std::time::Instant::now();
-    let bytes = yolots_onnx::encode(model);
-    if let Err(e) = fs::write(&tmp, &bytes) {
+    let written = fs::File::create(&tmp).and_then(|file| {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        yolots_onnx::write(model, &mut out)?;
+        std::io::Write::flush(&mut out)
+    });
+    if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(ConvertError::io(&tmp, e));
     }
-    drop(bytes);
     tracing::debug!(
         ms = start.elapsed().as_secs_f64() * 1e3,
         "ONNX file written"

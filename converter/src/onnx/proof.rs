@@ -5,8 +5,10 @@
 //! `detections` head) added as graph outputs, so one run per input checks every stage:
 //! the raw levels, the decoding, and the NMS (against the plain NMS of
 //! [`validate::reference_nms`] over the same run's `decoded`). It runs on the small
-//! second input (batch 2, non-square) and at the conversion size. Timing loads the file
-//! exactly as written.
+//! second input (batch 2, non-square) and at the conversion size. Timing goes on in that
+//! session, whose run at the conversion size was its warm-up (the same nodes as the file;
+//! the inner values it also returns are computed by the file anyway); without validation
+//! it loads the file exactly as written and warms it up first.
 
 use std::time::Instant;
 
@@ -49,6 +51,8 @@ pub(crate) fn prove(
         nc: desc.nc,
         nkpt: desc.nkpt(),
     };
+    // Validation's session, and the runs it made, for timing to go on with.
+    let mut validated: Option<(OnnxSession, Vec<Call>)> = None;
     let validation = if request.validate {
         clock.begin(
             Stage::Validating,
@@ -59,13 +63,22 @@ pub(crate) fn prove(
         weights.release_cached();
         crate::memory::release_freed();
         let levels = desc.strides.len();
-        let bytes = with_inner_outputs(&request.output, request.head, levels)?;
-        let mut session = OnnxSession::from_bytes(&bytes, threads)?;
-        drop(bytes);
+        let inner = with_inner_outputs(&request.output, request.head, levels)?;
+        let mut session = OnnxSession::from_file(inner.path(), threads)?;
+        drop(inner);
         let mut checks = Vec::new();
         let mut ran = Vec::new();
+        let mut calls = Vec::new();
         for (input, reference) in inputs.iter().zip(&references) {
+            let shape = input.tensor.size();
+            let started = Instant::now();
             let outputs = session.run(&input.tensor)?;
+            calls.push(Call {
+                method: RUN.into(),
+                shape: shape.clone(),
+                network_shape: shape,
+                ms: started.elapsed().as_secs_f64() * 1e3,
+            });
             ran.push(ValidationInput {
                 shape: input.tensor.size(),
                 proves: input.proves.to_owned(),
@@ -78,6 +91,7 @@ pub(crate) fn prove(
             .filter(|c| !c.passed)
             .map(|c| c.name.clone())
             .collect();
+        validated = Some((session, calls));
         Validation {
             status: if failed_outputs.is_empty() {
                 ValidationStatus::Passed
@@ -106,7 +120,11 @@ pub(crate) fn prove(
             return Err(ConvertError::Internal("no input to time".into()));
         };
         clock.begin(Stage::Timing, crate::proof::timing_message(plan));
-        Some(time_file(request, &conversion.tensor, threads, plan)?)
+        let (session, warmup) = match validated {
+            Some(warm) => warm,
+            None => warm_file(request, &conversion.tensor, threads)?,
+        };
+        Some(time_session(session, &conversion.tensor, &warmup, plan)?)
     } else {
         None
     };
@@ -116,9 +134,14 @@ pub(crate) fn prove(
     })
 }
 
-/// The file's bytes with `raw_*` (and `decoded`, when the graph computes it) added as
-/// outputs where they are not already.
-fn with_inner_outputs(path: &std::path::Path, head: Output, levels: usize) -> Result<Vec<u8>> {
+/// A copy of the file, beside it, with `raw_*` (and `decoded`, when the graph computes
+/// it) added as outputs where they are not already; removed when dropped. Written as a
+/// file, not kept as bytes, so ONNX Runtime loads it without a second copy in memory.
+fn with_inner_outputs(
+    path: &std::path::Path,
+    head: Output,
+    levels: usize,
+) -> Result<tempfile::NamedTempFile> {
     let bytes = std::fs::read(path).map_err(|e| ConvertError::io(path, e))?;
     let mut model = ModelProto::decode(&bytes[..])
         .map_err(|e| ConvertError::Internal(format!("reading back the ONNX file: {e}")))?;
@@ -136,7 +159,21 @@ fn with_inner_outputs(path: &std::path::Path, head: Output, levels: usize) -> Re
             graph.output.push(yolots_onnx::float_output(&name, rank));
         }
     }
-    Ok(model.encode_to_vec())
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| std::path::Path::new("."));
+    let mut copy = tempfile::Builder::new()
+        .prefix(".yolots-validate-")
+        .suffix(".onnx")
+        .tempfile_in(dir)
+        .map_err(|e| ConvertError::io(dir, e))?;
+    let written = {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, copy.as_file_mut());
+        yolots_onnx::write(model, &mut out).and_then(|()| std::io::Write::flush(&mut out))
+    };
+    written.map_err(|e| ConvertError::io(copy.path(), e))?;
+    Ok(copy)
 }
 
 /// The checks of one input's outputs against the reference.
@@ -229,36 +266,56 @@ pub(crate) fn detections_by_image(
     Ok(out)
 }
 
-/// Latency of the file as written: one warm-up run at the conversion size (ONNX Runtime
-/// sizes its memory arena on the first run), then timed runs within the plan.
-fn time_file(
+/// What a timed call of an ONNX file is named in the report.
+const RUN: &str = "run";
+
+/// One run of `session` on `input`, in milliseconds.
+fn timed_run(session: &mut OnnxSession, input: &Tensor) -> Result<f64> {
+    let start = Instant::now();
+    session.run(input)?;
+    Ok(start.elapsed().as_secs_f64() * 1e3)
+}
+
+/// The file as written, loaded and run once at the conversion size (ONNX Runtime sizes
+/// its memory arena for a shape on its first run there).
+fn warm_file(
     request: &ConvertRequest,
     input: &Tensor,
     threads: usize,
-    plan: TimingPlan,
-) -> Result<Option<crate::report::Latency>> {
+) -> Result<(OnnxSession, Vec<Call>)> {
     let mut session = OnnxSession::from_file(&request.output, threads)?;
     let shape = input.size();
-    let call = |session: &mut OnnxSession| -> Result<f64> {
-        let start = Instant::now();
-        session.run(input)?;
-        Ok(start.elapsed().as_secs_f64() * 1e3)
-    };
     let warmup = vec![Call {
-        method: "run".into(),
+        method: RUN.into(),
         shape: shape.clone(),
-        network_shape: shape.clone(),
-        ms: call(&mut session)?,
+        network_shape: shape,
+        ms: timed_run(&mut session, input)?,
     }];
+    Ok((session, warmup))
+}
+
+/// Timed runs of a session that has already run at `input`'s shape, within the plan.
+fn time_session(
+    mut session: OnnxSession,
+    input: &Tensor,
+    warmup: &[Call],
+    plan: TimingPlan,
+) -> Result<Option<crate::report::Latency>> {
+    let shape = input.size();
+    if !warmup.iter().any(|c| c.shape == shape) {
+        return Err(ConvertError::Internal(
+            "timing an ONNX session that never ran at the timed shape".into(),
+        ));
+    }
     let mut ms = Vec::new();
     while plan.wants_another(&ms) {
-        ms.push(call(&mut session)?);
+        ms.push(timed_run(&mut session, input)?);
     }
     Ok(crate::report::latency_from_runs(
         "cpu".into(),
-        "run",
+        RUN,
         shape,
-        &warmup,
+        warmup,
         0,
         plan,
         ms,

@@ -86,15 +86,9 @@ impl OnnxSession {
         Ok(b)
     }
 
-    /// The file as written.
+    /// The model in the file at `path`.
     pub(crate) fn from_file(path: &std::path::Path, threads: usize) -> Result<Self> {
         let session = Self::builder(threads)?.commit_from_file(path)?;
-        Ok(OnnxSession { session })
-    }
-
-    /// A model in memory (the file with inner values added as outputs).
-    pub(crate) fn from_bytes(bytes: &[u8], threads: usize) -> Result<Self> {
-        let session = Self::builder(threads)?.commit_from_memory(bytes)?;
         Ok(OnnxSession { session })
     }
 
