@@ -19,56 +19,47 @@ use crate::layers::repconv::RepConv;
 use crate::layers::shortcut::Shortcut;
 use crate::layers::sppcspc::SppCspc;
 use crate::layers::upsample::Upsample;
-use crate::layers::{Emitter, NamedTensors, Placement, WeightSource};
+use crate::layers::{Emitter, Layer, NamedTensors, Placement, WeightSource};
 use crate::onnx::emit::OnnxEmitter;
 
-/// One layer of any kind.
-// A network holds a few hundred blocks, built once: boxing the larger kinds buys nothing.
-#[allow(clippy::large_enum_variant)]
+/// One layer: a one-input kind behind [`Layer`], or one of the kinds that read a list of
+/// tensors (which the network wires itself).
 #[derive(Debug)]
 pub(crate) enum Block {
-    Conv(Conv),
-    RepConv(RepConv),
-    MaxPool(MaxPool),
-    SppCspc(SppCspc),
+    One(Box<dyn Layer>),
     Concat(Concat),
-    Upsample(Upsample),
-    ReOrg(ReOrg),
-    DownC(DownC),
     Shortcut(Shortcut),
     Head(Head),
 }
 
 impl Block {
     fn load(kind: &LayerKind, src: &dyn WeightSource) -> Result<Self> {
-        Ok(match kind {
-            LayerKind::Conv(c) => Block::Conv(Conv::load(c, src)?),
-            LayerKind::RepConv(r) => Block::RepConv(RepConv::load(r, src)?),
-            LayerKind::MaxPool { pool, .. } => Block::MaxPool(MaxPool::new(pool)?),
-            LayerKind::SppCspc(s) => Block::SppCspc(SppCspc::load(s, src)?),
-            LayerKind::Concat { dim } => Block::Concat(Concat { dim: *dim }),
-            LayerKind::Upsample { scale_factor, mode } => Block::Upsample(Upsample {
+        let one = |layer: Box<dyn Layer>| Ok(Block::One(layer));
+        match kind {
+            LayerKind::Conv(c) => one(Box::new(Conv::load(c, src)?)),
+            LayerKind::RepConv(r) => one(Box::new(RepConv::load(r, src)?)),
+            LayerKind::MaxPool { pool, .. } => one(Box::new(MaxPool::new(pool)?)),
+            LayerKind::SppCspc(s) => one(Box::new(SppCspc::load(s, src)?)),
+            LayerKind::Upsample { scale_factor, mode } => one(Box::new(Upsample {
                 scale: *scale_factor,
                 mode: *mode,
-            }),
-            LayerKind::ReOrg => Block::ReOrg(ReOrg),
-            LayerKind::DownC(d) => Block::DownC(DownC::load(d, src)?),
-            LayerKind::Shortcut => Block::Shortcut(Shortcut),
-            LayerKind::Detect(h) => Block::Head(Head::load(h, src)?),
-        })
+            })),
+            LayerKind::ReOrg => one(Box::new(ReOrg)),
+            LayerKind::DownC(d) => one(Box::new(DownC::load(d, src)?)),
+            LayerKind::Concat { dim } => Ok(Block::Concat(Concat { dim: *dim })),
+            LayerKind::Shortcut => Ok(Block::Shortcut(Shortcut)),
+            LayerKind::Detect(h) => Ok(Block::Head(Head::load(h, src)?)),
+        }
     }
 
     /// Whether the layer reads a list of tensors (`Concat`, `Shortcut`, heads).
     fn takes_list(&self) -> bool {
-        matches!(self, Block::Concat(_) | Block::Shortcut(_) | Block::Head(_))
+        !matches!(self, Block::One(_))
     }
 
     fn fused(self) -> Result<Self> {
         Ok(match self {
-            Block::Conv(c) => Block::Conv(c.fused()?),
-            Block::RepConv(r) => Block::RepConv(r.fused()?),
-            Block::SppCspc(s) => Block::SppCspc(s.map(Conv::fused)?),
-            Block::DownC(d) => Block::DownC(d.map(Conv::fused)?),
+            Block::One(l) => Block::One(l.fuse()?),
             Block::Head(h) => Block::Head(h.fused()?),
             other => other,
         })
@@ -76,76 +67,35 @@ impl Block {
 
     fn place(&self, p: Placement) -> Result<Self> {
         Ok(match self {
-            Block::Conv(c) => Block::Conv(c.place(p)?),
-            Block::RepConv(r) => Block::RepConv(r.place(p)?),
-            Block::SppCspc(s) => Block::SppCspc(s.place(p)?),
-            Block::DownC(d) => Block::DownC(d.place(p)?),
+            Block::One(l) => Block::One(l.place(p)?),
             Block::Head(h) => Block::Head(h.place(p)?),
-            Block::MaxPool(m) => Block::MaxPool(*m),
             Block::Concat(c) => Block::Concat(*c),
-            Block::Upsample(u) => Block::Upsample(*u),
-            Block::ReOrg(r) => Block::ReOrg(*r),
             Block::Shortcut(s) => Block::Shortcut(*s),
         })
     }
 
     fn named<'a>(&'a self, out: &mut NamedTensors<'a>) {
         match self {
-            Block::Conv(c) => c.named(out),
-            Block::RepConv(r) => r.named(out),
-            Block::SppCspc(s) => s.named(out),
-            Block::DownC(d) => d.named(out),
+            Block::One(l) => l.named(out),
             Block::Head(h) => h.named(out),
-            Block::MaxPool(_)
-            | Block::Concat(_)
-            | Block::Upsample(_)
-            | Block::ReOrg(_)
-            | Block::Shortcut(_) => {}
-        }
-    }
-
-    fn forward_one(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Block::Conv(c) => c.forward(x),
-            Block::RepConv(r) => r.forward(x),
-            Block::MaxPool(m) => m.forward(x),
-            Block::SppCspc(s) => s.forward(x),
-            Block::Upsample(u) => u.forward(x),
-            Block::ReOrg(r) => r.forward(x),
-            Block::DownC(d) => d.forward(x),
-            Block::Concat(_) | Block::Shortcut(_) | Block::Head(_) => Err(ConvertError::Internal(
-                "list layer called with one input".into(),
-            )),
+            Block::Concat(_) | Block::Shortcut(_) => {}
         }
     }
 
     fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
         match self {
-            Block::Conv(c) => c.script(em),
-            Block::RepConv(r) => r.script(em),
-            Block::MaxPool(m) => m.script(em),
-            Block::SppCspc(s) => s.script(em),
+            Block::One(l) => l.script(em),
             Block::Concat(c) => c.script(em),
-            Block::Upsample(u) => u.script(em),
-            Block::ReOrg(r) => r.script(em),
-            Block::DownC(d) => d.script(em),
             Block::Shortcut(s) => s.script(em),
             Block::Head(h) => h.script(em),
         }
     }
 
-    /// The ONNX nodes of a one-input layer named `name` (`model.3`); list layers and the
-    /// head are written by [`Network::onnx`].
-    fn onnx_one(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
+    /// The one-input layer, for the walks that feed it a single value.
+    fn one(&self) -> Result<&dyn Layer> {
         match self {
-            Block::Conv(c) => c.onnx(e, x, name),
-            Block::RepConv(r) => r.onnx(e, x, name),
-            Block::MaxPool(m) => Ok(m.onnx(e, x)),
-            Block::SppCspc(s) => s.onnx(e, x, name),
-            Block::Upsample(u) => Ok(u.onnx(e, x)),
-            Block::ReOrg(r) => Ok(r.onnx(e, x)),
-            Block::DownC(d) => d.onnx(e, x, name),
-            Block::Concat(_) | Block::Shortcut(_) | Block::Head(_) => Err(ConvertError::Internal(
+            Block::One(l) => Ok(l.as_ref()),
+            _ => Err(ConvertError::Internal(
                 "list layer called with one input".into(),
             )),
         }
@@ -310,7 +260,7 @@ impl Network {
             } else if let Block::Shortcut(s) = &node.block {
                 s.forward(&xs)?
             } else {
-                node.block.forward_one(xs[0])?
+                node.block.one()?.forward(xs[0])?
             };
             outputs[i] = Some(y);
             // Free what no later layer reads, as the official `save` list does.
@@ -352,7 +302,7 @@ impl Network {
                 }
                 Block::Concat(c) => c.onnx(e, &xs),
                 Block::Shortcut(s) => s.onnx(e, &xs)?,
-                block => block.onnx_one(e, xs[0], &name)?,
+                Block::One(l) => l.onnx(e, xs[0], &name)?,
             };
             values[i] = Some(y);
         }

@@ -8,7 +8,7 @@
 use tch::Tensor;
 use yolots_checkpoint::model;
 
-use super::{Emitter, NamedTensors, Placement, WeightSource, activation, pair};
+use super::{Emitter, Layer, NamedTensors, Placement, WeightSource, activation, pair};
 use crate::error::Result;
 use crate::jit::ScriptModule;
 use crate::onnx::emit::OnnxEmitter;
@@ -224,14 +224,6 @@ impl Conv {
         })
     }
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut y = self.conv.forward(x)?;
-        if let Some(bn) = &self.bn {
-            y = bn.forward(&y)?;
-        }
-        activation::forward(self.act, y)
-    }
-
     /// BatchNorm folded into the convolution (a no-op for an already fused block).
     pub(crate) fn fused(self) -> Result<Self> {
         let Some(bn) = &self.bn else {
@@ -252,13 +244,6 @@ impl Conv {
         })
     }
 
-    pub(crate) fn named<'a>(&'a self, out: &mut NamedTensors<'a>) {
-        out.scope("conv", |o| self.conv.named(o));
-        if let Some(bn) = &self.bn {
-            out.scope("bn", |o| bn.named(o));
-        }
-    }
-
     fn class(&self) -> String {
         let bn = if self.bn.is_some() { "Bn" } else { "" };
         let bias = if self.conv.bias.is_some() {
@@ -268,8 +253,25 @@ impl Conv {
         };
         format!("Conv{bias}{bn}{}", activation::tag(self.act))
     }
+}
 
-    pub(crate) fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
+impl Layer for Conv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut y = self.conv.forward(x)?;
+        if let Some(bn) = &self.bn {
+            y = bn.forward(&y)?;
+        }
+        activation::forward(self.act, y)
+    }
+
+    fn named<'a>(&'a self, out: &mut NamedTensors<'a>) {
+        out.scope("conv", |o| self.conv.named(o));
+        if let Some(bn) = &self.bn {
+            out.scope("bn", |o| bn.named(o));
+        }
+    }
+
+    fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
         let class = self.class();
         let conv = self.conv.script(em)?;
         let bn = self.bn.as_ref().map(|b| b.script(em)).transpose()?;
@@ -294,11 +296,19 @@ impl Conv {
     }
 
     /// The ONNX nodes of the block, weights named `{name}.conv.*` and `{name}.bn.*`.
-    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
+    fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
         let mut y = e.conv2d(x, &self.conv, &format!("{name}.conv"))?;
         if let Some(bn) = &self.bn {
             y = e.batch_norm(&y, bn, &format!("{name}.bn"))?;
         }
         Ok(e.activation(self.act, &y))
+    }
+
+    fn fuse(self: Box<Self>) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(self.fused()?))
+    }
+
+    fn place(&self, p: Placement) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(Conv::place(self, p)?))
     }
 }

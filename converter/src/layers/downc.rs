@@ -6,7 +6,7 @@ use yolots_checkpoint::model;
 
 use super::conv::Conv;
 use super::pool::MaxPool;
-use super::{Emitter, NamedTensors, Placement, WeightSource};
+use super::{Emitter, Layer, NamedTensors, Placement, WeightSource};
 use crate::error::Result;
 use crate::jit::ScriptModule;
 use crate::onnx::emit::OnnxEmitter;
@@ -29,12 +29,6 @@ impl DownC {
         })
     }
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let a = self.cv2.forward(&self.cv1.forward(x)?)?;
-        let b = self.cv3.forward(&self.pool.forward(x)?)?;
-        Ok(Tensor::f_cat(&[a, b], 1)?)
-    }
-
     pub(crate) fn map(self, f: impl Fn(Conv) -> Result<Conv>) -> Result<Self> {
         Ok(DownC {
             cv1: f(self.cv1)?,
@@ -52,14 +46,22 @@ impl DownC {
             pool: self.pool,
         })
     }
+}
 
-    pub(crate) fn named<'a>(&'a self, out: &mut NamedTensors<'a>) {
+impl Layer for DownC {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let a = self.cv2.forward(&self.cv1.forward(x)?)?;
+        let b = self.cv3.forward(&self.pool.forward(x)?)?;
+        Ok(Tensor::f_cat(&[a, b], 1)?)
+    }
+
+    fn named<'a>(&'a self, out: &mut NamedTensors<'a>) {
         out.scope("cv1", |o| self.cv1.named(o));
         out.scope("cv2", |o| self.cv2.named(o));
         out.scope("cv3", |o| self.cv3.named(o));
     }
 
-    pub(crate) fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
+    fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
         let cv1 = self.cv1.script(em)?;
         let cv2 = self.cv2.script(em)?;
         let cv3 = self.cv3.script(em)?;
@@ -79,11 +81,19 @@ impl DownC {
         Ok(m)
     }
 
-    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
+    fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
         let a = self.cv1.onnx(e, x, &format!("{name}.cv1"))?;
         let a = self.cv2.onnx(e, &a, &format!("{name}.cv2"))?;
-        let p = self.pool.onnx(e, x);
+        let p = self.pool.onnx(e, x, &format!("{name}.m"))?;
         let b = self.cv3.onnx(e, &p, &format!("{name}.cv3"))?;
         Ok(e.concat(&[&a, &b], 1))
+    }
+
+    fn fuse(self: Box<Self>) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(self.map(Conv::fused)?))
+    }
+
+    fn place(&self, p: Placement) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(DownC::place(self, p)?))
     }
 }

@@ -12,7 +12,7 @@ use tch::Tensor;
 use yolots_checkpoint::model;
 
 use super::conv::{Conv, Conv2d};
-use super::{Emitter, NamedTensors, Placement, WeightSource};
+use super::{Emitter, Layer, NamedTensors, Placement, WeightSource};
 use crate::error::Result;
 use crate::jit::ScriptModule;
 use crate::onnx::emit::OnnxEmitter;

@@ -1,6 +1,7 @@
 //! The network's layer kinds. Each module holds, side by side, a kind's eager forward
-//! (tch) and the TorchScript class that does the same, so one can be checked against the
-//! other on one screen; fusion of a kind lives with it too.
+//! (tch), the TorchScript class and the ONNX nodes that do the same, so one can be checked
+//! against the other on one screen; fusion of a kind lives with it too. The one-input
+//! kinds implement [`Layer`], which is all the network asks of them.
 //!
 //! Tensor names mirror the source checkpoint: a `Conv` at index 0 registers `conv` and
 //! `bn` submodules, so the artifact's parameters read `model.0.conv.weight`,
@@ -26,6 +27,32 @@ use yolots_checkpoint::model::TensorRef;
 
 use crate::error::{ConvertError, Result};
 use crate::jit::{CompilationUnit, ScriptModule};
+use crate::onnx::emit::OnnxEmitter;
+
+/// A layer kind that maps one tensor to one (every kind but the list layers `Concat` and
+/// `Shortcut` and the head): what the network asks of each layer, implemented in the
+/// kind's own file beside its loading.
+pub(crate) trait Layer: std::fmt::Debug {
+    /// The eager forward (tch), the reference the artifact is checked against.
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// The layer with BatchNorm, RepConv branches and implicit knowledge folded into its
+    /// convolutions; itself when it has nothing to fold.
+    fn fuse(self: Box<Self>) -> Result<Box<dyn Layer>>;
+
+    /// A copy with every tensor cast and moved as `p` says.
+    fn place(&self, p: Placement) -> Result<Box<dyn Layer>>;
+
+    /// Its tensors, named as the source checkpoint names them (none by default).
+    fn named<'a>(&'a self, _out: &mut NamedTensors<'a>) {}
+
+    /// Its TorchScript module.
+    fn script(&self, em: &mut Emitter) -> Result<ScriptModule>;
+
+    /// Its ONNX nodes applied to the value `x`, weights named under `name` (`model.3`);
+    /// returns the name of its output.
+    fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String>;
+}
 
 /// Where a layer's tensors come from: the checkpoint, or a test's synthetic tensors.
 pub trait WeightSource {

@@ -3,7 +3,7 @@
 use tch::Tensor;
 use yolots_checkpoint::model;
 
-use super::{Emitter, pair};
+use super::{Emitter, Layer, Placement, pair};
 use crate::error::Result;
 use crate::jit::ScriptModule;
 use crate::onnx::emit::OnnxEmitter;
@@ -27,8 +27,10 @@ impl MaxPool {
             ceil_mode: d.ceil_mode,
         })
     }
+}
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+impl Layer for MaxPool {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.f_max_pool2d(
             self.kernel,
             self.stride,
@@ -38,7 +40,7 @@ impl MaxPool {
         )?)
     }
 
-    pub(crate) fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
+    fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
         const CLASS: &str = "MaxPool2d";
         let mut m = em.module(CLASS)?;
         m.set_ints("kernel_size", &self.kernel)?;
@@ -55,7 +57,15 @@ impl MaxPool {
         Ok(m)
     }
 
-    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str) -> String {
-        e.max_pool(x, self)
+    fn onnx(&self, e: &mut OnnxEmitter, x: &str, _name: &str) -> Result<String> {
+        Ok(e.max_pool(x, self))
+    }
+
+    fn fuse(self: Box<Self>) -> Result<Box<dyn Layer>> {
+        Ok(self)
+    }
+
+    fn place(&self, _: Placement) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(*self))
     }
 }

@@ -3,7 +3,7 @@
 
 use tch::Tensor;
 
-use super::Emitter;
+use super::{Emitter, Layer, Placement};
 use crate::error::Result;
 use crate::jit::ScriptModule;
 use crate::onnx::emit::OnnxEmitter;
@@ -11,8 +11,8 @@ use crate::onnx::emit::OnnxEmitter;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReOrg;
 
-impl ReOrg {
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+impl Layer for ReOrg {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let phase = |row: i64, col: i64| -> Result<Tensor> {
             Ok(x.f_slice(2, row, None, 2)?.f_slice(3, col, None, 2)?)
         };
@@ -20,7 +20,7 @@ impl ReOrg {
         Ok(Tensor::f_cat(&parts, 1)?)
     }
 
-    pub(crate) fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
+    fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
         const CLASS: &str = "ReOrg";
         let mut m = em.module(CLASS)?;
         em.finish(CLASS, &mut m, || {
@@ -32,13 +32,21 @@ impl ReOrg {
         Ok(m)
     }
 
-    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str) -> String {
+    fn onnx(&self, e: &mut OnnxEmitter, x: &str, _name: &str) -> Result<String> {
         let mut phase = |row: i64, col: i64| {
             let r = e.slice_step(x, 2, row, None, 2);
             e.slice_step(&r, 3, col, None, 2)
         };
         let parts = [phase(0, 0), phase(1, 0), phase(0, 1), phase(1, 1)];
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        e.concat(&refs, 1)
+        Ok(e.concat(&refs, 1))
+    }
+
+    fn fuse(self: Box<Self>) -> Result<Box<dyn Layer>> {
+        Ok(self)
+    }
+
+    fn place(&self, _: Placement) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(*self))
     }
 }

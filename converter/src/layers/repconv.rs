@@ -9,7 +9,7 @@ use tch::{Kind, Tensor};
 use yolots_checkpoint::model::{self, RepConvForm};
 
 use super::conv::{BatchNorm2d, Conv2d};
-use super::{Emitter, NamedTensors, Placement, WeightSource, activation};
+use super::{Emitter, Layer, NamedTensors, Placement, WeightSource, activation};
 use crate::error::{ConvertError, Result};
 use crate::jit::ScriptModule;
 use crate::onnx::emit::OnnxEmitter;
@@ -106,24 +106,6 @@ impl RepConv {
         })
     }
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = match &self.form {
-            Form::Reparam(conv) => conv.forward(x)?,
-            Form::Branches {
-                dense,
-                one_by_one,
-                identity,
-            } => {
-                let mut y = dense.forward(x)?.f_add(&one_by_one.forward(x)?)?;
-                if let Some(id) = identity {
-                    y = y.f_add(&id.forward(x)?)?;
-                }
-                y
-            }
-        };
-        activation::forward(self.act, y)
-    }
-
     /// The re-parameterised block (a no-op when it already is).
     pub(crate) fn fused(self) -> Result<Self> {
         let Form::Branches {
@@ -176,8 +158,28 @@ impl RepConv {
             in_channels: self.in_channels,
         })
     }
+}
 
-    pub(crate) fn named<'a>(&'a self, out: &mut NamedTensors<'a>) {
+impl Layer for RepConv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = match &self.form {
+            Form::Reparam(conv) => conv.forward(x)?,
+            Form::Branches {
+                dense,
+                one_by_one,
+                identity,
+            } => {
+                let mut y = dense.forward(x)?.f_add(&one_by_one.forward(x)?)?;
+                if let Some(id) = identity {
+                    y = y.f_add(&id.forward(x)?)?;
+                }
+                y
+            }
+        };
+        activation::forward(self.act, y)
+    }
+
+    fn named<'a>(&'a self, out: &mut NamedTensors<'a>) {
         match &self.form {
             Form::Reparam(conv) => out.scope("rbr_reparam", |o| conv.named(o)),
             Form::Branches {
@@ -194,7 +196,7 @@ impl RepConv {
         }
     }
 
-    pub(crate) fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
+    fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
         let act = activation::tag(self.act);
         match &self.form {
             Form::Reparam(conv) => {
@@ -249,7 +251,7 @@ impl RepConv {
     }
 
     /// The ONNX nodes of either form.
-    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
+    fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
         let y = match &self.form {
             Form::Reparam(conv) => e.conv2d(x, conv, &format!("{name}.rbr_reparam"))?,
             Form::Branches {
@@ -268,6 +270,14 @@ impl RepConv {
             }
         };
         Ok(e.activation(self.act, &y))
+    }
+
+    fn fuse(self: Box<Self>) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(self.fused()?))
+    }
+
+    fn place(&self, p: Placement) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(RepConv::place(self, p)?))
     }
 }
 

@@ -6,7 +6,7 @@ use yolots_checkpoint::model;
 
 use super::conv::Conv;
 use super::pool::MaxPool;
-use super::{Emitter, NamedTensors, Placement, WeightSource};
+use super::{Emitter, Layer, NamedTensors, Placement, WeightSource};
 use crate::error::Result;
 use crate::jit::ScriptModule;
 use crate::onnx::emit::OnnxEmitter;
@@ -35,18 +35,6 @@ impl SppCspc {
         })
     }
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let [cv1, cv2, cv3, cv4, cv5, cv6, cv7] = &self.cv;
-        let x1 = cv4.forward(&cv3.forward(&cv1.forward(x)?)?)?;
-        let mut pyramid = vec![x1.shallow_clone()];
-        for p in &self.pools {
-            pyramid.push(p.forward(&x1)?);
-        }
-        let y1 = cv6.forward(&cv5.forward(&Tensor::f_cat(&pyramid, 1)?)?)?;
-        let y2 = cv2.forward(x)?;
-        cv7.forward(&Tensor::f_cat(&[y1, y2], 1)?)
-    }
-
     pub(crate) fn map(self, f: impl Fn(Conv) -> Result<Conv>) -> Result<Self> {
         let [a, b, c, d, e, g, h] = self.cv;
         Ok(SppCspc {
@@ -62,14 +50,28 @@ impl SppCspc {
             pools: self.pools.clone(),
         })
     }
+}
 
-    pub(crate) fn named<'a>(&'a self, out: &mut NamedTensors<'a>) {
+impl Layer for SppCspc {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let [cv1, cv2, cv3, cv4, cv5, cv6, cv7] = &self.cv;
+        let x1 = cv4.forward(&cv3.forward(&cv1.forward(x)?)?)?;
+        let mut pyramid = vec![x1.shallow_clone()];
+        for p in &self.pools {
+            pyramid.push(p.forward(&x1)?);
+        }
+        let y1 = cv6.forward(&cv5.forward(&Tensor::f_cat(&pyramid, 1)?)?)?;
+        let y2 = cv2.forward(x)?;
+        cv7.forward(&Tensor::f_cat(&[y1, y2], 1)?)
+    }
+
+    fn named<'a>(&'a self, out: &mut NamedTensors<'a>) {
         for (i, cv) in self.cv.iter().enumerate() {
             out.scope(&format!("cv{}", i + 1), |o| cv.named(o));
         }
     }
 
-    pub(crate) fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
+    fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
         let convs = self
             .cv
             .iter()
@@ -105,7 +107,7 @@ impl SppCspc {
         Ok(m)
     }
 
-    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
+    fn onnx(&self, e: &mut OnnxEmitter, x: &str, name: &str) -> Result<String> {
         let cv = |e: &mut OnnxEmitter, i: usize, x: &str| {
             self.cv[i].onnx(e, x, &format!("{name}.cv{}", i + 1))
         };
@@ -114,7 +116,7 @@ impl SppCspc {
         let x1 = cv(e, 3, &x1)?;
         let mut pyramid = vec![x1.clone()];
         for p in &self.pools {
-            pyramid.push(p.onnx(e, &x1));
+            pyramid.push(p.onnx(e, &x1, name)?);
         }
         let refs: Vec<&str> = pyramid.iter().map(String::as_str).collect();
         let cat = e.concat(&refs, 1);
@@ -123,5 +125,13 @@ impl SppCspc {
         let y2 = cv(e, 1, x)?;
         let cat = e.concat(&[&y1, &y2], 1);
         cv(e, 6, &cat)
+    }
+
+    fn fuse(self: Box<Self>) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(self.map(Conv::fused)?))
+    }
+
+    fn place(&self, p: Placement) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(SppCspc::place(self, p)?))
     }
 }

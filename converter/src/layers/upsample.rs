@@ -4,7 +4,7 @@
 use tch::Tensor;
 use yolots_checkpoint::model::UpsampleMode;
 
-use super::Emitter;
+use super::{Emitter, Layer, Placement};
 use crate::error::Result;
 use crate::jit::ScriptModule;
 use crate::onnx::emit::OnnxEmitter;
@@ -17,7 +17,16 @@ pub(crate) struct Upsample {
 }
 
 impl Upsample {
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn class(&self) -> &'static str {
+        match self.mode {
+            UpsampleMode::Nearest => "UpsampleNearest",
+            UpsampleMode::Bilinear => "UpsampleBilinear",
+        }
+    }
+}
+
+impl Layer for Upsample {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let size = x.size();
         let out = |i: usize| -> i64 {
             // floor(in * scale), as interpolate computes the output size.
@@ -31,14 +40,7 @@ impl Upsample {
         })
     }
 
-    fn class(&self) -> &'static str {
-        match self.mode {
-            UpsampleMode::Nearest => "UpsampleNearest",
-            UpsampleMode::Bilinear => "UpsampleBilinear",
-        }
-    }
-
-    pub(crate) fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
+    fn script(&self, em: &mut Emitter) -> Result<ScriptModule> {
         let class = self.class();
         let mut m = em.module(class)?;
         m.set_float("scale_factor", self.scale)?;
@@ -58,7 +60,7 @@ impl Upsample {
     /// `Resize` by the scale factor: nearest takes the source index `floor(dst / scale)`
     /// (`asymmetric`, `floor`), bilinear samples at `(dst + 0.5) / scale - 0.5`
     /// (`pytorch_half_pixel`), as `F.interpolate` does without `align_corners`.
-    pub(crate) fn onnx(&self, e: &mut OnnxEmitter, x: &str) -> String {
+    fn onnx(&self, e: &mut OnnxEmitter, x: &str, _name: &str) -> Result<String> {
         let s = self.scale as f32;
         let scales = e.g.floats(&[1.0, 1.0, s, s], &[4]);
         let attrs = match self.mode {
@@ -72,6 +74,14 @@ impl Upsample {
                 attr::string("coordinate_transformation_mode", "pytorch_half_pixel"),
             ],
         };
-        e.g.op("Resize", &[x, "", &scales], attrs)
+        Ok(e.g.op("Resize", &[x, "", &scales], attrs))
+    }
+
+    fn fuse(self: Box<Self>) -> Result<Box<dyn Layer>> {
+        Ok(self)
+    }
+
+    fn place(&self, _: Placement) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(*self))
     }
 }
