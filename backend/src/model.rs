@@ -12,7 +12,8 @@ use utoipa::openapi::{RefOr, Schema};
 use uuid::Uuid;
 use yolots_protocol::report::ConversionReport;
 use yolots_protocol::{
-    DeviceChoice, ErrorCode, Format, ImageSize, Mode, Optimize, Output, Precision, Stage, limits,
+    DeviceChoice, DeviceClass, ErrorCode, Format, ImageSize, Mode, Optimize, Output, Precision,
+    Stage, limits,
 };
 
 /// The states of a job.
@@ -192,12 +193,8 @@ impl JobOptions {
     }
 
     /// Which workers may run the job: `any`, `cpu` or `cuda`.
-    pub fn device_class(&self) -> &'static str {
-        match self.device {
-            DeviceChoice::Auto => "any",
-            DeviceChoice::Cpu => "cpu",
-            DeviceChoice::Cuda(_) => "cuda",
-        }
+    pub fn device_class(&self) -> DeviceClass {
+        self.device.class()
     }
 }
 
@@ -312,7 +309,7 @@ pub struct JobRow {
     pub status: JobStatus,
     pub options: Json<JobOptions>,
     pub options_key: String,
-    pub device_class: String,
+    pub device_class: DeviceClass,
     pub source_name: String,
     pub source_size: i64,
     pub source_sha256: String,
@@ -505,7 +502,7 @@ mod tests {
             .unwrap();
         assert_eq!(o.mode, Mode::Trace);
         assert_eq!(o.img_size, ImageSize::new(320, 480));
-        assert_eq!(o.device_class(), "cuda");
+        assert_eq!(o.device_class(), DeviceClass::Cuda);
         assert_eq!(JobOptions::parse(&o.key()).unwrap(), o);
         assert!(JobOptions::parse(r#"{"mode":"jit"}"#).is_err());
         assert!(JobOptions::parse(r#"{"colour":"red"}"#).is_err());

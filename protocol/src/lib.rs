@@ -23,7 +23,8 @@ mod task;
 pub use converter_line::{ConverterLine, EXIT_DIVERGED, EXIT_REFUSED};
 pub use error_code::{ErrorCode, GENERIC_ADVICE, Origin, UnknownErrorCode};
 pub use options::{
-    DeviceChoice, Format, ImageSize, Mode, Optimize, Output, ParseOptionError, Precision, limits,
+    DeviceChoice, DeviceClass, Format, ImageSize, Mode, Optimize, Output, ParseOptionError,
+    Precision, limits,
 };
 pub use progress::{ProgressEvent, Stage, UnknownStage};
 pub use request::{ConvertRequest, Perturbation, TestFault};

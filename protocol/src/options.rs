@@ -240,6 +240,40 @@ impl DeviceChoice {
     }
 }
 
+/// Which workers may claim a job, by its `device` option: `any` (`auto`), `cpu`, or `cuda`
+/// (any `cuda:N`; only workers with a GPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DeviceClass {
+    #[default]
+    Any,
+    Cpu,
+    Cuda,
+}
+spelled_enum!(DeviceClass, "device class", { Any => "any", Cpu => "cpu", Cuda => "cuda" });
+
+impl DeviceClass {
+    /// The classes of the jobs a worker may claim: every worker takes `any` and `cpu`
+    /// jobs; a worker with a GPU also `cuda` ones.
+    pub fn claimable(gpu: bool) -> Vec<DeviceClass> {
+        let mut classes = vec![DeviceClass::Any, DeviceClass::Cpu];
+        if gpu {
+            classes.push(DeviceClass::Cuda);
+        }
+        classes
+    }
+}
+
+impl DeviceChoice {
+    /// The workers that may run a job asking for this device.
+    pub fn class(self) -> DeviceClass {
+        match self {
+            DeviceChoice::Auto => DeviceClass::Any,
+            DeviceChoice::Cpu => DeviceClass::Cpu,
+            DeviceChoice::Cuda(_) => DeviceClass::Cuda,
+        }
+    }
+}
+
 impl fmt::Display for DeviceChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -1,15 +1,16 @@
 //! The vocabulary as PostgreSQL text columns (feature `sqlx`, for the service only).
 //!
-//! A stage or an error code is stored as its wire spelling in a `TEXT` column, and read
-//! back into the enum: a row can only hold what [`Stage`] and [`ErrorCode`] spell, and a
-//! query that binds or reads one names the type, not a string.
+//! A stage, an error code or a device class is stored as its wire spelling in a `TEXT`
+//! column, and read back into the enum: a row can only hold what [`Stage`], [`ErrorCode`]
+//! and [`DeviceClass`] spell, and a query that binds or reads one names the type, not a
+//! string.
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
+use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueRef};
 use sqlx::{Decode, Encode, Postgres, Type};
 
-use crate::{ErrorCode, Stage};
+use crate::{DeviceClass, ErrorCode, Stage};
 
 /// `Type`, `Encode` and `Decode` for an enum with `as_str` and `FromStr`, as `TEXT`.
 macro_rules! text_column {
@@ -30,6 +31,16 @@ macro_rules! text_column {
             }
         }
 
+        impl PgHasArrayType for $ty {
+            fn array_type_info() -> PgTypeInfo {
+                <&str as PgHasArrayType>::array_type_info()
+            }
+
+            fn array_compatible(ty: &PgTypeInfo) -> bool {
+                <&str as PgHasArrayType>::array_compatible(ty)
+            }
+        }
+
         impl<'r> Decode<'r, Postgres> for $ty {
             fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
                 let text = <&str as Decode<Postgres>>::decode(value)?;
@@ -39,4 +50,4 @@ macro_rules! text_column {
     )+};
 }
 
-text_column!(Stage, ErrorCode);
+text_column!(Stage, ErrorCode, DeviceClass);

@@ -105,7 +105,7 @@ pub async fn create_job(
         id: received.job_id,
         owner_id: caller.owner.id,
         options: received.options.clone(),
-        device_class: received.options.device_class().to_owned(),
+        device_class: received.options.device_class(),
         options_key,
         source_name: received.name.clone(),
         source_size: received.size as i64,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::types::Json;
 use uuid::Uuid;
 use yolots_protocol::report::ConversionReport;
-use yolots_protocol::{ErrorCode, ProgressEvent, Stage};
+use yolots_protocol::{DeviceClass, ErrorCode, ProgressEvent, Stage};
 
 use super::{Queue, QueueError, insert_event, status_event};
 use crate::model::{JobOptions, JobRow, JobStatus};
@@ -52,15 +52,6 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// Which jobs a worker on `device` may take.
-pub fn device_classes(cuda: bool) -> Vec<String> {
-    let mut classes = vec!["any".to_owned(), "cpu".to_owned()];
-    if cuda {
-        classes.push("cuda".to_owned());
-    }
-    classes
-}
-
 fn interval(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -89,7 +80,7 @@ impl Queue {
     pub async fn claim(
         &self,
         worker: &str,
-        classes: &[String],
+        classes: &[DeviceClass],
     ) -> Result<Option<HeldJob>, QueueError> {
         let token = Uuid::new_v4();
         let mut tx = self.pool.begin().await?;
@@ -107,7 +98,7 @@ impl Queue {
              FROM next WHERE id = next.next_id",
             worker,
             token,
-            classes,
+            classes as _,
             interval(self.settings.lease),
         )
         .fetch_optional(&mut *tx)

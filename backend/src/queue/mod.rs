@@ -16,7 +16,7 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 use yolots_protocol::report::ConversionReport;
-use yolots_protocol::{ErrorCode, Stage};
+use yolots_protocol::{DeviceClass, ErrorCode, Stage};
 
 use crate::model::{JobOptions, JobRow, JobStatus, JobView};
 
@@ -29,7 +29,7 @@ macro_rules! with_job_columns {
         $then!(
             r#"id AS "id!", owner_id AS "owner_id!", status AS "status!: JobStatus",
             options AS "options!: Json<JobOptions>", options_key AS "options_key!",
-            device_class AS "device_class!", source_name AS "source_name!",
+            device_class AS "device_class!: DeviceClass", source_name AS "source_name!",
             source_size AS "source_size!", source_sha256 AS "source_sha256!",
             source_key AS "source_key!", stage AS "stage?: Stage", progress AS "progress!",
             attempts AS "attempts!", max_attempts AS "max_attempts!", run_after AS "run_after!",
@@ -165,7 +165,7 @@ pub struct NewJob {
     pub owner_id: Uuid,
     pub options: JobOptions,
     pub options_key: String,
-    pub device_class: String,
+    pub device_class: DeviceClass,
     pub source_name: String,
     pub source_size: i64,
     pub source_sha256: String,
@@ -214,7 +214,7 @@ impl Queue {
             job.owner_id,
             Json(&job.options) as _,
             job.options_key,
-            job.device_class,
+            job.device_class as _,
             job.source_name,
             job.source_size,
             job.source_sha256,
@@ -263,7 +263,7 @@ impl Queue {
             job.owner_id,
             Json(&job.options) as _,
             job.options_key,
-            job.device_class,
+            job.device_class as _,
             job.source_name,
             job.source_size,
             job.source_sha256,

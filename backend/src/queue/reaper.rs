@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use sqlx::types::Json;
 use yolots_protocol::report::ConversionReport;
-use yolots_protocol::{ErrorCode, Stage};
+use yolots_protocol::{DeviceClass, ErrorCode, Stage};
 
 use super::{Queue, QueueError, status_event};
 use crate::model::{JobOptions, JobRow, JobStatus};

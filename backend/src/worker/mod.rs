@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
-use yolots_protocol::DeviceChoice;
+use yolots_protocol::{DeviceChoice, DeviceClass};
 
 use crate::metrics::Metrics;
 use crate::model::{JobRow, artifact_name};
-use crate::queue::claim::{Heartbeat, HeldJob, Outcome, Unrecorded, device_classes};
+use crate::queue::claim::{Heartbeat, HeldJob, Outcome, Unrecorded};
 use crate::queue::notify::Hub;
 use crate::queue::{Queue, QueueError};
 use crate::storage::Storage;
@@ -161,7 +161,7 @@ async fn announce(ctx: &WorkerContext, id: &str, stop: CancellationToken) {
 }
 
 async fn worker_loop(ctx: Arc<WorkerContext>, name: String, stop: CancellationToken) {
-    let classes = device_classes(matches!(ctx.config.device, DeviceChoice::Cuda(_)));
+    let classes = DeviceClass::claimable(matches!(ctx.config.device, DeviceChoice::Cuda(_)));
     tracing::info!(worker = %name, device = %ctx.config.device, "worker ready");
     let mut failures = 0u32;
     while !stop.is_cancelled() {
