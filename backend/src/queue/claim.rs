@@ -67,8 +67,8 @@ pub struct HeldJob {
     row: JobRow,
 }
 
-/// A [`HeldJob::finish`] that wrote nothing: the handle comes back with the error, so
-/// the caller may try again while the database is unavailable.
+/// A [`HeldJob::finish`] or [`HeldJob::release`] that wrote nothing: the handle comes
+/// back with the error, so the caller may try again while the database is unavailable.
 #[derive(Debug)]
 pub struct Unrecorded {
     pub job: HeldJob,
@@ -290,7 +290,15 @@ impl HeldJob {
     }
 
     /// Hands the job back to the queue without counting the attempt (graceful shutdown).
-    pub async fn release(self) -> Result<JobRow, QueueError> {
+    /// When nothing was written the handle comes back, as from [`HeldJob::finish`].
+    pub async fn release(self) -> Result<JobRow, Unrecorded> {
+        match self.write_release().await {
+            Ok(row) => Ok(row),
+            Err(error) => Err(Unrecorded { job: self, error }),
+        }
+    }
+
+    async fn write_release(&self) -> Result<JobRow, QueueError> {
         let lease = self.lease;
         let mut tx = self.queue.pool.begin().await?;
         let row = fenced_update!(

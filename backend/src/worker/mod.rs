@@ -242,7 +242,7 @@ async fn run_job(ctx: &WorkerContext, worker: &str, job: HeldJob, stop: &Cancell
             return;
         }
         Ok(Attempt::HandBack) => {
-            match job.release().await {
+            match record(ctx, job, HeldJob::release).await {
                 Ok(_) => tracing::info!(job = %id, "handed the job back (shutdown)"),
                 Err(error) => {
                     tracing::warn!(job = %id, %error, "could not hand the job back; its lease will expire")
@@ -275,7 +275,7 @@ async fn run_job(ctx: &WorkerContext, worker: &str, job: HeldJob, stop: &Cancell
             }
         }
     }
-    match finish(ctx, job, &outcome).await {
+    match record(ctx, job, |job| job.finish(&outcome)).await {
         Ok(done) => tracing::info!(worker, job = %id, status = done.status.as_str(),
             seconds = started.elapsed().as_secs_f64(), "attempt ended"),
         Err(error) => {
@@ -287,19 +287,26 @@ async fn run_job(ctx: &WorkerContext, worker: &str, job: HeldJob, stop: &Cancell
     }
 }
 
-/// Writes the outcome, retrying while the database is down (for at most a lease).
-async fn finish(
+/// Ends the held job with `end` (its outcome, or handing it back), retrying while the
+/// database is unavailable, for at most two leases. During shutdown the HTTP server's
+/// threads stop first, and pooled connections they opened fail: a retry takes a new one.
+async fn record<End, Ended>(
     ctx: &WorkerContext,
     mut job: HeldJob,
-    outcome: &Outcome,
-) -> Result<JobRow, QueueError> {
+    mut end: End,
+) -> Result<JobRow, QueueError>
+where
+    End: FnMut(HeldJob) -> Ended,
+    Ended: std::future::Future<Output = Result<JobRow, Unrecorded>>,
+{
     let give_up = Instant::now() + ctx.queue.settings.lease * 2;
     loop {
-        match job.finish(outcome).await {
+        match end(job).await {
             Ok(row) => return Ok(row),
             Err(Unrecorded { job: held, error })
                 if error.is_unavailable() && Instant::now() < give_up =>
             {
+                tracing::debug!(job = %held.row().id, %error, "could not record the attempt; retrying");
                 job = held;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
