@@ -26,7 +26,7 @@ pub use options::{
     DeviceChoice, DeviceClass, Format, ImageSize, Mode, Optimize, Output, ParseOptionError,
     Precision, limits,
 };
-pub use progress::{ProgressEvent, Stage, UnknownStage};
+pub use progress::{ProgressEvent, Stage};
 pub use request::{ConvertRequest, Perturbation, TestFault};
 pub use runtime::RuntimeFacts;
 pub use task::{COCO_KEYPOINT_NAMES, COCO_SKELETON, KEYPOINT_VALUES, Task, keypoint_layout};

@@ -3,11 +3,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::options::{ParseOptionError, spelled_enum};
 
 /// The stages of a conversion, in order. Not every conversion visits every stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
     /// Mapping the file and parsing the archive.
     Reading,
@@ -35,64 +36,20 @@ pub enum Stage {
     Done,
 }
 
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Reading => "reading",
-            Stage::Describing => "describing",
-            Stage::Building => "building",
-            Stage::Fusing => "fusing",
-            Stage::Scripting => "scripting",
-            Stage::Tracing => "tracing",
-            Stage::Exporting => "exporting",
-            Stage::Optimizing => "optimizing",
-            Stage::Saving => "saving",
-            Stage::Validating => "validating",
-            Stage::Timing => "timing",
-            Stage::Done => "done",
-        }
-    }
-}
-
-/// A stage this build does not know.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown stage {0:?}")]
-pub struct UnknownStage(pub String);
-
-impl Stage {
-    /// Every stage, in order.
-    pub const ALL: [Stage; 12] = [
-        Stage::Reading,
-        Stage::Describing,
-        Stage::Building,
-        Stage::Fusing,
-        Stage::Scripting,
-        Stage::Tracing,
-        Stage::Exporting,
-        Stage::Optimizing,
-        Stage::Saving,
-        Stage::Validating,
-        Stage::Timing,
-        Stage::Done,
-    ];
-}
-
-impl FromStr for Stage {
-    type Err = UnknownStage;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Stage::ALL
-            .into_iter()
-            .find(|stage| stage.as_str() == s)
-            .ok_or_else(|| UnknownStage(s.to_owned()))
-    }
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+spelled_enum!(Stage, "stage", {
+    Reading => "reading",
+    Describing => "describing",
+    Building => "building",
+    Fusing => "fusing",
+    Scripting => "scripting",
+    Tracing => "tracing",
+    Exporting => "exporting",
+    Optimizing => "optimizing",
+    Saving => "saving",
+    Validating => "validating",
+    Timing => "timing",
+    Done => "done",
+});
 
 /// One progress report: the stage, how far the whole conversion is (0 to 1), and a
 /// human-readable message.
@@ -128,7 +85,7 @@ mod tests {
 
     #[test]
     fn every_stage_parses_back_from_its_wire_spelling() {
-        for stage in Stage::ALL {
+        for &stage in Stage::ALL {
             let wire = serde_json::to_value(stage).unwrap();
             assert_eq!(wire, stage.as_str());
             assert_eq!(stage.as_str().parse::<Stage>(), Ok(stage));

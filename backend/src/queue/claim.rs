@@ -174,15 +174,16 @@ impl HeldJob {
     /// Extends the lease; says whether the owner asked to cancel.
     pub async fn heartbeat(&self) -> Result<Heartbeat, QueueError> {
         let lease = self.lease;
-        let row = fenced_update!(
+        let cancel = fenced_scalar!(
             "lease_expires_at = now() + make_interval(secs => $3)",
+            r#"cancel_requested AS "cancel_requested!""#,
             lease,
             interval(self.queue.settings.lease),
         )
         .fetch_optional(&self.queue.pool)
         .await?
-        .ok_or(QueueError::LeaseLost(self.lease.job))?;
-        Ok(if row.cancel_requested {
+        .ok_or(QueueError::LeaseLost(lease.job))?;
+        Ok(if cancel {
             Heartbeat::CancelRequested
         } else {
             Heartbeat::Continue
@@ -193,17 +194,18 @@ impl HeldJob {
     pub async fn progress(&self, event: &ProgressEvent) -> Result<(), QueueError> {
         let lease = self.lease;
         let mut tx = self.queue.pool.begin().await?;
-        let row = fenced_update!(
+        let seq = fenced_scalar!(
             "stage = $3, progress = $4, updated_at = now(), event_seq = event_seq + 1",
+            r#"event_seq AS "event_seq!""#,
             lease,
             event.stage as _,
             event.fraction.clamp(0.0, 1.0) as f32,
         )
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or(QueueError::LeaseLost(self.lease.job))?;
+        .ok_or(QueueError::LeaseLost(lease.job))?;
         let data = serde_json::to_value(event).unwrap_or_default();
-        insert_event(&mut tx, row.id, row.event_seq, "progress", &data).await?;
+        insert_event(&mut tx, lease.job, seq, "progress", &data).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -211,30 +213,41 @@ impl HeldJob {
     /// Ends the attempt with its outcome. When nothing was written (the lease is gone:
     /// [`QueueError::LeaseLost`]; or the database failed) the handle comes back.
     pub async fn finish(self, outcome: &Outcome) -> Result<JobRow, Unrecorded> {
-        match self.write_outcome(outcome).await {
+        self.end(Ending::Outcome(outcome)).await
+    }
+
+    /// Hands the job back to the queue without counting the attempt (graceful shutdown).
+    /// When nothing was written the handle comes back, as from [`HeldJob::finish`].
+    pub async fn release(self) -> Result<JobRow, Unrecorded> {
+        self.end(Ending::HandBack).await
+    }
+
+    async fn end(self, ending: Ending<'_>) -> Result<JobRow, Unrecorded> {
+        match self.write_end(ending).await {
             Ok(row) => Ok(row),
             Err(error) => Err(Unrecorded { job: self, error }),
         }
     }
 
-    async fn write_outcome(&self, outcome: &Outcome) -> Result<JobRow, QueueError> {
+    /// The one fenced statement that ends the attempt, and its `status` event.
+    async fn write_end(&self, ending: Ending<'_>) -> Result<JobRow, QueueError> {
         let (lease, settings) = (self.lease, &self.queue.settings);
         let mut tx = self.queue.pool.begin().await?;
         let row =
-            match outcome {
-                Outcome::Succeeded {
+            match ending {
+                Ending::Outcome(Outcome::Succeeded {
                     report,
                     artifact_key,
                     artifact_name,
                     artifact_size,
                     artifact_sha256,
-                } => {
+                }) => {
                     fenced_update!(
                         clear_lease,
                         "status = 'succeeded', stage = $3, progress = 1, report = $4, \
-                     artifact_key = $5, artifact_name = $6, artifact_size = $7, \
-                     artifact_sha256 = $8, error_code = NULL, error_message = NULL, \
-                     finished_at = now(), updated_at = now(), event_seq = event_seq + 1",
+                 artifact_key = $5, artifact_name = $6, artifact_size = $7, \
+                 artifact_sha256 = $8, error_code = NULL, error_message = NULL, \
+                 finished_at = now(), updated_at = now(), event_seq = event_seq + 1",
                         lease,
                         Stage::Done as _,
                         Json(report) as _,
@@ -246,21 +259,21 @@ impl HeldJob {
                     .fetch_optional(&mut *tx)
                     .await?
                 }
-                Outcome::Failed {
+                Ending::Outcome(Outcome::Failed {
                     code,
                     message,
                     retry,
                     report,
-                } => fenced_update!(
+                }) => fenced_update!(
                     clear_lease,
                     "status = (CASE WHEN $5 AND attempts < max_attempts AND NOT cancel_requested \
-                               THEN 'queued' ELSE 'failed' END)::job_status, \
-                     run_after = now() + make_interval(secs => \
-                                 $6 * power(2, GREATEST(attempts - 1, 0))), \
-                     finished_at = CASE WHEN $5 AND attempts < max_attempts \
-                                   AND NOT cancel_requested THEN NULL ELSE now() END, \
-                     error_code = $3, error_message = $4, report = $7, \
-                     updated_at = now(), event_seq = event_seq + 1",
+                           THEN 'queued' ELSE 'failed' END)::job_status, \
+                 run_after = now() + make_interval(secs => \
+                             $6 * power(2, GREATEST(attempts - 1, 0))), \
+                 finished_at = CASE WHEN $5 AND attempts < max_attempts \
+                               AND NOT cancel_requested THEN NULL ELSE now() END, \
+                 error_code = $3, error_message = $4, report = $7, \
+                 updated_at = now(), event_seq = event_seq + 1",
                     lease,
                     *code as _,
                     message,
@@ -270,49 +283,39 @@ impl HeldJob {
                 )
                 .fetch_optional(&mut *tx)
                 .await?,
-                Outcome::Cancelled => {
+                Ending::Outcome(Outcome::Cancelled) => {
                     fenced_update!(
                         clear_lease,
                         "status = 'cancelled', error_code = $3, \
-                     error_message = 'cancelled by its owner while it ran', \
-                     finished_at = now(), updated_at = now(), event_seq = event_seq + 1",
+                 error_message = 'cancelled by its owner while it ran', \
+                 finished_at = now(), updated_at = now(), event_seq = event_seq + 1",
                         lease,
                         ErrorCode::Cancelled as _,
                     )
                     .fetch_optional(&mut *tx)
                     .await?
                 }
+                Ending::HandBack => {
+                    fenced_update!(
+                        clear_lease,
+                        "status = 'queued', attempts = GREATEST(attempts - 1, 0), \
+                 run_after = now(), stage = NULL, progress = 0, started_at = NULL, \
+                 updated_at = now(), event_seq = event_seq + 1",
+                        lease,
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
             };
-        let row = row.ok_or(QueueError::LeaseLost(self.lease.job))?;
+        let row = row.ok_or(QueueError::LeaseLost(lease.job))?;
         status_event(&mut tx, &row).await?;
         tx.commit().await?;
         Ok(row)
     }
+}
 
-    /// Hands the job back to the queue without counting the attempt (graceful shutdown).
-    /// When nothing was written the handle comes back, as from [`HeldJob::finish`].
-    pub async fn release(self) -> Result<JobRow, Unrecorded> {
-        match self.write_release().await {
-            Ok(row) => Ok(row),
-            Err(error) => Err(Unrecorded { job: self, error }),
-        }
-    }
-
-    async fn write_release(&self) -> Result<JobRow, QueueError> {
-        let lease = self.lease;
-        let mut tx = self.queue.pool.begin().await?;
-        let row = fenced_update!(
-            clear_lease,
-            "status = 'queued', attempts = GREATEST(attempts - 1, 0), \
-             run_after = now(), stage = NULL, progress = 0, started_at = NULL, \
-             updated_at = now(), event_seq = event_seq + 1",
-            lease,
-        )
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(QueueError::LeaseLost(self.lease.job))?;
-        status_event(&mut tx, &row).await?;
-        tx.commit().await?;
-        Ok(row)
-    }
+/// How a held job ends: with the attempt's outcome, or handed back uncounted.
+enum Ending<'a> {
+    Outcome(&'a Outcome),
+    HandBack,
 }

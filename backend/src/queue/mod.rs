@@ -100,11 +100,29 @@ macro_rules! fenced_update {
 
 macro_rules! fenced_update_with {
     ($columns:literal, $set:literal $(+ $more:literal)*, $lease:ident $(, $($args:tt)*)?) => {
-        sqlx::query_as!(
-            JobRow,
+        fenced_statement!(query_as(JobRow,), $set $(+ $more)*, $columns, $lease $(, $($args)*)?)
+    };
+}
+
+/// The same fenced `UPDATE`, returning one value (`$returning`) instead of the row: the
+/// writes that repeat while a conversion runs (heartbeats, progress) read back only what
+/// they need.
+macro_rules! fenced_scalar {
+    ($set:literal, $returning:literal, $lease:ident $(, $($args:tt)*)?) => {
+        fenced_statement!(query_scalar(), $set, $returning, $lease $(, $($args)*)?)
+    };
+}
+
+/// The fence itself, written once: `sqlx::$query!` of `UPDATE jobs SET $set WHERE <fence>
+/// RETURNING $returning`, with the lease's job and token as `$1` and `$2`.
+macro_rules! fenced_statement {
+    ($query:ident($($lead:tt)*), $set:literal $(+ $more:literal)*, $returning:literal,
+     $lease:ident $(, $($args:tt)*)?) => {
+        sqlx::$query!(
+            $($lead)*
             "UPDATE jobs SET " + $set $(+ $more)*
                 + " WHERE id = $1 AND lease_token = $2 AND status = 'running' RETURNING "
-                + $columns,
+                + $returning,
             $lease.job,
             $lease.token
             $(, $($args)*)?

@@ -51,9 +51,8 @@ pub(crate) fn prove(
         nc: desc.nc,
         nkpt: desc.nkpt(),
     };
-    // Validation's session, and the runs it made, for timing to go on with.
-    let mut validated: Option<(OnnxSession, Vec<Call>)> = None;
-    let validation = if request.validate {
+    // With validation's report, its session and the runs it made, for timing to go on with.
+    let (validation, validated) = if request.validate {
         clock.begin(
             Stage::Validating,
             "validating with ONNX Runtime on cpu".into(),
@@ -91,8 +90,7 @@ pub(crate) fn prove(
             .filter(|c| !c.passed)
             .map(|c| c.name.clone())
             .collect();
-        validated = Some((session, calls));
-        Validation {
+        let validation = Validation {
             status: if failed_outputs.is_empty() {
                 ValidationStatus::Passed
             } else {
@@ -110,9 +108,11 @@ pub(crate) fn prove(
             checks,
             failed_outputs,
             seconds: start.elapsed().as_secs_f64(),
-        }
+        };
+        (validation, Some((session, calls)))
     } else {
-        crate::report::validation_skipped("cpu".into(), "validation disabled")
+        let skipped = crate::report::validation_skipped("cpu".into(), "validation disabled");
+        (skipped, None)
     };
 
     let latency = if plan.max_runs > 0 {
