@@ -207,8 +207,7 @@ impl TorchHooks {
             Some((_, name)) => name.into(),
             None => return Err(malformed("storage type is not a class reference")),
         };
-        let key =
-            key_string(graph, *key).ok_or_else(|| malformed("storage key is not a string"))?;
+        let key = key_string(graph, *key, "storage key", "storage key length")?;
         let location: Box<str> = graph.str(*location).unwrap_or("").into();
         let numel = graph
             .int(*numel)
@@ -284,10 +283,15 @@ impl Hooks for TorchHooks {
             .take(MAX_ARGS)
             .copied()
             .collect::<Vec<_>>();
-        let typename = fields
-            .first()
-            .and_then(|v| key_string(graph, *v))
-            .ok_or_else(|| malformed("persistent id without a type name"))?;
+        let typename = match fields.first() {
+            Some(v) => key_string(
+                graph,
+                *v,
+                "persistent id type name",
+                "persistent id type name length",
+            )?,
+            None => return Err(malformed("persistent id without a type name")),
+        };
         match (self.format, &*typename) {
             (PidFormat::Zip, "storage") => self.storage(graph, budget, &fields, None),
             (PidFormat::Legacy, "storage") => {
@@ -300,8 +304,12 @@ impl Hooks for TorchHooks {
                         let [view_key, offset, size] = parts else {
                             return Err(malformed("storage view metadata needs 3 fields"));
                         };
-                        let view_key = key_string(graph, *view_key)
-                            .ok_or_else(|| malformed("storage view key is not a string"))?;
+                        let view_key = key_string(
+                            graph,
+                            *view_key,
+                            "storage view key",
+                            "storage view key length",
+                        )?;
                         let offset = non_negative(graph, *offset, "storage view offset")?;
                         let size = non_negative(graph, *size, "storage view size")?;
                         Some((view_key, offset, size))
@@ -552,14 +560,39 @@ fn inert(callable: Value, args: Value) -> Node {
 }
 
 /// A persistent-id string field (Python 2 files may store them as bytes).
-fn key_string(graph: &Graph, value: Value) -> Option<Box<str>> {
-    if let Some(s) = graph.str(value) {
-        return Some(s.into());
+/// Longest storage key (or persistent-id type name) accepted, in bytes. `torch.save` writes
+/// short decimal strings: the zip format numbers storages from `"0"`, the legacy format
+/// uses a storage's address (at most 20 digits).
+pub(crate) const MAX_STORAGE_KEY: usize = 64;
+
+/// The text of a persistent id's key field (a string, UTF-8 bytes or an integer), refused
+/// before it is copied when it is longer than any real key.
+/// `what` names the field in messages, `limit` the bound it passed.
+fn key_string(
+    graph: &Graph,
+    value: Value,
+    what: &str,
+    limit: &'static str,
+) -> Result<Box<str>, Fault> {
+    let text = if let Some(s) = graph.str(value) {
+        s
+    } else if let Some(b) = graph.bytes(value) {
+        std::str::from_utf8(b).map_err(|_| malformed(format!("{what} is not UTF-8")))?
+    } else if let Some(i) = graph.int(value) {
+        return Ok(i.to_string().into());
+    } else {
+        return Err(malformed(format!("{what} is not a string")));
+    };
+    check_key_len(limit, text.len())?;
+    Ok(text.into())
+}
+
+/// Refuses a key longer than [`MAX_STORAGE_KEY`] with the reader's limit error.
+pub(crate) fn check_key_len(what: &'static str, len: usize) -> Result<(), Error> {
+    if len > MAX_STORAGE_KEY {
+        return Err(Error::limit(what, MAX_STORAGE_KEY as u64, len as u64));
     }
-    if let Some(b) = graph.bytes(value) {
-        return std::str::from_utf8(b).ok().map(Box::from);
-    }
-    graph.int(value).map(|i| i.to_string().into())
+    Ok(())
 }
 
 fn non_negative(graph: &Graph, value: Value, what: &str) -> Result<u64, Fault> {
@@ -574,15 +607,16 @@ fn dims(graph: &Graph, value: Value, what: &str) -> Result<Vec<usize>, Fault> {
     let items = graph
         .seq(value)
         .ok_or_else(|| malformed(format!("{what} is not a tuple")))?;
-    items
-        .iter()
-        .map(|v| {
-            graph
-                .int(*v)
-                .and_then(|i| usize::try_from(i).ok())
-                .ok_or_else(|| malformed(format!("{what} has a non-integer or negative entry")))
-        })
-        .collect()
+    // Exactly as long as paid for: collecting `Result`s would grow by doubling.
+    let mut out = Vec::with_capacity(items.len());
+    for v in items {
+        let dim = graph
+            .int(*v)
+            .and_then(|i| usize::try_from(i).ok())
+            .ok_or_else(|| malformed(format!("{what} has a non-integer or negative entry")))?;
+        out.push(dim);
+    }
+    Ok(out)
 }
 
 fn rebuild_tensor(graph: &Graph, args: &[Value], explicit_dtype: bool) -> Result<Tensor, Fault> {

@@ -9,13 +9,13 @@ use super::source::Source;
 use crate::error::{Error, Result, clip};
 use crate::limits::{Budget, Limits};
 use crate::pickle::{Graph, Node, Value, needed_len, run};
-use crate::torch::{PidFormat, TorchHooks, storage_element_size};
+use crate::torch::{PidFormat, TorchHooks, check_key_len, storage_element_size};
 
 /// `0x1950a86a20f9469cfc6c` as the little-endian bytes of its `LONG1` encoding.
 const MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 const PROTOCOL_VERSION: i64 = 1001;
 
-/// How much of a reader to scan first for the end of a pickle; doubled on demand.
+/// How much of the file to scan first for the end of a pickle; doubled on demand.
 const FIRST_WINDOW: u64 = 1 << 20;
 
 pub(crate) struct LegacyLayout {
@@ -67,16 +67,20 @@ pub(crate) fn parse(
     let root = next("legacy pickle", &mut hooks, graph)?;
     hooks.set_format(PidFormat::None);
     let keys = next("legacy storage keys", &mut hooks, graph)?;
-    let keys: Vec<Box<str>> = graph
+    let keys = graph
         .seq(keys)
-        .ok_or_else(|| Error::corrupt("storage keys", "not a list"))?
-        .iter()
-        .map(|k| graph.str(*k).map(Box::from))
-        .collect::<Option<_>>()
-        .ok_or_else(|| Error::corrupt("storage keys", "a key is not a string"))?;
+        .ok_or_else(|| Error::corrupt("storage keys", "not a list"))?;
 
     let mut storages = HashMap::new();
+    // The list's entries may all be one shared string: each is checked and paid for before
+    // it is copied, so a long key repeated thousands of times costs nothing.
     for key in keys {
+        let key = graph
+            .str(*key)
+            .ok_or_else(|| Error::corrupt("storage keys", "a key is not a string"))?;
+        check_key_len("legacy storage key length", key.len())?;
+        budget.charge_memory("storage table", 64u64.saturating_add(key.len() as u64))?;
+        let key: Box<str> = key.into();
         let what = format!("legacy storage `{}`", clip(&key));
         let declared = hooks
             .declared()
@@ -109,7 +113,6 @@ pub(crate) fn parse(
                 offset: source.len(),
             });
         }
-        budget.charge_memory("storage table", 64u64.saturating_add(key.len() as u64))?;
         if storages.insert(key, Entry::Stored { start, len }).is_some() {
             return Err(Error::corrupt(what, "listed twice"));
         }
@@ -125,7 +128,7 @@ pub(crate) fn parse(
 /// Runs the pickle at `*pos` and moves `*pos` past it.
 ///
 /// The machine always gets the same bytes however the file is read: the pickle through its
-/// end (found by scanning a window that doubles from [`FIRST_WINDOW`] on a reader) or, when
+/// end (found by scanning a window that doubles from [`FIRST_WINDOW`]) or, when
 /// no end is found, everything up to [`Limits::max_pickle_size`]. It runs once, so nothing
 /// of a failed attempt is left in the graph.
 fn next_pickle(
@@ -139,11 +142,14 @@ fn next_pickle(
 ) -> Result<Value> {
     let remaining = source.len().saturating_sub(*pos);
     let most = remaining.min(limits.max_pickle_size);
-    let mut window = match source {
-        Source::Bytes(_) => most,
-        _ => most.min(FIRST_WINDOW),
-    };
+    // Both paths look in the same windows and pay for each before it is read: a reader
+    // holds what it read while the program runs, and a slice is charged alike so that
+    // both answer the same.
+    let mut window = most.min(FIRST_WINDOW);
+    let mut paid = 0;
     let buf = loop {
+        budget.charge_memory("pickle program", window.saturating_sub(paid))?;
+        paid = window;
         let buf = source.read(*pos, window, what)?;
         if let Some(len) = needed_len(&buf) {
             let mut buf = buf;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 pub use source::ReadSeek;
 
-use self::source::{Source, inflate};
+use self::source::Source;
 use crate::error::{Error, Result, clip};
 use crate::limits::{Budget, Limits};
 use crate::model::{DType, ModelDescription, TensorRef};
@@ -248,6 +248,11 @@ impl<'a> Checkpoint<'a> {
         budget: Budget,
     ) -> Result<Self> {
         let pickle_name = clip(&layout.pickle_name);
+        // The program is held while it runs when it is read through a reader: paid in
+        // both paths, so reading from memory and through a reader answer alike.
+        if let Entry::Stored { len, .. } = &layout.pickle {
+            budget.charge_memory("pickle program", *len)?;
+        }
         let pickle = read_entry(&source, &layout.pickle, &pickle_name, &budget)?;
         let big_endian = match &layout.byteorder {
             None => false,
@@ -472,8 +477,9 @@ fn read_entry<'a>(
             name,
         } => {
             budget.charge_memory("inflated zip entries", *len)?;
-            let raw = source.read(*start, *compressed, what)?;
-            inflate(&raw, *len, *crc32, &clip(name)).map(Cow::Owned)
+            source
+                .inflate(*start, *compressed, *len, *crc32, &clip(name), what)
+                .map(Cow::Owned)
         }
         Entry::Slice(bytes) => Ok(Cow::Borrowed(bytes)),
     }

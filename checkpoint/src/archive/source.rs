@@ -71,18 +71,66 @@ impl<'a> Source<'a> {
     }
 }
 
-/// Inflates a raw deflate stream that must produce exactly `declared` bytes with CRC-32
-/// `crc`, never producing more than `declared` bytes however the stream is built.
-pub(crate) fn inflate(compressed: &[u8], declared: u64, crc: u32, entry: &str) -> Result<Vec<u8>> {
+impl Source<'_> {
+    /// Inflates the deflate stream of `compressed` bytes at `start` (see [`inflate`]):
+    /// from a slice in place, from a reader as it is read, so the compressed bytes are never
+    /// held beside the inflated ones.
+    pub(crate) fn inflate(
+        &self,
+        start: u64,
+        compressed: u64,
+        declared: u64,
+        crc: u32,
+        entry: &str,
+        what: &str,
+    ) -> Result<Vec<u8>> {
+        match self {
+            Source::Reader { reader, len } => {
+                let truncated = || Error::Truncated {
+                    what: what.to_string(),
+                    offset: *len,
+                };
+                let end = start.checked_add(compressed).ok_or_else(truncated)?;
+                if end > *len {
+                    return Err(truncated());
+                }
+                let mut reader = reader.lock().unwrap_or_else(|e| e.into_inner());
+                reader
+                    .seek(SeekFrom::Start(start))
+                    .map_err(|e| Error::io(what, e))?;
+                inflate(
+                    (&mut *reader).take(compressed),
+                    compressed,
+                    declared,
+                    crc,
+                    entry,
+                )
+            }
+            Source::Bytes(_) | Source::None => {
+                let raw = self.read(start, compressed, what)?;
+                inflate(raw.as_ref(), compressed, declared, crc, entry)
+            }
+        }
+    }
+}
+
+/// Inflates a raw deflate stream of `compressed` bytes that must produce exactly `declared`
+/// bytes with CRC-32 `crc`, never producing more than `declared` bytes however the stream
+/// is built. The caller has paid for `declared` bytes.
+pub(crate) fn inflate(
+    input: impl Read,
+    compressed: u64,
+    declared: u64,
+    crc: u32,
+    entry: &str,
+) -> Result<Vec<u8>> {
     let corrupt = |reason: String| Error::corrupt(entry, reason);
-    // Deflate expands at most about 1032:1; do not trust the declared size for the capacity.
-    let capacity = declared.min(
-        (compressed.len() as u64)
-            .saturating_mul(1032)
-            .saturating_add(64),
-    );
+    // Deflate expands at most about 1032:1: a stream too short for the declared size gets
+    // no more room than it can fill, a plausible one exactly the declared size (paid for),
+    // so the buffer never grows past it.
+    let capacity = declared.min(compressed.saturating_mul(1032).saturating_add(64));
     let mut out = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
-    let decoder = flate2::read::DeflateDecoder::new(compressed);
+    let decoder = flate2::read::DeflateDecoder::new(input);
     decoder
         .take(declared.saturating_add(1))
         .read_to_end(&mut out)

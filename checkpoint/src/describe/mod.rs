@@ -306,11 +306,12 @@ fn save_list(
         Some(items) => {
             budget.charge_steps(AT, items.len() as u64)?;
             budget.charge_memory(AT, (items.len() as u64).saturating_mul(8))?;
-            items
-                .iter()
-                .map(|v| graph.int(*v).and_then(|i| usize::try_from(i).ok()))
-                .collect::<Option<_>>()
-                .ok_or_else(|| bad("`save` holds something other than layer indices".into()))?
+            crate::pickle::cost::collect_exact(
+                items
+                    .iter()
+                    .map(|v| graph.int(*v).and_then(|i| usize::try_from(i).ok())),
+            )
+            .ok_or_else(|| bad("`save` holds something other than layer indices".into()))?
         }
         None => {
             // As long as the layers' input lists, which were paid for already.

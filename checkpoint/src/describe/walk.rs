@@ -303,10 +303,7 @@ impl Walk<'_, '_> {
             "describe: layer inputs",
             len.saturating_mul(BYTES_PER_INPUT),
         )?;
-        let from = items
-            .iter()
-            .map(|v| graph.int(*v))
-            .collect::<Option<Vec<_>>>()
+        let from = crate::pickle::cost::collect_exact(items.iter().map(|v| graph.int(*v)))
             .ok_or_else(|| ctx.bad("`f` holds something other than integers"))?;
         Ok((from, true))
     }

@@ -88,3 +88,14 @@ pub(crate) fn grow<T>(
     vec.reserve_exact(target.saturating_sub(vec.len()));
     Ok(())
 }
+
+/// Collects `items` into a vector of exactly their count, or `None` at the first `None`.
+/// Collecting `Option`s or `Result`s directly grows by doubling, holding up to twice what
+/// was paid for.
+pub(crate) fn collect_exact<T>(items: impl ExactSizeIterator<Item = Option<T>>) -> Option<Vec<T>> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(item?);
+    }
+    Some(out)
+}
