@@ -13,55 +13,13 @@ mod common;
 #[path = "../tests/hostile_model/mod.rs"]
 mod hostile_model;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use yolots_checkpoint::Checkpoint;
-
-/// The system allocator, counting live bytes and their peak.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(bytes: usize) {
-    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(live, Ordering::Relaxed);
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            grew(layout.size());
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            if new_size >= layout.size() {
-                grew(new_size - layout.size());
-            } else {
-                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        new
-    }
-}
+use yolots_checkpoint::fuzzing::heap;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static HEAP: heap::CountingAllocator = heap::CountingAllocator;
 
 fn mb(bytes: usize) -> f64 {
     bytes as f64 / 1e6
@@ -69,12 +27,11 @@ fn mb(bytes: usize) -> f64 {
 
 /// Reads and describes `bytes`, printing the time, the peak extra memory and the outcome.
 fn measure(name: &str, bytes: &[u8]) -> (f64, usize) {
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
     let start = Instant::now();
-    let outcome = Checkpoint::from_bytes(bytes).and_then(|c| c.describe());
+    let (outcome, peak) =
+        heap::peak_of(|| Checkpoint::from_bytes(bytes).and_then(|c| c.describe()));
     let seconds = start.elapsed().as_secs_f64();
-    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let peak = peak as usize;
     let outcome = match outcome {
         Ok(d) => format!("described, {} layers", d.layers.len()),
         Err(e) => {
@@ -124,51 +81,9 @@ fn official() {
     );
 }
 
-/// Writes one hostile checkpoint.
-type Build = Box<dyn Fn() -> Vec<u8>>;
-
 fn main() {
-    use hostile_model::*;
     official();
-    const MIB: usize = 1 << 20;
-    let inputs: Vec<(&str, Build)> = vec![
-        ("3.9e6 shared layers", Box::new(|| shared_layers(3_900_000))),
-        ("1e6 shared layers", Box::new(|| shared_layers(1_000_000))),
-        ("2e4 cyclic layers", Box::new(|| cyclic_layers(20_000))),
-        ("1e5 cyclic layers", Box::new(|| cyclic_layers(100_000))),
-        (
-            "2e6-entry dict shared by 1e3",
-            Box::new(|| shared_attribute_dict(2_000_000, 1_000)),
-        ),
-        ("nc = 1e9, no names", Box::new(|| classes(1_000_000_000))),
-        ("nc = 1e5, no names", Box::new(|| classes(100_000))),
-        (
-            "16 MB name shared 1e3 times",
-            Box::new(|| shared_name(16 * MIB, 1_000)),
-        ),
-        (
-            "1e6 inputs shared by 1e3",
-            Box::new(|| shared_inputs(1_000_000, 1_000)),
-        ),
-        ("16 MB layer key", Box::new(|| huge_key(16 * MIB))),
-        (
-            "16 MB class name",
-            Box::new(|| huge_class(16 * MIB, "Conv")),
-        ),
-        (
-            "16 MB activation name",
-            Box::new(|| huge_activation(16 * MIB)),
-        ),
-        ("5e4-dim weight", Box::new(|| many_dims(50_000))),
-        (
-            "1e6 mixed-stride inputs",
-            Box::new(|| mixed_strides(1_000_000)),
-        ),
-        (
-            "12 keys of 4 MB, no model",
-            Box::new(|| huge_keys_no_model(4 * MIB)),
-        ),
-    ];
+    let inputs = hostile_model::catalog();
     let mut worst = (0.0f64, 0usize);
     for (name, build) in inputs {
         let bytes = build();

@@ -9,16 +9,29 @@
 
 mod common;
 mod hostile_model;
+#[path = "common/paths.rs"]
+mod paths;
 
 use hostile_model::*;
+use yolots_checkpoint::fuzzing::heap;
 use yolots_checkpoint::{Checkpoint, Error, Limits, ModelDescription};
 
 fn describe(bytes: &[u8]) -> Result<ModelDescription, Error> {
-    Checkpoint::from_bytes(bytes)?.describe()
+    describe_with(bytes, Limits::default())
 }
 
+/// Reads and describes `bytes`; fails when the read held more heap than its budget plus
+/// the slack, as the allocator measures it.
+#[track_caller]
 fn describe_with(bytes: &[u8], limits: Limits) -> Result<ModelDescription, Error> {
-    Checkpoint::from_bytes_with_limits(bytes, limits)?.describe()
+    let most = limits.max_memory + heap::SLACK;
+    let (described, peak) =
+        heap::peak_of(|| Checkpoint::from_bytes_with_limits(bytes, limits)?.describe());
+    assert!(
+        peak <= most,
+        "the read held {peak} bytes of heap, more than {most}"
+    );
+    described
 }
 
 /// Limits whose memory allowance leaves the pickle alone, so the description is what runs

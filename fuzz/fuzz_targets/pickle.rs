@@ -1,6 +1,11 @@
 //! Bare pickle programs through the restricted machine.
 #![no_main]
 
+// Counted, so each read's peak heap is checked against its budget plus the slack.
+#[global_allocator]
+static HEAP: yolots_checkpoint::fuzzing::heap::CountingAllocator =
+    yolots_checkpoint::fuzzing::heap::CountingAllocator;
+
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     yolots_checkpoint::fuzzing::pickle(data);
 });

@@ -173,18 +173,6 @@ fn huge_names() -> Vec<u8> {
 
 /// A legacy file whose object pickle is `strings` short strings.
 fn legacy(strings: usize) -> Vec<u8> {
-    let mut bytes = vec![0x80, 2, 0x8a, 10];
-    bytes.extend_from_slice(&[0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
-    bytes.push(b'.');
-    bytes.extend_from_slice(&Pickle::new().op(b'M').raw(&1001u16.to_le_bytes()).stop());
-    bytes.extend_from_slice(
-        &Pickle::new()
-            .empty_dict()
-            .str("little_endian")
-            .op(0x88)
-            .setitem()
-            .stop(),
-    );
     let mut object = Pickle::new().op(b']');
     for chunk in 0..strings.div_ceil(1000) {
         object.0.push(b'(');
@@ -193,9 +181,7 @@ fn legacy(strings: usize) -> Vec<u8> {
         }
         object.0.push(b'e');
     }
-    bytes.extend_from_slice(&object.stop());
-    bytes.extend_from_slice(&Pickle::new().op(b']').stop());
-    bytes
+    crate::common::torch_legacy(&object.stop(), &[], 4)
 }
 
 /// Opens `bytes` from memory or through a reader, describes, reads `tensors`; the answer
@@ -228,10 +214,12 @@ fn read_all(bytes: &[u8], tensors: &[TensorRef], through_reader: bool) -> String
     answer
 }
 
-/// Prints each hostile input's peak memory and time, then the worst of them.
-pub fn report(peak_of: fn(Run<'_>) -> (String, usize)) {
-    type Build = fn() -> (Vec<u8>, Vec<TensorRef>);
-    let inputs: Vec<(&str, Build)> = vec![
+/// Writes one hostile input and the tensors to read from it.
+pub type Build = fn() -> (Vec<u8>, Vec<TensorRef>);
+
+/// The hostile inputs of the archive side, by name.
+pub fn inputs() -> Vec<(&'static str, Build)> {
+    vec![
         ("memo stores past the end (12.5M)", || {
             (archive(&memo_stores(12_500_000)), Vec::new())
         }),
@@ -255,7 +243,12 @@ pub fn report(peak_of: fn(Run<'_>) -> (String, usize)) {
         ("legacy pickle of 5M strings", || {
             (legacy(5_000_000), Vec::new())
         }),
-    ];
+    ]
+}
+
+/// Prints each hostile input's peak memory and time, then the worst of them.
+pub fn report(peak_of: fn(Run<'_>) -> (String, usize)) {
+    let inputs = inputs();
     let mut worst_memory = (0usize, "");
     let mut worst_time = (Duration::ZERO, "");
     println!(

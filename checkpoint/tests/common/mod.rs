@@ -241,3 +241,63 @@ impl Pickle {
             .reduce()
     }
 }
+
+/// The first three pickles of a legacy-format file: the magic number, protocol version
+/// 1001 and the system info (`little_endian`).
+pub fn legacy_header(little_endian: bool) -> Vec<u8> {
+    let mut bytes = vec![0x80, 2, 0x8a, 10];
+    bytes.extend_from_slice(&[0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
+    bytes.push(b'.');
+    bytes.extend_from_slice(&Pickle::new().op(b'M').raw(&1001u16.to_le_bytes()).stop());
+    let flag = if little_endian { 0x88 } else { 0x89 };
+    bytes.extend_from_slice(
+        &Pickle::new()
+            .empty_dict()
+            .op(b'q')
+            .raw(&[0])
+            .str("little_endian")
+            .op(b'q')
+            .raw(&[1])
+            .op(flag)
+            .setitem()
+            .stop(),
+    );
+    bytes
+}
+
+/// A little-endian legacy-format file: the header, the `object` pickle, the list of the
+/// storages' keys, then each storage as its element count (of `element_size` bytes) and
+/// its bytes.
+pub fn torch_legacy(object: &[u8], storages: &[(&str, &[u8])], element_size: usize) -> Vec<u8> {
+    let mut bytes = legacy_header(true);
+    bytes.extend_from_slice(object);
+    let mut keys = Pickle::new().op(b']').mark();
+    for (key, _) in storages {
+        keys = keys.str(key);
+    }
+    bytes.extend_from_slice(&keys.op(b'e').stop());
+    for (_, data) in storages {
+        bytes.extend_from_slice(&((data.len() / element_size) as u64).to_le_bytes());
+        bytes.extend_from_slice(data);
+    }
+    bytes
+}
+
+/// A torch zip archive whose storages are all float (`data.pkl`, `data/<key>`) written
+/// again in the legacy format: the same pickle, the same storages.
+pub fn legacy_of(zip_bytes: &[u8]) -> Vec<u8> {
+    let entries = entries_of(zip_bytes);
+    let pickle = entries
+        .iter()
+        .find(|(name, _)| name.ends_with("/data.pkl"))
+        .map(|(_, data)| data.clone())
+        .unwrap();
+    let storages: Vec<(&str, &[u8])> = entries
+        .iter()
+        .filter_map(|(name, data)| {
+            let (_, key) = name.split_once("/data/")?;
+            Some((key, data.as_slice()))
+        })
+        .collect();
+    torch_legacy(&pickle, &storages, 4)
+}

@@ -538,3 +538,161 @@ pub fn huge_keys_no_model(len: usize) -> Vec<u8> {
     });
     torch_zip(&b.finish(), &[], "little")
 }
+
+impl B {
+    /// `torch._utils._rebuild_tensor_v2(storage, 0, shape, stride, False, OrderedDict())`
+    /// whose persistent id, shape and stride the closures write.
+    pub fn rebuild_tensor(
+        &mut self,
+        pid: impl FnOnce(&mut B),
+        shape: impl FnOnce(&mut B),
+        stride: impl FnOnce(&mut B),
+    ) {
+        self.global("torch._utils", "_rebuild_tensor_v2");
+        self.op(b'(');
+        pid(self);
+        self.op(b'Q');
+        self.int(0);
+        shape(self);
+        stride(self);
+        self.op(0x89);
+        self.global("collections", "OrderedDict");
+        self.op(b')');
+        self.op(b'R');
+        self.op(b't');
+        self.op(b'R');
+    }
+
+    /// The persistent id of float storage `key` (written by `key`) of `numel` elements.
+    pub fn float_storage(&mut self, numel: i32, key: impl FnOnce(&mut B)) {
+        self.op(b'(');
+        self.str("storage");
+        self.global("torch", "FloatStorage");
+        key(self);
+        self.str("cpu");
+        self.int(numel);
+        self.op(b't');
+    }
+}
+
+/// Which field of many tensors one shared value stands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedField {
+    /// One tuple of `len` ones, as the shape and as the strides.
+    Dims,
+    /// One storage key of `len` bytes.
+    StorageKey,
+}
+
+/// The standard model with an extra `Model` attribute: a list of `tensors` tensors that all
+/// share one value of `len` elements (or bytes) in `field`.
+pub fn shared_tensor_field(field: SharedField, len: usize, tensors: usize) -> Vec<u8> {
+    let head = HeadSpec::two_levels();
+    // The memo index of the shared value, once written.
+    let memo = std::cell::Cell::new(None);
+    let shared = |b: &mut B, write: &dyn Fn(&mut B)| match memo.get() {
+        Some(index) => b.get(index),
+        None => {
+            write(b);
+            memo.set(Some(b.put()));
+        }
+    };
+    let ones = |b: &mut B| {
+        b.op(b'(');
+        for _ in 0..len {
+            b.int(1);
+        }
+        b.op(b't');
+    };
+    let key = "7".repeat(if field == SharedField::StorageKey {
+        len
+    } else {
+        0
+    });
+    let extra = |b: &mut B| {
+        b.kv("extra", |b| {
+            b.op(b']');
+            b.op(b'(');
+            for i in 0..tensors {
+                b.rebuild_tensor(
+                    |b| {
+                        b.float_storage(STORAGE_FLOATS as i32, |b| match field {
+                            SharedField::StorageKey => shared(b, &|b| b.str(&key)),
+                            _ => b.str("0"),
+                        });
+                    },
+                    |b| match field {
+                        SharedField::Dims => shared(b, &ones),
+                        SharedField::StorageKey => b.int_tuple(&[1]),
+                    },
+                    |b| match field {
+                        SharedField::Dims => shared(b, &ones),
+                        SharedField::StorageKey => b.int_tuple(&[1]),
+                    },
+                );
+                if i % 1000 == 999 {
+                    b.flush(b'e');
+                }
+            }
+            b.op(b'e');
+        });
+    };
+    checkpoint(&head, extra, standard_layers(&head, 1, |_, _| {}))
+}
+
+/// The generated hostile inputs: each shares or repeats one value where a reference can
+/// stand (layer lists, attribute dicts, names, input lists, shapes, strides, storage keys)
+/// or holds one huge value, at a size that exhausted memory or time before the reader had
+/// a budget. Zip archives; [`crate::common::legacy_of`] writes each in the legacy format.
+pub fn catalog() -> Vec<(&'static str, Build)> {
+    const MIB: usize = 1 << 20;
+    vec![
+        ("3.9e6 shared layers", Box::new(|| shared_layers(3_900_000))),
+        ("1e6 shared layers", Box::new(|| shared_layers(1_000_000))),
+        ("2e4 cyclic layers", Box::new(|| cyclic_layers(20_000))),
+        ("1e5 cyclic layers", Box::new(|| cyclic_layers(100_000))),
+        (
+            "2e6-entry dict shared by 1e3",
+            Box::new(|| shared_attribute_dict(2_000_000, 1_000)),
+        ),
+        ("nc = 1e9, no names", Box::new(|| classes(1_000_000_000))),
+        ("nc = 1e5, no names", Box::new(|| classes(100_000))),
+        (
+            "16 MB name shared 1e3 times",
+            Box::new(|| shared_name(16 * MIB, 1_000)),
+        ),
+        (
+            "1e6 inputs shared by 1e3",
+            Box::new(|| shared_inputs(1_000_000, 1_000)),
+        ),
+        ("16 MB layer key", Box::new(|| huge_key(16 * MIB))),
+        (
+            "16 MB class name",
+            Box::new(|| huge_class(16 * MIB, "Conv")),
+        ),
+        (
+            "16 MB activation name",
+            Box::new(|| huge_activation(16 * MIB)),
+        ),
+        ("5e4-dim weight", Box::new(|| many_dims(50_000))),
+        (
+            "1e6 mixed-stride inputs",
+            Box::new(|| mixed_strides(1_000_000)),
+        ),
+        (
+            "12 keys of 4 MB, no model",
+            Box::new(|| huge_keys_no_model(4 * MIB)),
+        ),
+        (
+            "1e4-dim shape and stride shared by 1e5 tensors",
+            Box::new(|| shared_tensor_field(SharedField::Dims, 10_000, 100_000)),
+        ),
+        (
+            "16 MB storage key shared by 2e3 tensors",
+            Box::new(|| shared_tensor_field(SharedField::StorageKey, 16 * MIB, 2_000)),
+        ),
+    ]
+}
+
+/// Writes one hostile checkpoint.
+pub type Build = Box<dyn Fn() -> Vec<u8> + Send + Sync>;
