@@ -1,14 +1,17 @@
 //! Replays the fuzzing seed corpus (`fuzz/corpus/<target>/`) and any crash the fuzzer left
 //! in `fuzz/artifacts/<target>/` through the same entry points as the cargo-fuzz targets:
-//! none may panic. Runs on stable, without libFuzzer.
+//! none may panic, and no read may hold more heap than its budget plus the slack (this
+//! binary counts its allocations). Runs on stable, without libFuzzer.
 
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 
-use yolots_checkpoint::fuzzing;
+use yolots_checkpoint::fuzzing::{self, heap};
 
 mod common;
+#[path = "common/paths.rs"]
+mod paths;
 
 fn fuzz_dir() -> PathBuf {
     common::manifest_dir().join("../fuzz")
@@ -20,7 +23,9 @@ fn entries(target: &str) -> Vec<fn(&[u8])> {
         "archive" => vec![fuzzing::archive, fuzzing::reader, fuzzing::paths],
         "pickle" => vec![fuzzing::pickle],
         "describe" => vec![fuzzing::describe],
+        "legacy" => vec![fuzzing::legacy],
         _ => vec![
+            fuzzing::legacy,
             fuzzing::archive,
             fuzzing::reader,
             fuzzing::paths,
@@ -43,6 +48,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn replay(kind: &str) -> usize {
+    assert!(heap::installed(), "the counting allocator is not installed");
     let mut count = 0;
     for target in files_or_dirs(&fuzz_dir().join(kind)) {
         let name = target.file_name().unwrap().to_string_lossy().into_owned();
@@ -84,6 +90,23 @@ fn seed_corpus_replays_without_panics() {
         count >= 10,
         "the seed corpus is in fuzz/corpus ({count} files found)"
     );
+}
+
+#[test]
+fn the_legacy_corpus_grown_by_fuzzing_replays() {
+    // The corpus `cargo fuzz run legacy` grew, committed: every input read both ways within
+    // its budget and its heap bound.
+    let dir = fuzz_dir().join("corpus/legacy");
+    let files = files(&dir);
+    assert!(
+        files.len() >= 100,
+        "{}: {} files; the grown legacy corpus is committed there",
+        dir.display(),
+        files.len()
+    );
+    for file in files {
+        fuzzing::legacy(&std::fs::read(&file).unwrap());
+    }
 }
 
 #[test]
