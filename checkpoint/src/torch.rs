@@ -204,11 +204,16 @@ impl TorchHooks {
             return Err(malformed("storage persistent id with too few fields"));
         };
         let type_name: Box<str> = match graph.global(*storage_type) {
-            Some((_, name)) => name.into(),
+            Some((_, name)) => {
+                check_key_len("storage type name length", name.len())?;
+                name.into()
+            }
             None => return Err(malformed("storage type is not a class reference")),
         };
         let key = key_string(graph, *key, "storage key", "storage key length")?;
-        let location: Box<str> = graph.str(*location).unwrap_or("").into();
+        let location = graph.str(*location).unwrap_or("");
+        check_key_len("storage location length", location.len())?;
+        let location: Box<str> = location.into();
         let numel = graph
             .int(*numel)
             .and_then(|n| u64::try_from(n).ok())

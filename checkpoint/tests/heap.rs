@@ -156,3 +156,54 @@ fn generated_inputs_of_both_formats_stay_within_the_budget() {
         println!("worst peak heap: {peak} bytes, {name}");
     }
 }
+
+/// A pickle whose one value is a string, bytes or name of `len` bytes, written by `op`.
+fn one_huge_value(op: &str, len: usize) -> Vec<u8> {
+    let text = "a".repeat(len);
+    let latin1 = vec![0xe9u8; len];
+    let p = Pickle::new();
+    let p = match op {
+        "BINUNICODE" => p.str(&text),
+        "BINBYTES" => p
+            .op(b'B')
+            .raw(&(len as u32).to_le_bytes())
+            .raw(text.as_bytes()),
+        "BINSTRING latin-1" => p.op(b'T').raw(&(len as u32).to_le_bytes()).raw(&latin1),
+        "LONG4" => p.op(0x8b).raw(&(len as u32).to_le_bytes()).raw(&latin1),
+        "GLOBAL" => p.global(&text, "Model"),
+        "STACK_GLOBAL" => p.str(&text).str("Model").op(0x93),
+        "UNICODE" => p.op(b'V').raw(text.as_bytes()).op(b'\n'),
+        "STRING" => p.op(b'S').raw(b"'").raw(text.as_bytes()).raw(b"'\n"),
+        other => panic!("no writer for {other}"),
+    };
+    common::torch_zip(&p.stop(), &[], "little")
+}
+
+#[test]
+fn values_are_refused_before_they_are_copied_out_of_the_program() {
+    // A 30 MiB value in a 40 MiB budget: the program (30 MiB, paid) and a copy of the value
+    // would hold 60 MiB, past the budget and the slack, before the value was paid for.
+    let limits = Limits {
+        max_memory: 40 * MIB as u64,
+        ..Limits::default()
+    };
+    for op in [
+        "BINUNICODE",
+        "BINBYTES",
+        "BINSTRING latin-1",
+        "LONG4",
+        "GLOBAL",
+        "STACK_GLOBAL",
+        "UNICODE",
+        "STRING",
+    ] {
+        let bytes = one_huge_value(op, 30 * MIB);
+        let read = paths::measure_with(&bytes, &limits);
+        assert_eq!(read.answer.outcome, Err("limit_exceeded"), "{op}: {read:?}");
+        assert!(
+            read.peak_heap < limits.max_memory,
+            "{op}: {} bytes of heap",
+            read.peak_heap
+        );
+    }
+}

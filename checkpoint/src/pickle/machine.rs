@@ -337,7 +337,15 @@ impl Machine<'_, '_> {
         usize::try_from(n).map_err(|_| self.input.truncated())
     }
 
+    /// Checks that `bytes` more fit in the memory budget before they are copied out of the
+    /// program: the copy is paid for when its value is kept, which is too late to refuse
+    /// a string of hundreds of megabytes.
+    fn room_for(&self, bytes: usize) -> Result<()> {
+        self.budget.check_memory("pickle values", bytes as u64)
+    }
+
     fn utf8(&self, bytes: &[u8]) -> Result<Box<str>> {
+        self.room_for(bytes.len())?;
         std::str::from_utf8(bytes)
             .map(Box::from)
             .map_err(|e| self.malformed(format!("invalid UTF-8 in a string: {e}")))
@@ -355,6 +363,8 @@ impl Machine<'_, '_> {
 
     /// Python 2 `str` payloads: UTF-8 when valid, else Latin-1 (every byte a code point).
     fn push_py2_string(&mut self, bytes: &[u8]) -> Result<()> {
+        // Latin-1 bytes above 0x7f take two bytes of UTF-8.
+        self.room_for(bytes.len().saturating_mul(2))?;
         let text: Box<str> = match std::str::from_utf8(bytes) {
             Ok(s) => s.into(),
             Err(_) => bytes
@@ -369,7 +379,10 @@ impl Machine<'_, '_> {
     fn push_long(&mut self, bytes: &[u8]) -> Result<()> {
         match long_to_i64(bytes) {
             Some(i) => self.push(Value::Int(i)),
-            None => self.push_node(Node::BigInt(bytes.into())),
+            None => {
+                self.room_for(bytes.len())?;
+                self.push_node(Node::BigInt(bytes.into()))
+            }
         }
     }
 
@@ -400,6 +413,7 @@ impl Machine<'_, '_> {
     }
 
     fn global(&mut self, module: &[u8], name: &[u8]) -> Result<Value> {
+        self.room_for(module.len().saturating_add(name.len()))?;
         let module = self.utf8(module)?;
         let name = self.utf8(name)?;
         self.alloc(Node::Global { module, name })
@@ -602,6 +616,7 @@ impl Machine<'_, '_> {
                 }
                 UNICODE => {
                     let line = self.input.line()?;
+                    self.room_for(line.len().saturating_mul(2))?;
                     let text = raw_unicode_escape(line)
                         .ok_or_else(|| self.malformed("bad raw-unicode-escape string"))?;
                     self.push_node(Node::Str(text.into()))?;
@@ -620,6 +635,7 @@ impl Machine<'_, '_> {
                 }
                 STRING => {
                     let line = self.input.line()?;
+                    self.room_for(line.len())?;
                     let bytes =
                         string_literal(line).ok_or_else(|| self.malformed("bad STRING literal"))?;
                     self.push_py2_string(&bytes)?;
@@ -628,17 +644,20 @@ impl Machine<'_, '_> {
                     let n = self.input.u32()?;
                     let n = self.len_from_u64(u64::from(n))?;
                     let bytes = self.input.take(n)?;
+                    self.room_for(n)?;
                     self.push_node(Node::Bytes(bytes.into()))?;
                 }
                 SHORT_BINBYTES => {
                     let n = usize::from(self.input.u8()?);
                     let bytes = self.input.take(n)?;
+                    self.room_for(n)?;
                     self.push_node(Node::Bytes(bytes.into()))?;
                 }
                 BINBYTES8 | BYTEARRAY8 => {
                     let n = self.input.u64()?;
                     let n = self.len_from_u64(n)?;
                     let bytes = self.input.take(n)?;
+                    self.room_for(n)?;
                     self.push_node(Node::Bytes(bytes.into()))?;
                 }
 
@@ -761,6 +780,7 @@ impl Machine<'_, '_> {
                     else {
                         return Err(self.malformed("STACK_GLOBAL needs two strings"));
                     };
+                    self.room_for(module.len().saturating_add(name.len()))?;
                     let node = Node::Global {
                         module: module.into(),
                         name: name.into(),
