@@ -9,6 +9,8 @@
 //! with the advice the page gives for it ([`ErrorCode`]). Serde and plain Rust only, so every side
 //! can depend on it without linking libtorch, and it builds for `wasm32-unknown-unknown`.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod converter_line;
 mod error_code;
 mod options;

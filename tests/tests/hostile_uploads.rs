@@ -639,3 +639,91 @@ fn the_check_subcommand_is_hidden() {
     assert!(help.contains("inspect"), "{help}");
     assert!(!help.contains("check-upload"), "{help}");
 }
+
+/// A legacy-format file whose storage-key list holds 2,000 references to one 16 MiB
+/// string: 16 MB on disk, 32 GB if the keys were copied.
+fn repeated_legacy_key() -> Vec<u8> {
+    let mut file = yolots_checkpoint::fuzzing::LEGACY_HEADER.to_vec();
+    file.extend(Pickle::new().op(b'}').stop());
+    let mut keys = Pickle::new()
+        .op(b']')
+        .op(b'(')
+        .str(&"1".repeat(16 << 20))
+        .put(0);
+    for _ in 1..2_000 {
+        keys = keys.get(0);
+    }
+    file.extend(keys.op(b'e').stop());
+    file
+}
+
+/// `yolots ARGS` with `env`; its exit status, stdout and stderr.
+fn yolots(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(yolots_e2e::binary())
+        .args(args)
+        .env_remove("YOLOTS_UPLOAD_CHECK_MEMORY_MB")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_command_line_reads_under_the_upload_checks_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big-bytes.pt");
+    std::fs::write(&big, big_bytes()).unwrap();
+    let keys = dir.path().join("repeated-key.pt");
+    std::fs::write(&keys, repeated_legacy_key()).unwrap();
+    let arg = |s: &'static str| std::ffi::OsStr::new(s);
+    let bound = [("YOLOTS_UPLOAD_CHECK_MEMORY_MB", "40")];
+
+    // A file the reader may read, but not within the bound: refused with the bound's code.
+    let (code, stdout, stderr) = yolots(&[arg("inspect"), arg("--json"), big.as_os_str()], &bound);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    let problem: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(problem["code"], "check_resources_exceeded", "{problem}");
+    assert!(stderr.contains("40 MiB of memory"), "{stderr}");
+
+    let (code, stdout, stderr) = yolots(&[arg("convert"), big.as_os_str()], &bound);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("error: reading the checkpoint needed more than 40 MiB"),
+        "{stderr}"
+    );
+    let (code, stdout, _) = yolots(
+        &[
+            arg("convert"),
+            big.as_os_str(),
+            arg("--progress"),
+            arg("json"),
+        ],
+        &bound,
+    );
+    assert_eq!(code, Some(2));
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        (line["event"].as_str(), line["code"].as_str()),
+        (Some("error"), Some("check_resources_exceeded")),
+        "{line}"
+    );
+    let written: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(written.len(), 2, "a refused conversion wrote files");
+
+    // The key list that grew past 23 GB is refused by the reader itself, at its default
+    // bounds, with the reader's code.
+    let started = Instant::now();
+    let (code, stdout, stderr) = yolots(&[arg("inspect"), arg("--json"), keys.as_os_str()], &[]);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    let problem: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(problem["code"], "limit_exceeded", "{problem}");
+    assert!(stderr.contains("legacy storage key length"), "{stderr}");
+    let (code, _, stderr) = yolots(&[arg("convert"), keys.as_os_str()], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("legacy storage key length"), "{stderr}");
+    assert!(started.elapsed() < ANSWER_BOUND);
+}

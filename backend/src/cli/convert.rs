@@ -1,15 +1,48 @@
 //! `yolots convert ARGS`: runs `yolots-converter convert ARGS` in place of this process
 //! (same arguments, output, signals and exit status), so only conversions load libtorch.
-//! Its options, `--help` included, are the converter's.
+//! Its options, `--help` included, are the converter's. The checkpoint is first read in
+//! the upload check's bounded child ([`bounded_read`]): a file the reader refuses ends
+//! here, as the converter would end it, and no reader bug can take the machine.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Parser};
 
+use yolots_protocol::cli::ProgressFormat;
+use yolots_protocol::{ConverterLine, EXIT_REFUSED, ErrorCode};
+
+use super::bounded_read::{self, Checked};
 use crate::converter;
+
+/// The converter's own command line, read here only to find the checkpoint.
+#[derive(Debug, Parser)]
+#[command(name = "yolots convert")]
+struct ParsedArgs {
+    #[command(flatten)]
+    args: yolots_protocol::cli::ConvertArgs,
+}
+
+/// What the converter prints for a file its reader refuses: the reader's message on
+/// stderr, or the error line with `--progress json`.
+fn refused(args: &yolots_protocol::cli::ConvertArgs, code: ErrorCode, message: String) -> ExitCode {
+    if args.progress == ProgressFormat::Json {
+        let line = ConverterLine::Error {
+            code,
+            message,
+            exit_code: EXIT_REFUSED,
+            report: None,
+        };
+        if let Ok(text) = serde_json::to_string(&line) {
+            println!("{text}");
+        }
+    } else {
+        eprintln!("error: {message}");
+    }
+    ExitCode::from(EXIT_REFUSED)
+}
 
 /// Arguments of `yolots convert`, passed on unread.
 #[derive(Debug, Args)]
@@ -30,8 +63,17 @@ impl ConvertArgs {
     }
 }
 
-/// Replaces this process with the converter; returns only when that fails.
+/// Replaces this process with the converter; returns only when that fails, or when the
+/// checkpoint is refused by its bounded first read (exit 2, printed as the converter
+/// prints a refusal).
 pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
+    // Arguments clap refuses (or `--help`) go to the converter unread: it says why.
+    let argv = std::iter::once(OsString::from("yolots convert")).chain(args.args.iter().cloned());
+    if let Ok(parsed) = ParsedArgs::try_parse_from(argv)
+        && let Checked::Refused { code, message } = bounded_read::check(&parsed.args.input)?
+    {
+        return Ok(refused(&parsed.args, code, message));
+    }
     let path = converter::locate().context("locating the yolots binary")?;
     let error = Command::new(&path)
         // Usage lines then read `yolots convert ...`, as the user typed.

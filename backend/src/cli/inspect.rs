@@ -1,6 +1,9 @@
 //! `yolots inspect FILE [--json]`: what a checkpoint holds, read safely; for an ONNX file
 //! (`.onnx`), its inputs, outputs and the metadata yolots wrote into it.
 //!
+//! A checkpoint is read first in the upload check's bounded child
+//! ([`super::bounded_read`]), then here only when it passed.
+//!
 //! Exit status: 0 for a supported model, 2 when the file is not one (with the reason),
 //! 1 on an internal failure (for example the file cannot be opened).
 
@@ -13,6 +16,8 @@ use yolots_checkpoint::Checkpoint;
 use yolots_checkpoint::inspect::Summary;
 use yolots_protocol::ErrorCode;
 
+use super::bounded_read::{self, Checked};
+
 /// Arguments of `yolots inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -24,11 +29,22 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
+    // Output piped into `head` and closed early ends the process quietly, as it ends `cat`,
+    // instead of a panic on the next print.
+    // SAFETY: restoring the default action of one signal; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     if let Err(error) = std::fs::metadata(&args.file) {
         anyhow::bail!("cannot open {}: {error}", args.file.display());
     }
     if is_onnx(&args.file) {
         return inspect_onnx(args);
+    }
+    // Read first where a reader bug cannot take the machine; only a file that passed is
+    // read here.
+    if let Checked::Refused { code, message } = bounded_read::check(&args.file)? {
+        return refused(args, code, &message);
     }
     let described = Checkpoint::open(&args.file).and_then(|checkpoint| checkpoint.describe());
     match described {
@@ -41,22 +57,25 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(error) => {
-            if args.json {
-                let problem = serde_json::json!({
-                    "supported": false,
-                    "code": error.code(),
-                    "message": error.to_string(),
-                });
-                println!("{}", serde_json::to_string_pretty(&problem)?);
-            }
-            eprintln!(
-                "{}: not a supported YOLOv7 checkpoint: {error}",
-                args.file.display()
-            );
-            Ok(ExitCode::from(2))
-        }
+        Err(error) => refused(args, error.code(), &error.to_string()),
     }
+}
+
+/// Prints why the file is not a supported model (as JSON too with `--json`): exit 2.
+fn refused(args: &InspectArgs, code: ErrorCode, message: &str) -> anyhow::Result<ExitCode> {
+    if args.json {
+        let problem = serde_json::json!({
+            "supported": false,
+            "code": code,
+            "message": message,
+        });
+        println!("{}", serde_json::to_string_pretty(&problem)?);
+    }
+    eprintln!(
+        "{}: not a supported YOLOv7 checkpoint: {message}",
+        args.file.display()
+    );
+    Ok(ExitCode::from(2))
 }
 
 /// An `.onnx` name, or a file that starts like one while not starting like a checkpoint

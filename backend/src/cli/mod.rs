@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{DatabaseArgs, ServeArgs, StandaloneWorkerArgs};
 
+mod bounded_read;
 mod check;
 mod check_upload;
 mod convert;

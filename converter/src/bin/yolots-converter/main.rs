@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Convert a checkpoint to TorchScript and validate it.
-    Convert(convert::ConvertArgs),
+    Convert(yolots_protocol::cli::ConvertArgs),
     /// Print the loaded libtorch's version and the CUDA device count as JSON.
     Runtime,
     /// Convert as the conversion request (JSON) on stdin says, reporting as JSON lines on
