@@ -5,6 +5,7 @@
 //! - [`converter`]: where the converting binary (the one that loads libtorch) is.
 //! - [`db`]: the PostgreSQL pool and migrations.
 //! - [`model`]: the job as stored and as the API shows it, and its options.
+//! - [`names`]: names from uploads made safe to show.
 //! - [`queue`]: the PostgreSQL job queue, its event log and notifications.
 //! - [`worker`]: workers that run each conversion in a child process.
 //! - [`storage`]: uploads and artifacts in an object store.
@@ -23,6 +24,7 @@ pub mod converter;
 pub mod db;
 pub mod metrics;
 pub mod model;
+pub mod names;
 pub mod openapi;
 pub mod queue;
 pub mod server;

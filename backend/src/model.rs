@@ -149,28 +149,60 @@ impl Default for JobOptions {
     }
 }
 
-/// Why options were refused.
+/// Why options were refused: a sentence, and the option at fault when one is.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidOptions(pub String);
+#[error("{message}")]
+pub struct InvalidOptions {
+    pub message: String,
+    /// The option refused (`precision`, `conf`...), when the refusal is about one.
+    pub option: Option<&'static str>,
+}
+
+impl InvalidOptions {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            option: None,
+        }
+    }
+}
+
+impl From<limits::Incompatible> for InvalidOptions {
+    fn from(error: limits::Incompatible) -> Self {
+        Self {
+            message: error.to_string(),
+            option: Some(error.option),
+        }
+    }
+}
 
 impl JobOptions {
-    /// Parses the `options` part of an upload.
+    /// Parses the `options` part of an upload: a JSON object (serde would also read a
+    /// struct from a positional array, which no one means and no one can read back).
     pub fn parse(text: &str) -> Result<Self, InvalidOptions> {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_json::from_str(text).map_err(|e| InvalidOptions(e.to_string()))
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| InvalidOptions::new(e.to_string()))?;
+        let serde_json::Value::Object(fields) = value else {
+            return Err(InvalidOptions::new(format!(
+                "options must be a JSON object of named options, not {}",
+                json_kind(&value)
+            )));
+        };
+        Self::deserialize(serde_json::Value::Object(fields))
+            .map_err(|e| InvalidOptions::new(e.to_string()))
     }
 
-    /// Checks the values that do not depend on the model.
+    /// Checks the values that do not depend on the model, and the options that cannot go
+    /// together (the converter's own rule, so a job that could only fail is never queued).
     pub fn check(&self, allow_test_faults: bool) -> Result<(), InvalidOptions> {
-        limits::check(self.conf, self.iou, self.max_det, self.img_size).map_err(InvalidOptions)?;
-        self.format
-            .check(self.mode, self.optimize)
-            .map_err(InvalidOptions)?;
+        limits::check(self.conf, self.iou, self.max_det, self.img_size)
+            .map_err(InvalidOptions::new)?;
+        limits::compatible(self.format, self.mode, self.precision, self.optimize)?;
         if self.test_fault.is_some() && !allow_test_faults {
-            return Err(InvalidOptions("unknown field `test_fault`".into()));
+            return Err(InvalidOptions::new("unknown field `test_fault`"));
         }
         Ok(())
     }
@@ -180,9 +212,13 @@ impl JobOptions {
         let max = strides.iter().fold(0.0f64, |a, &b| a.max(b)).round() as u32;
         let ImageSize { height, width } = self.img_size;
         if max > 0 && (height % max != 0 || width % max != 0) {
-            return Err(InvalidOptions(format!(
-                "img_size {height}x{width} is not a multiple of the model's largest stride {max}"
-            )));
+            return Err(InvalidOptions {
+                message: format!(
+                    "img_size {height}x{width} is not a multiple of the model's largest stride \
+                     {max}"
+                ),
+                option: Some("img_size"),
+            });
         }
         Ok(())
     }
@@ -195,6 +231,18 @@ impl JobOptions {
     /// Which workers may run the job: `any`, `cpu` or `cuda`.
     pub fn device_class(&self) -> DeviceClass {
         self.device.class()
+    }
+}
+
+/// What a JSON value is, for messages.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 
@@ -416,7 +464,8 @@ impl From<&JobRow> for JobView {
             progress: row.progress,
             options,
             source: SourceView {
-                name: row.source_name.clone(),
+                // Names stored before they were cleaned on arrival are cleaned here.
+                name: crate::names::display_name(&row.source_name),
                 size: row.source_size,
                 sha256: row.source_sha256.clone(),
             },
@@ -507,6 +556,38 @@ mod tests {
         assert!(JobOptions::parse(r#"{"mode":"jit"}"#).is_err());
         assert!(JobOptions::parse(r#"{"colour":"red"}"#).is_err());
         assert!(JobOptions::parse("[1]").is_err());
+    }
+
+    #[test]
+    fn options_are_an_object_and_nothing_else() {
+        // Every field in order, as serde would read a struct from a sequence.
+        let positional = r#"["torchscript","trace","decoded","fp32",true,"none",[640,640],"cpu",0.25,0.45,300,null]"#;
+        for text in [positional, "null", "3", r#""trace""#, "true", "[]"] {
+            let error = JobOptions::parse(text).unwrap_err();
+            assert!(error.message.contains("JSON object"), "{text}: {error}");
+        }
+        assert_eq!(
+            JobOptions::parse(r#"{"mode": "trace"}"#).unwrap().mode,
+            Mode::Trace
+        );
+    }
+
+    #[test]
+    fn incompatible_pairs_are_refused_naming_the_option() {
+        for (text, option) in [
+            (
+                r#"{"optimize": "mobile", "precision": "fp16"}"#,
+                "precision",
+            ),
+            (r#"{"format": "onnx", "mode": "trace"}"#, "mode"),
+            (r#"{"format": "onnx", "optimize": "inference"}"#, "optimize"),
+        ] {
+            let error = JobOptions::parse(text).unwrap().check(false).unwrap_err();
+            assert_eq!(error.option, Some(option), "{text}: {error}");
+            assert!(error.message.starts_with(option), "{text}: {error}");
+        }
+        let fine = JobOptions::parse(r#"{"optimize": "mobile", "precision": "fp32"}"#).unwrap();
+        assert!(fine.check(false).is_ok());
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub(crate) fn check_request(
             "image size {h}x{w} is not a multiple of the largest stride {max_stride}"
         ));
     }
-    crate::options::limits::check(request.conf, request.iou, request.max_det, request.img_size)
+    limits::check(request.conf, request.iou, request.max_det, request.img_size)
         .map_err(ConvertError::Options)?;
     if let Some(budget) = request.latency_budget_s
         && !(budget.is_finite() && budget > 0.0)
@@ -96,17 +96,14 @@ pub(crate) fn check_request(
             ));
         }
     }
-    request
-        .format
-        .check(request.mode, request.optimize)
-        .map_err(ConvertError::Options)?;
-    if request.optimize == Optimize::Mobile && request.precision == Precision::Fp16 {
-        return bad(
-            "the mobile optimizer rewrites convolutions for float32 only; \
-                    use --precision fp32 with --optimize mobile"
-                .into(),
-        );
-    }
+    // The same rule the API applies before a job exists.
+    limits::compatible(
+        request.format,
+        request.mode,
+        request.precision,
+        request.optimize,
+    )
+    .map_err(|e| ConvertError::Options(e.to_string()))?;
     Ok(strides)
 }
 

@@ -53,12 +53,12 @@ macro_rules! spelled_enum {
     };
 }
 
-/// The defaults and limits of the numeric options: the one definition the CLI, the API, the
-/// worker, the converter and the page use.
+/// The defaults and limits of the numeric options, and the options that cannot go
+/// together: the one definition the CLI, the API, the worker, the converter and the page use.
 pub mod limits {
     use std::ops::RangeInclusive;
 
-    use super::ImageSize;
+    use super::{Format, ImageSize, Mode, Optimize, Precision};
 
     /// Confidence threshold of the `detections` head.
     pub const DEFAULT_CONF: f64 = 0.25;
@@ -104,6 +104,63 @@ pub mod limits {
         }
         Ok(())
     }
+
+    /// An option refused because of another one it cannot go with.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    #[error("{option} {value} cannot go with {other} {other_value}: {reason}")]
+    pub struct Incompatible {
+        /// The option refused (`mode`, `optimize`, `precision`), as the API spells it.
+        pub option: &'static str,
+        /// Its value.
+        pub value: String,
+        /// The option it cannot go with.
+        pub other: &'static str,
+        /// That option's value.
+        pub other_value: String,
+        /// Why, and what to ask for instead.
+        pub reason: &'static str,
+    }
+
+    /// Checks the options that depend on each other: every pair the converter cannot
+    /// honour, refused with the option at fault named.
+    pub fn compatible(
+        format: Format,
+        mode: Mode,
+        precision: Precision,
+        optimize: Optimize,
+    ) -> Result<(), Incompatible> {
+        if format == Format::Onnx && mode != Mode::Script {
+            return Err(Incompatible {
+                option: "mode",
+                value: mode.to_string(),
+                other: "format",
+                other_value: format.to_string(),
+                reason: "modes apply to TorchScript only; ONNX files are written with dynamic \
+                         shapes (mode script)",
+            });
+        }
+        if format == Format::Onnx && optimize != Optimize::None {
+            return Err(Incompatible {
+                option: "optimize",
+                value: optimize.to_string(),
+                other: "format",
+                other_value: format.to_string(),
+                reason: "graph optimisations apply to TorchScript only; ONNX Runtime, TensorRT \
+                         and OpenVINO optimise an ONNX file when they load it (optimize none)",
+            });
+        }
+        if optimize == Optimize::Mobile && precision == Precision::Fp16 {
+            return Err(Incompatible {
+                option: "precision",
+                value: precision.to_string(),
+                other: "optimize",
+                other_value: optimize.to_string(),
+                reason: "the mobile optimizer rewrites convolutions for float32 only \
+                         (precision fp32)",
+            });
+        }
+        Ok(())
+    }
 }
 
 pub(crate) use spelled_enum;
@@ -145,24 +202,10 @@ impl Format {
     }
 
     /// What the format allows with the other options: ONNX files are written with
-    /// dynamic shapes (script mode) and without TorchScript's graph optimisations.
-    pub fn check(self, mode: Mode, optimize: Optimize) -> Result<(), String> {
-        if self != Format::Onnx {
-            return Ok(());
-        }
-        if mode != Mode::Script {
-            return Err(format!(
-                "mode {mode} applies to TorchScript only; ONNX files are written with dynamic \
-                 shapes"
-            ));
-        }
-        if optimize != Optimize::None {
-            return Err(format!(
-                "optimize {optimize} applies to TorchScript only; ONNX Runtime, TensorRT and \
-                 OpenVINO optimise an ONNX file when they load it"
-            ));
-        }
-        Ok(())
+    /// dynamic shapes (script mode) and without TorchScript's graph optimisations (the
+    /// format's part of [`limits::compatible`]).
+    pub fn check(self, mode: Mode, optimize: Optimize) -> Result<(), limits::Incompatible> {
+        limits::compatible(self, mode, Precision::Fp32, optimize)
     }
 }
 
@@ -429,6 +472,39 @@ mod tests {
         assert!(check(DEFAULT_CONF, DEFAULT_IOU, 1, ImageSize::new(16, 640)).is_err());
         assert!(check(DEFAULT_CONF, DEFAULT_IOU, 1, ImageSize::new(640, 8224)).is_err());
         assert_eq!(check(0.0, 1.0, 100_000, ImageSize::new(32, 8192)), Ok(()));
+    }
+
+    #[test]
+    fn incompatible_pairs_name_the_option_refused() {
+        use limits::compatible;
+        let refused = |f, m, p, o| compatible(f, m, p, o).map_err(|e| e.option);
+        for f in Format::ALL {
+            for m in Mode::ALL {
+                for p in Precision::ALL {
+                    for o in Optimize::ALL {
+                        let expected = match (f, m, p, o) {
+                            (Format::Onnx, Mode::Trace, _, _) => Err("mode"),
+                            (Format::Onnx, _, _, o) if *o != Optimize::None => Err("optimize"),
+                            (_, _, Precision::Fp16, Optimize::Mobile) => Err("precision"),
+                            _ => Ok(()),
+                        };
+                        assert_eq!(refused(*f, *m, *p, *o), expected, "{f} {m} {p} {o}");
+                    }
+                }
+            }
+        }
+        let error = compatible(
+            Format::Torchscript,
+            Mode::Script,
+            Precision::Fp16,
+            Optimize::Mobile,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("precision fp16 cannot go with optimize mobile"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine code (`not_found`, `invalid_options`, a reader code...).
     pub code: String,
+    /// The option refused (`invalid_options` about one option: `precision`, `img_size`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub option: Option<String>,
 }
 
 /// An error answered as a problem document.
@@ -33,6 +36,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: ErrorCode,
     pub detail: String,
+    /// The option refused, when the problem is about one.
+    pub option: Option<&'static str>,
 }
 
 impl ApiError {
@@ -41,7 +46,14 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            option: None,
         }
+    }
+
+    /// The same problem, naming the option refused.
+    pub fn with_option(mut self, option: Option<&'static str>) -> Self {
+        self.option = option;
+        self
     }
 
     pub fn bad_request(code: ErrorCode, detail: impl Into<String>) -> Self {
@@ -93,6 +105,7 @@ impl ApiError {
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             code: self.code.as_str().to_owned(),
+            option: self.option.map(str::to_owned),
         }
     }
 }

@@ -39,7 +39,7 @@ pub struct Received {
 }
 
 fn invalid(e: InvalidOptions) -> ApiError {
-    ApiError::bad_request(ErrorCode::InvalidOptions, e.0)
+    ApiError::bad_request(ErrorCode::InvalidOptions, e.message).with_option(e.option)
 }
 
 /// Reads the multipart body: an optional `options` part (JSON) and a `file` part.
@@ -87,7 +87,7 @@ pub async fn receive(state: &AppState, mut multipart: Multipart) -> Result<Recei
                 let name = field
                     .content_disposition()
                     .and_then(|cd| cd.get_filename())
-                    .map(display_name)
+                    .map(crate::names::display_name)
                     .unwrap_or_else(|| "model.pt".to_owned());
                 match store(state, &key, &mut field).await {
                     Ok((size, sha256)) => file = Some((name, size, sha256)),
@@ -313,28 +313,5 @@ async fn drain_rest(multipart: &mut Multipart) {
 async fn delete_quietly(state: &AppState, key: &Path) {
     if let Err(error) = state.storage.delete(key).await {
         tracing::warn!(%error, %key, "could not delete a refused upload");
-    }
-}
-
-/// The client's file name, for display: the last path component, printable, bounded.
-fn display_name(name: &str) -> String {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let clean: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
-    if clean.trim().is_empty() {
-        "model.pt".to_owned()
-    } else {
-        clean
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn display_names_drop_paths_and_controls() {
-        assert_eq!(display_name("C:\\runs\\best.pt"), "best.pt");
-        assert_eq!(display_name("../x\n.pt"), "x.pt");
-        assert_eq!(display_name(""), "model.pt");
     }
 }
