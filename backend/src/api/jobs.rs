@@ -112,12 +112,8 @@ pub async fn create_job(
         source_sha256: received.sha256.clone(),
         source_key: received.key.to_string(),
     };
-    let reusable = state
-        .queue
-        .find_reusable(caller.owner.id, &new.source_sha256, &new.options_key)
-        .await;
-    let created = match reusable {
-        Ok(Some(from)) => state.queue.insert_reused(&new, &from).await,
+    let created = match state.queue.insert_reused(&new).await {
+        Ok(Some(row)) => Ok(row),
         Ok(None) => state.queue.enqueue(&new).await,
         Err(error) => Err(error),
     };

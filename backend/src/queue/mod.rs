@@ -246,37 +246,26 @@ impl Queue {
         Ok(row)
     }
 
-    /// A succeeded job of the same owner with the same source and options.
-    pub async fn find_reusable(
-        &self,
-        owner: Uuid,
-        sha256: &str,
-        options_key: &str,
-    ) -> Result<Option<JobRow>, QueueError> {
-        Ok(select_jobs!(
-            "WHERE owner_id = $1 AND source_sha256 = $2 AND options_key = $3 \
-             AND status = 'succeeded' AND artifact_key IS NOT NULL \
-             ORDER BY finished_at DESC LIMIT 1",
-            owner,
-            sha256,
-            options_key,
-        )
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    /// A new job that is done at once: it shares `from`'s artifact and report.
-    pub async fn insert_reused(&self, job: &NewJob, from: &JobRow) -> Result<JobRow, QueueError> {
+    /// A new job that is done at once, sharing the artifact and report of the newest
+    /// succeeded job of the same owner with the same source and options; `None` when there
+    /// is none. One statement: the source row is locked while it is read (`FOR KEY SHARE`),
+    /// so a delete of it either waits until the new job exists (and then sees the artifact
+    /// still used) or has already removed it (and the new job is not made).
+    pub async fn insert_reused(&self, job: &NewJob) -> Result<Option<JobRow>, QueueError> {
         let mut tx = self.pool.begin().await?;
         let row = returning_job!(
-            "INSERT INTO jobs (id, owner_id, status, options, options_key, device_class, \
+            "WITH src AS (SELECT id, report, artifact_key, artifact_name, artifact_size, \
+             artifact_sha256 FROM jobs \
+             WHERE owner_id = $2 AND source_sha256 = $8 AND options_key = $4 \
+             AND status = 'succeeded' AND artifact_key IS NOT NULL \
+             ORDER BY finished_at DESC LIMIT 1 FOR KEY SHARE) \
+             INSERT INTO jobs (id, owner_id, status, options, options_key, device_class, \
              source_name, source_size, source_sha256, source_key, max_attempts, stage, progress, \
              report, artifact_key, artifact_name, artifact_size, artifact_sha256, reused_from, \
              started_at, finished_at, event_seq) \
              SELECT $1, $2, 'succeeded', $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, \
              src.report, src.artifact_key, src.artifact_name, src.artifact_size, \
-             src.artifact_sha256, src.id, now(), now(), 1 \
-             FROM jobs src WHERE src.id = $12 AND src.status = 'succeeded'",
+             src.artifact_sha256, src.id, now(), now(), 1 FROM src",
             job.id,
             job.owner_id,
             Json(&job.options) as _,
@@ -288,11 +277,12 @@ impl Queue {
             job.source_key,
             self.settings.max_attempts,
             Stage::Done as _,
-            from.id,
         )
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        status_event(&mut tx, &row).await?;
+        if let Some(row) = &row {
+            status_event(&mut tx, row).await?;
+        }
         tx.commit().await?;
         Ok(row)
     }
@@ -335,7 +325,8 @@ impl Queue {
         Ok(Page { jobs, total })
     }
 
-    /// Cancels a queued job now, or asks the worker of a running one to stop.
+    /// Cancels a queued job now, or asks the worker of a running one to stop. Asking
+    /// again changes nothing and logs no further event.
     pub async fn cancel(&self, id: Uuid) -> Result<Option<Cancel>, QueueError> {
         let mut tx = self.pool.begin().await?;
         let cancelled = returning_job!(
@@ -352,7 +343,8 @@ impl Queue {
         }
         let requested = returning_job!(
             "UPDATE jobs SET cancel_requested = TRUE, updated_at = now(), \
-             event_seq = event_seq + 1 WHERE id = $1 AND status = 'running'",
+             event_seq = event_seq + 1 \
+             WHERE id = $1 AND status = 'running' AND NOT cancel_requested",
             id,
         )
         .fetch_optional(&mut *tx)
@@ -363,7 +355,13 @@ impl Queue {
             return Ok(Some(Cancel::Requested(row)));
         }
         tx.commit().await?;
-        Ok(self.get(id).await?.map(Cancel::Finished))
+        Ok(self.get(id).await?.map(|row| {
+            if row.status == JobStatus::Running && row.cancel_requested {
+                Cancel::Requested(row)
+            } else {
+                Cancel::Finished(row)
+            }
+        }))
     }
 
     /// Puts a failed or cancelled job back in the queue with fresh attempts; `None` when
