@@ -189,6 +189,11 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "YOLOTS_HTTP_THREADS")]
     pub http_threads: Option<usize>,
+
+    /// Also serve `/metrics` on this address, without a token (bind it where only the
+    /// monitoring reaches); on `--bind`, `/metrics` needs an admin token.
+    #[arg(long, env = "YOLOTS_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// Settings of `yolots worker`.

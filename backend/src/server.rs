@@ -117,10 +117,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         openapi: crate::openapi::json(),
     });
+    let metrics_server = match args.metrics_bind {
+        Some(bind) => Some(metrics_server(state.clone(), bind)?),
+        None => None,
+    };
     let web_dir = args.web_dir.clone();
     let mut server = HttpServer::new(move || {
         let app = App::new()
             .app_data(state.clone())
+            .wrap(crate::api::headers::security_headers())
             .wrap(middleware::Logger::default())
             .into_utoipa_app()
             .configure(crate::api::routes)
@@ -142,7 +147,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .bind(args.bind)
         .with_context(|| format!("binding {}", args.bind))?;
     tracing::info!(address = %args.bind, open = args.open, "listening");
+    let metrics_handle = metrics_server.map(|metrics| {
+        let handle = metrics.handle();
+        actix_web::rt::spawn(metrics);
+        handle
+    });
     let served = server.run().await.context("HTTP server failed");
+    if let Some(handle) = metrics_handle {
+        handle.stop(true).await;
+    }
     tracing::info!("HTTP server stopped; stopping the workers");
     stop.cancel();
     if let Some(workers) = workers {
@@ -150,4 +163,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let _ = reaper.await;
     served
+}
+
+/// `/metrics` alone on an address of its own, without a token; it stops with the main
+/// server.
+fn metrics_server(
+    state: web::Data<AppState>,
+    bind: std::net::SocketAddr,
+) -> anyhow::Result<actix_web::dev::Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(crate::api::headers::security_headers())
+            .route("/metrics", web::get().to(crate::api::health::open_metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(bind)
+    .with_context(|| format!("binding the metrics address {bind}"))?
+    .run();
+    tracing::info!(address = %bind, "metrics listening");
+    Ok(server)
 }

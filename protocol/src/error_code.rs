@@ -200,6 +200,9 @@ error_codes! {
     /// A token that is malformed, revoked or expired.
     InvalidToken => "invalid_token", Api,
         "The token was refused (revoked or expired). Ask for a new one.";
+    /// A service endpoint for operators, asked for without an admin token.
+    AdminOnly => "admin_only", Api,
+        "This address is for the service's operators: use an admin token (yolots token create --admin).";
     /// Browser sessions are off on this server.
     SessionsDisabled => "sessions_disabled", Api,
         "This server does not open browser sessions; use an API token.";

@@ -510,7 +510,25 @@ async fn service_documents_answer() {
 
     let ready = reqwest::get(server.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
-    let metrics = reqwest::get(server.url("/metrics"))
+    // The metrics are the operators': an admin token reads them, no one else.
+    problem(
+        reqwest::get(server.url("/metrics")).await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    let user = create_token(&db.url, "user", false).unwrap();
+    problem(
+        server.client(&user).get("/metrics").send().await.unwrap(),
+        403,
+        "admin_only",
+    )
+    .await;
+    let admin = create_token(&db.url, "monitoring", true).unwrap();
+    let metrics = server
+        .client(&admin)
+        .get("/metrics")
+        .send()
         .await
         .unwrap()
         .text()

@@ -81,7 +81,11 @@ async fn twenty_concurrent_uploads_two_workers_each_converted_once() {
         .filter(|p| p.to_string_lossy().contains("/artifacts/"))
         .count();
     assert_eq!(artifacts, 20);
-    let metrics = reqwest::get(server.url("/metrics"))
+    let admin = create_token(&db.url, "monitoring", true).unwrap();
+    let metrics = server
+        .client(&admin)
+        .get("/metrics")
+        .send()
         .await
         .unwrap()
         .text()

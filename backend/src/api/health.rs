@@ -1,10 +1,15 @@
 //! Health and readiness: `GET /api/v1/health` (the service, its database and libtorch),
-//! `GET /readyz` (ready for traffic: the database answers), `GET /metrics` (Prometheus).
+//! `GET /readyz` (ready for traffic: the database answers), `GET /metrics` (Prometheus, for
+//! admin tokens, or without a token on `--metrics-bind`).
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
+use yolots_protocol::ErrorCode;
 
+use super::problem::{ApiError, Problem};
+use crate::auth::Caller;
 use crate::server::AppState;
 
 /// The health document.
@@ -80,13 +85,36 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Prometheus metrics (text format).
+/// Prometheus metrics (text format), for admin tokens: job counts of every owner, byte
+/// totals and refusal codes are the operators' business. `--metrics-bind` serves them
+/// without a token on an address of their own.
 #[utoipa::path(
     tag = "service",
-    responses((status = 200, description = "Metrics in the OpenMetrics text format", content_type = "application/openmetrics-text", body = String))
+    responses(
+        (status = 200, description = "Metrics in the OpenMetrics text format", content_type = "application/openmetrics-text", body = String),
+        (status = 401, description = "unauthorized, invalid_token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "admin_only: the token is not an admin's", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
 )]
 #[get("/metrics")]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    if !caller.owner.is_admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::AdminOnly,
+            "the metrics are for admin tokens",
+        ));
+    }
+    Ok(render_metrics(&state).await)
+}
+
+/// `/metrics` on `--metrics-bind`: no token; the address itself is the access control.
+pub async fn open_metrics(state: web::Data<AppState>) -> HttpResponse {
+    render_metrics(&state).await
+}
+
+async fn render_metrics(state: &AppState) -> HttpResponse {
     let queue = (!crate::db::known_down()).then_some(&state.queue);
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")

@@ -1,4 +1,5 @@
-//! The HTTP routes: the REST API under `/api/v1`, `/readyz` and `/metrics`.
+//! The HTTP routes: the REST API under `/api/v1`, `/readyz` and `/metrics`; [`headers`]:
+//! the security headers every response carries.
 //!
 //! One module per resource: [`jobs`] (and [`upload`], the streaming upload), [`events`]
 //! (live events), [`sessions`], [`meta`] (client config, OpenAPI), [`health`]; errors are
@@ -8,6 +9,7 @@ use utoipa_actix_web::scope;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub mod events;
+pub mod headers;
 pub mod health;
 pub mod jobs;
 pub mod meta;
