@@ -1,0 +1,350 @@
+//! The service's edges: options that are not an object or cannot go together, repeated
+//! cancels, re-uploads racing a delete, security headers, names from uploads and who may
+//! read the metrics.
+
+// Tests and their helpers may unwrap: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use yolots_e2e::{FAST, Server, TestDatabase, create_token, exclusive, fixtures, free_port};
+
+/// A small fixture that converts in seconds.
+const SMALL: &str = "yolov7-deploy-w25-c3.pt";
+
+/// A small real model for uploads that never convert.
+fn small_model() -> Vec<u8> {
+    std::fs::read(yolots_e2e::workspace().join("checkpoint/tests/data/deploy.pt")).unwrap()
+}
+
+/// Checks a problem answer; returns its body.
+async fn problem(response: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(response.status(), status, "expected {code}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn options_are_an_object_and_incompatible_pairs_are_refused() {
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&db.url, data.path(), &["--workers", "0"])
+        .await
+        .unwrap();
+    let client = server.client(&create_token(&db.url, "options", false).unwrap());
+    let positional =
+        r#"["torchscript","script","decoded","fp32",true,"none",[160,160],"cpu",0.25,0.45,300]"#;
+    for options in [positional, "null", r#""trace""#] {
+        let answer = client
+            .upload("m.pt", small_model(), Some(options))
+            .await
+            .unwrap();
+        let body = problem(answer, 400, "invalid_options").await;
+        assert!(
+            body["detail"].as_str().unwrap().contains("JSON object"),
+            "{options}: {body}"
+        );
+    }
+    for (options, refused) in [
+        (
+            r#"{"optimize": "mobile", "precision": "fp16"}"#,
+            "precision",
+        ),
+        (r#"{"format": "onnx", "mode": "trace"}"#, "mode"),
+        (r#"{"format": "onnx", "optimize": "freeze"}"#, "optimize"),
+    ] {
+        let answer = client
+            .upload("m.pt", small_model(), Some(options))
+            .await
+            .unwrap();
+        let body = problem(answer, 400, "invalid_options").await;
+        assert_eq!(body["option"], refused, "{options}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().starts_with(refused),
+            "{options}: {body}"
+        );
+    }
+    // Nothing was queued.
+    let jobs: serde_json::Value = client
+        .get("/api/v1/jobs")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jobs["total"], 0, "{jobs}");
+    // The same options, each alone, are fine.
+    let answer = client
+        .upload(
+            "m.pt",
+            small_model(),
+            Some(r#"{"optimize": "mobile", "img_size": [160, 160]}"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+}
+
+#[tokio::test]
+async fn many_cancels_of_a_running_job_log_one_cancellation() {
+    let _serial = exclusive().await;
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    // Heartbeats every 10 s: the cancels all arrive before the worker notices them.
+    let server = Server::start(
+        &db.url,
+        data.path(),
+        &[
+            "--workers",
+            "1",
+            "--allow-test-faults",
+            "--latency-runs",
+            "0",
+        ],
+    )
+    .await
+    .unwrap();
+    let client = server.client(&create_token(&db.url, "cancel", false).unwrap());
+    let job = client
+        .create_job(
+            &fixtures().join(SMALL),
+            Some(r#"{"img_size": [160, 160], "test_fault": "hang"}"#),
+        )
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    client
+        .wait_until(&id, Duration::from_secs(60), |job| {
+            job["status"] == "running"
+        })
+        .await
+        .unwrap();
+    let answers = futures_util::future::join_all((0..50).map(|_| {
+        let client = client.clone();
+        let path = format!("/api/v1/jobs/{id}");
+        async move { client.delete(&path).send().await.unwrap().status() }
+    }))
+    .await;
+    assert!(answers.iter().all(|s| *s == 202), "{answers:?}");
+    let job = client
+        .wait_final(&id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "cancelled", "{job}");
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let requested: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM job_events WHERE job_id = $1::uuid AND kind = 'status' \
+         AND data->>'status' = 'running' AND (data->>'cancel_requested')::boolean",
+    )
+    .bind(&id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(requested, 1);
+}
+
+/// Rounds of a re-upload racing the delete of the job it would reuse.
+const RACE_ROUNDS: usize = 300;
+
+#[tokio::test]
+async fn re_uploads_racing_the_delete_of_their_source_never_fail() {
+    let _serial = exclusive().await;
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&db.url, data.path(), &["--workers", "1", FAST[0], FAST[1]])
+        .await
+        .unwrap();
+    let client = server.client(&create_token(&db.url, "race", false).unwrap());
+    let bytes = std::fs::read(fixtures().join(SMALL)).unwrap();
+    let options = r#"{"img_size": [160, 160]}"#;
+    let upload = |client: yolots_e2e::Client, bytes: Vec<u8>| async move {
+        let answer = client.upload(SMALL, bytes, Some(options)).await.unwrap();
+        let status = answer.status().as_u16();
+        let body: serde_json::Value = answer.json().await.unwrap();
+        (status, body)
+    };
+    let first = client
+        .create_job(&fixtures().join(SMALL), Some(options))
+        .await
+        .unwrap();
+    let first = client
+        .wait_final(first["id"].as_str().unwrap(), Duration::from_secs(300))
+        .await
+        .unwrap();
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let (mut reused, mut fresh) = (0, 0);
+    for round in 0..RACE_ROUNDS {
+        // The job the next upload would reuse (the newest with this source and options).
+        let (status, target) = upload(client.clone(), bytes.clone()).await;
+        assert_eq!(status, 201, "round {round}: {target}");
+        if target["status"] != "succeeded" {
+            // An earlier round lost its source to the delete: it converts like any job.
+            client
+                .wait_final(target["id"].as_str().unwrap(), Duration::from_secs(300))
+                .await
+                .unwrap();
+        }
+        let path = format!("/api/v1/jobs/{}", target["id"].as_str().unwrap());
+        let (again, deleted) = tokio::join!(upload(client.clone(), bytes.clone()), async {
+            client.delete(&path).send().await.unwrap().status().as_u16()
+        });
+        assert_eq!(again.0, 201, "round {round}: {}", again.1);
+        assert_eq!(deleted, 204, "round {round}");
+        match again.1["status"].as_str() {
+            Some("succeeded") => reused += 1,
+            _ => {
+                fresh += 1;
+                client
+                    .wait_final(again.1["id"].as_str().unwrap(), Duration::from_secs(300))
+                    .await
+                    .unwrap();
+            }
+        }
+        // A reused artifact is still there, whichever came first.
+        if again.1["status"] == "succeeded" {
+            let artifact = client
+                .get(&format!(
+                    "/api/v1/jobs/{}/artifact",
+                    again.1["id"].as_str().unwrap()
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(artifact.status(), 200, "round {round}");
+        }
+    }
+    eprintln!("{RACE_ROUNDS} rounds: {reused} reused, {fresh} converted afresh");
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&db.url, data.path(), &["--workers", "0"])
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let token = create_token(&db.url, "headers", false).unwrap();
+    let mut answers = Vec::new();
+    for path in [
+        "/",
+        "/index.html",
+        "/main.js",
+        "/no-such-page",
+        "/readyz",
+        "/metrics",
+        "/api/v1/health",
+        "/api/v1/openapi.json",
+        "/api/v1/jobs",
+    ] {
+        answers.push((path, http.get(server.url(path)).send().await.unwrap()));
+    }
+    answers.push((
+        "/api/v1/jobs (token)",
+        server
+            .client(&token)
+            .get("/api/v1/jobs")
+            .send()
+            .await
+            .unwrap(),
+    ));
+    for (path, answer) in &answers {
+        let headers = answer.headers();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("'wasm-unsafe-eval'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+    }
+    // The page's own script is a file: the policy allows no inline script.
+    let index = http
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    if index.contains("<html") {
+        assert!(index.contains(r#"<script type="module" src="main.js">"#));
+        assert!(!index.contains("<script type=\"module\">"), "{index}");
+    }
+}
+
+#[tokio::test]
+async fn names_from_uploads_lose_control_bidi_and_zero_width_characters() {
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&db.url, data.path(), &["--workers", "0"])
+        .await
+        .unwrap();
+    let client = server.client(&create_token(&db.url, "names", false).unwrap());
+    // The name as curl sends it: raw UTF-8 in the quoted filename.
+    let name = "m\u{e9}\u{202e}txt\u{200b}.\u{2066}pt";
+    let mut body = format!(
+        "--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend(small_model());
+    body.extend(b"\r\n--XYZ--\r\n");
+    let answer = client
+        .post("/api/v1/jobs")
+        .header("content-type", "multipart/form-data; boundary=XYZ")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let job: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(job["source"]["name"], "m\u{e9}txt.pt", "{job}");
+    let shown = client.job(job["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(shown["source"]["name"], "m\u{e9}txt.pt", "{shown}");
+}
+
+#[tokio::test]
+async fn metrics_need_an_admin_token_or_their_own_address() {
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let metrics_port = free_port().unwrap();
+    let metrics_bind = format!("127.0.0.1:{metrics_port}");
+    let server = Server::start(
+        &db.url,
+        data.path(),
+        &["--workers", "0", "--metrics-bind", &metrics_bind],
+    )
+    .await
+    .unwrap();
+    problem(
+        reqwest::get(server.url("/metrics")).await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    let user = create_token(&db.url, "user", false).unwrap();
+    problem(
+        server.client(&user).get("/metrics").send().await.unwrap(),
+        403,
+        "admin_only",
+    )
+    .await;
+    let admin = create_token(&db.url, "admin", true).unwrap();
+    let answer = server.client(&admin).get("/metrics").send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.text().await.unwrap().contains("yolots_queue_depth"));
+    // Its own address answers without a token, and serves nothing else.
+    let open = reqwest::get(format!("http://{metrics_bind}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 200);
+    assert_eq!(open.headers()["x-content-type-options"], "nosniff");
+    assert!(open.text().await.unwrap().contains("yolots_queue_depth"));
+    let other = reqwest::get(format!("http://{metrics_bind}/api/v1/jobs"))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+}
