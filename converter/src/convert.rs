@@ -41,6 +41,12 @@ pub fn convert(
     request: &ConvertRequest,
     progress: &mut dyn FnMut(&ProgressEvent),
 ) -> Result<ConversionReport> {
+    // ONNX Runtime is loaded before any work when the proof will need it: a missing
+    // library is reported at once, not after an artifact that cannot be validated is
+    // written.
+    if onnx::proof::needs_runtime(request) {
+        onnx::runtime::loaded_version()?;
+    }
     let mut clock = Clock::new(progress);
     clock.begin(
         Stage::Reading,
@@ -119,6 +125,13 @@ pub(crate) fn convert_model(
             .join()
             .map_err(|_| ConvertError::Internal("hashing the artifact panicked".into()))?;
         Ok::<_, ConvertError>((artifact?, proof?))
+    })
+    .inspect_err(|_| {
+        // The proof could not run: no file is left that looks converted but was never
+        // checked. (A proof that ran and found a divergence keeps it, with its report.)
+        if let Err(error) = fs::remove_file(&request.output) {
+            tracing::warn!(%error, file = %request.output.display(), "removing the unproven artifact");
+        }
     })?;
     let proof::Proof {
         validation,

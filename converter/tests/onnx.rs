@@ -440,8 +440,9 @@ fn onnx_refuses_what_only_torchscript_does() {
     }
 }
 
-/// Without ONNX Runtime, an ONNX conversion that validates ends in `onnxruntime_error`
-/// (the file itself is still written), one without validation or timing needs none.
+/// Without ONNX Runtime, an ONNX conversion that validates or times ends in
+/// `onnxruntime_error` before any work (nothing is written), one without validation or
+/// timing needs none.
 #[test]
 fn a_missing_onnx_runtime_is_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -474,6 +475,11 @@ fn a_missing_onnx_runtime_is_a_typed_error() {
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["code"], "onnxruntime_error", "{stdout}");
     assert!(last["message"].as_str().unwrap().contains("missing.so"));
+    assert_eq!(stdout.lines().count(), 1, "work began first: {stdout}");
+    assert!(
+        !dir.path().join("m.onnx").exists(),
+        "an unvalidated file was left"
+    );
     let out = convert(&["--no-validate", "--latency-runs", "0"]);
     assert!(
         out.status.success(),

@@ -54,8 +54,31 @@ pub fn ensure() -> anyhow::Result<OnnxRuntime> {
                 venv.display()
             )
         })?;
+    link_beside_the_binaries(&lib)?;
     Ok(OnnxRuntime {
         library: lib,
         python,
     })
+}
+
+/// Links `<target>/lib/libonnxruntime.so` to the installed library: the converter looks for
+/// `../lib/libonnxruntime.so` beside its executable (the layout `dist` ships), so the
+/// binaries this project builds find ONNX Runtime when run from a shell too, without
+/// `YOLOTS_ONNXRUNTIME`.
+fn link_beside_the_binaries(library: &std::path::Path) -> anyhow::Result<()> {
+    let dir = crate::paths::target().join("lib");
+    let link = dir.join("libonnxruntime.so");
+    if std::fs::read_link(&link).is_ok_and(|to| to == library) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    match std::fs::remove_file(&link) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("replacing {}", link.display())),
+    }
+    std::os::unix::fs::symlink(library, &link)
+        .with_context(|| format!("linking {} to {}", link.display(), library.display()))?;
+    crate::process::step(format!("ONNX Runtime linked at {}", link.display()));
+    Ok(())
 }

@@ -30,6 +30,12 @@ use crate::report::{OutputCheck, Validation, ValidationInput, ValidationStatus};
 use crate::timing::{Call, TimingPlan};
 use crate::validate::{self, Det, RowLayout};
 
+/// Whether the request needs ONNX Runtime: an ONNX artifact validated or timed.
+pub(crate) fn needs_runtime(request: &ConvertRequest) -> bool {
+    request.format == crate::options::Format::Onnx
+        && (request.validate || TimingPlan::of(request).max_runs > 0)
+}
+
 /// Validates and times the ONNX file at `request.output`, as the request asks.
 pub(crate) fn prove(
     desc: &ModelDescription,
@@ -39,7 +45,7 @@ pub(crate) fn prove(
     clock: &mut Clock<'_>,
 ) -> Result<Proof> {
     let plan = TimingPlan::of(request);
-    if !request.validate && plan.max_runs == 0 {
+    if !needs_runtime(request) {
         return Ok(Proof {
             validation: crate::report::validation_skipped("cpu".into(), "validation disabled"),
             latency: None,
