@@ -50,7 +50,8 @@ impl<'p> Clock<'p> {
 
     pub(crate) fn begin(&mut self, stage: Stage, message: String) {
         self.end();
-        tracing::info!(stage = %stage, "{message}");
+        // The progress line already says it; the log has it with `-v`.
+        tracing::debug!(stage = %stage, "{message}");
         (self.progress)(&ProgressEvent::new(stage, Self::fraction(stage), message));
         self.current = Some((stage, Instant::now()));
     }

@@ -137,10 +137,13 @@ pub(crate) fn prove(
 pub(crate) fn timing_message(plan: TimingPlan) -> String {
     match plan.budget_s {
         Some(budget) => format!(
-            "timing for about {budget} s, at most {} runs",
-            plan.max_runs
+            "timing for about {budget} s, at most {}",
+            yolots_protocol::cli::count(plan.max_runs as u64, "run", "runs")
         ),
-        None => format!("{} timed runs", plan.max_runs),
+        None => format!(
+            "timing {}",
+            yolots_protocol::cli::count(plan.max_runs as u64, "run", "runs")
+        ),
     }
 }
 

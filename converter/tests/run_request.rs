@@ -83,3 +83,49 @@ fn a_refused_input_ends_in_an_error_line_with_its_code() {
         other => panic!("the last line is not an error: {other:?}"),
     }
 }
+
+/// `yolots-converter convert` in text mode, stderr redirected (not a terminal).
+fn convert_text(extra: &[&str]) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_yolots-converter"))
+        .args(["convert", "--device", "cpu", "--latency-runs", "1"])
+        .arg(common::checkpoint("yolov7-tiny"))
+        .arg("-o")
+        .arg(dir.path().join("m.torchscript.pt"))
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (out, dir)
+}
+
+#[test]
+fn text_progress_is_one_plain_line_per_stage_and_quiet_is_quiet() {
+    let (out, _dir) = convert_text(&[]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\x1b'),
+        "colours in redirected output: {stderr}"
+    );
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with('[')).collect();
+    assert!(progress[0].starts_with("[  0%] reading "), "{stderr}");
+    for (line, next) in progress.iter().zip(progress.iter().skip(1)) {
+        assert_ne!(line, next, "{stderr}");
+    }
+    // Each stage once: no log line repeats a progress line.
+    assert!(!stderr.contains("INFO"), "{stderr}");
+    assert!(stderr.contains("[ 85%] timing 1 run\n"), "{stderr}");
+    assert!(
+        stderr.contains("80 classes, 6,228,762 parameters"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("validation passed on cpu"), "{stderr}");
+    assert!(stderr.contains(", 1 run)"), "{stderr}");
+    assert!(!stderr.contains("p90"), "one run has no spread: {stderr}");
+
+    let (out, dir) = convert_text(&["--quiet"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(dir.path().join("m.torchscript.pt").is_file());
+}

@@ -115,12 +115,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` picks the level, `YOLOTS_LOG_FORMAT=json` the format.
+/// Logs go to stderr, coloured only on a terminal; `RUST_LOG` picks the level,
+/// `YOLOTS_LOG_FORMAT=json` the format.
 fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("YOLOTS_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();

@@ -15,7 +15,7 @@ use yolots_converter::{
     ConversionReport, ConvertError, ConvertRequest, ConverterLine, EXIT_DIVERGED, EXIT_REFUSED,
     ProgressEvent, TestFault,
 };
-use yolots_protocol::cli::{ConvertArgs, ProgressFormat};
+use yolots_protocol::cli::{ConvertArgs, ProgressFormat, count, small_number};
 /// Acts out a deliberate failure of the service's fault tests.
 fn act(fault: TestFault) {
     match fault {
@@ -32,7 +32,23 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
         test_fault: args.test_fault,
         ..args.request()
     };
-    Ok(execute(&request, args.progress == ProgressFormat::Json))
+    let reporting = match (args.progress, args.quiet) {
+        (ProgressFormat::Json, _) => Reporting::Json,
+        (ProgressFormat::Text, false) => Reporting::Text,
+        (ProgressFormat::Text, true) => Reporting::Quiet,
+    };
+    Ok(execute(&request, reporting))
+}
+
+/// How a conversion reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reporting {
+    /// JSON lines on stdout (the service's workers, `--progress json`).
+    Json,
+    /// A line per stage and a summary on stderr.
+    Text,
+    /// Errors only (`--quiet`).
+    Quiet,
 }
 
 /// `yolots-converter run`: one request as JSON on stdin (what a worker sends), progress
@@ -44,22 +60,19 @@ pub fn run_request_from_stdin() -> anyhow::Result<ExitCode> {
         .context("reading the request from stdin")?;
     let request: ConvertRequest =
         serde_json::from_str(&text).context("the request on stdin is not a conversion request")?;
-    Ok(execute(&request, true))
+    Ok(execute(&request, Reporting::Json))
 }
 
-/// Converts as `request` says; progress as text on stderr or as JSON lines on stdout.
-fn execute(request: &ConvertRequest, json: bool) -> ExitCode {
+/// Converts as `request` says, reporting as `reporting` says.
+fn execute(request: &ConvertRequest, reporting: Reporting) -> ExitCode {
     let fault = request.test_fault;
+    let json = reporting == Reporting::Json;
     let mut on_progress = |event: &ProgressEvent| {
-        if json {
-            emit(&ConverterLine::Progress(event.clone()));
-        } else {
-            eprintln!(
-                "[{:>3.0}%] {:<10} {}",
-                event.fraction * 100.0,
-                event.stage,
-                event.message
-            );
+        match reporting {
+            Reporting::Json => emit(&ConverterLine::Progress(event.clone())),
+            // The message names the step ("reading best.pt", "building 78 layers").
+            Reporting::Text => eprintln!("[{:>3.0}%] {}", event.fraction * 100.0, event.message),
+            Reporting::Quiet => {}
         }
         // After the stage is reported, so a watcher sees where the fault strikes.
         if let Some(fault) = fault
@@ -81,7 +94,8 @@ fn execute(request: &ConvertRequest, json: bool) -> ExitCode {
         Ok(report) if json => emit(&ConverterLine::Result {
             report: Box::new(report.clone()),
         }),
-        Ok(report) => print_summary(report, request),
+        Ok(report) if reporting == Reporting::Text => print_summary(report, request),
+        Ok(_) => {}
         Err(error) => {
             let report = match error {
                 ConvertError::ValidationFailed { report, .. } => Some(report.as_ref()),
@@ -95,7 +109,9 @@ fn execute(request: &ConvertRequest, json: bool) -> ExitCode {
                     report: report.map(|r| Box::new(r.clone())),
                 });
             } else {
-                if let Some(report) = report {
+                if let Some(report) = report
+                    && reporting == Reporting::Text
+                {
                     print_summary(report, request);
                 }
                 eprintln!("error: {error}");
@@ -115,52 +131,89 @@ fn emit(line: &ConverterLine) {
 }
 
 fn print_summary(report: &ConversionReport, request: &ConvertRequest) {
+    let line = |label: &str, text: String| eprintln!("{label:<10} {text}");
     eprintln!();
-    eprintln!(
-        "source    {} ({}, {} classes, {} parameters)",
-        report.source.file_name,
-        report.source.variant,
-        report.source.classes,
-        report.source.parameters
+    line(
+        "source",
+        format!(
+            "{} ({}, {}, {})",
+            report.source.file_name,
+            report.source.variant,
+            count(report.source.classes as u64, "class", "classes"),
+            count(report.source.parameters, "parameter", "parameters")
+        ),
     );
-    eprintln!(
-        "artifact  {} ({:.1} MB, sha256 {})",
-        request.output.display(),
-        report.artifact.size_bytes as f64 / 1e6,
-        report.artifact.sha256
+    line(
+        "artifact",
+        format!(
+            "{} ({:.1} MB, sha256 {})",
+            request.output.display(),
+            report.artifact.size_bytes as f64 / 1e6,
+            report.artifact.sha256
+        ),
     );
-    eprintln!(
-        "validation {:?}: {}",
-        report.validation.status, report.validation.device
+    line(
+        "validation",
+        format!(
+            "{} on {}",
+            format!("{:?}", report.validation.status).to_lowercase(),
+            report.validation.device
+        ),
     );
+    // Names such as `decoded.keypoints.conf@2x128x192` set the column's width.
+    let width = report
+        .validation
+        .checks
+        .iter()
+        .map(|check| check.name.len())
+        .max()
+        .unwrap_or(0);
     for check in &report.validation.checks {
+        let tolerance = match check.max_abs_error {
+            Some(_) if check.tolerance.abs == 0.0 => "exact".to_owned(),
+            Some(_) => format!("tolerance {:e}", check.tolerance.abs),
+            // A smoke check: the method runs and returns the right shape.
+            None => "runs, right shape".to_owned(),
+        };
         eprintln!(
-            "  {:<4} {:<28} max |err| {:>10}  mean |err| {:>10}  (tolerance {:e})",
+            "  {:<4} {:<width$}  max |err| {:>9}  mean |err| {:>9}  ({tolerance})",
             if check.passed { "ok" } else { "FAIL" },
             check.name,
             fmt_error(check.max_abs_error),
             fmt_error(check.mean_abs_error),
-            check.tolerance.abs
         );
     }
     if let Some(latency) = &report.latency {
-        eprintln!(
-            "latency   p50 {:.2} ms, p90 {:.2} ms on {} ({:?}, {} runs)",
-            latency.p50_ms, latency.p90_ms, latency.device, latency.input_shape, latency.runs
+        let spread = if latency.runs > 1 {
+            format!("p50 {:.1} ms, p90 {:.1} ms", latency.p50_ms, latency.p90_ms)
+        } else {
+            format!("{:.1} ms", latency.p50_ms)
+        };
+        line(
+            "latency",
+            format!(
+                "{spread} on {} ({:?}, {})",
+                latency.device,
+                latency.input_shape,
+                count(latency.runs as u64, "run", "runs")
+            ),
         );
     }
     let total: f64 = report.stages.iter().map(|s| s.seconds).sum();
     let stages: Vec<String> = report
         .stages
         .iter()
-        .map(|s| format!("{} {:.2}s", s.stage, s.seconds))
+        .map(|s| format!("{} {:.2} s", s.stage, s.seconds))
         .collect();
-    eprintln!("stages    {} (total {total:.2}s)", stages.join(", "));
+    line(
+        "stages",
+        format!("{} (total {total:.2} s)", stages.join(", ")),
+    );
     if let Some(path) = &request.report {
-        eprintln!("report    {}", path.display());
+        line("report", path.display().to_string());
     }
 }
 
 fn fmt_error(value: Option<f64>) -> String {
-    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.3e}"))
+    value.map_or_else(|| "-".to_owned(), small_number)
 }

@@ -34,7 +34,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let verbosity = match &cli.command {
+        Command::Convert(args) if args.quiet => "error",
+        Command::Convert(args) if args.verbose == 1 => "debug",
+        Command::Convert(args) if args.verbose > 1 => "trace",
+        _ => "info",
+    };
+    init_tracing(verbosity);
     let outcome = match cli.command {
         Command::Convert(args) => convert::run(&args),
         Command::Runtime => runtime::run(),
@@ -50,12 +56,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` picks the level, `YOLOTS_LOG_FORMAT=json` the format.
-fn init_tracing() {
+/// Logs go to stderr, coloured only on a terminal; `RUST_LOG` picks the level (else
+/// `default`), `YOLOTS_LOG_FORMAT=json` the format.
+fn init_tracing(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("YOLOTS_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
