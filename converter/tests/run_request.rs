@@ -124,6 +124,16 @@ fn text_progress_is_one_plain_line_per_stage_and_quiet_is_quiet() {
     assert!(stderr.contains(", 1 run)"), "{stderr}");
     assert!(!stderr.contains("p90"), "one run has no spread: {stderr}");
 
+    // A missing file is said once.
+    let out = Command::new(env!("CARGO_BIN_EXE_yolots-converter"))
+        .args(["convert", "/nonexistent/best.pt"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+
     let (out, dir) = convert_text(&["--quiet"]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");

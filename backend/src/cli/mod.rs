@@ -71,10 +71,15 @@ pub fn main() -> ExitCode {
         };
     }
     init_tracing();
+    let service = matches!(&cli.command, Command::Serve(_) | Command::Worker(_));
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            tracing::error!("{error:#}");
+            // A service's failure goes to its log (JSON lines there); a command's is said
+            // once, as its answer.
+            if service {
+                tracing::error!("{error:#}");
+            }
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(error) => {
-            tracing::error!("{error:#}");
+            // Said once, as the command's answer; not again as a log line.
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
