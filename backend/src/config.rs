@@ -190,10 +190,21 @@ pub struct ServeArgs {
     #[arg(long, env = "YOLOTS_HTTP_THREADS")]
     pub http_threads: Option<usize>,
 
+    /// Seconds an upload body may send nothing before the request ends (`408
+    /// request_timeout`).
+    #[arg(long, env = "YOLOTS_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub body_idle_timeout_secs: f64,
+
     /// Also serve `/metrics` on this address, without a token (bind it where only the
     /// monitoring reaches); on `--bind`, `/metrics` needs an admin token.
     #[arg(long, env = "YOLOTS_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+}
+
+impl ServeArgs {
+    pub fn body_idle_timeout(&self) -> Duration {
+        secs(self.body_idle_timeout_secs, 0.1)
+    }
 }
 
 /// Settings of `yolots worker`.

@@ -25,6 +25,8 @@ pub struct ApiSettings {
     pub max_parameters: u64,
     pub max_layers: u64,
     pub job_timeout: Duration,
+    /// Longest wait for the next bytes of an upload body.
+    pub body_idle_timeout: Duration,
     pub open: bool,
     pub allow_test_faults: bool,
 }
@@ -108,6 +110,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_parameters: args.limits.max_parameters,
             max_layers: args.limits.max_layers,
             job_timeout: args.limits.job_timeout(),
+            body_idle_timeout: args.body_idle_timeout(),
             open: args.open,
             allow_test_faults: args.worker.allow_test_faults,
         },
@@ -137,6 +140,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     })
     .shutdown_timeout(5)
+    // The request head must arrive within this (the body is bounded by the upload's idle
+    // timeout). A connection closed after a refused body has this long to read its answer;
+    // what it still sends meanwhile is dropped.
+    .client_request_timeout(Duration::from_secs(10))
+    .client_disconnect_timeout(Duration::from_secs(1))
     // Longer than clients' idle pools usually keep connections, so a client rarely
     // reuses a connection the server is closing at that moment.
     .keep_alive(Duration::from_secs(75));

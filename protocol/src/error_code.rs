@@ -188,6 +188,9 @@ error_codes! {
     /// The upload is larger than the server accepts.
     UploadTooLarge => "upload_too_large", Api,
         "This server does not take files that large. Strip the optimizer state (YOLOv7's strip_optimizer) or ask the operator to raise the limit.";
+    /// The request body stopped arriving.
+    RequestTimeout => "request_timeout", Api,
+        "The upload stopped arriving before it was complete. Check the connection and upload again.";
     /// The model has more parameters or layers than the server converts.
     ModelTooLarge => "model_too_large", Api,
         "The model is beyond what this server converts (parameters or layers). Ask the operator to raise its limits.";

@@ -348,3 +348,146 @@ async fn metrics_need_an_admin_token_or_their_own_address() {
         .unwrap();
     assert_eq!(other.status(), 404);
 }
+
+/// The head of a multipart upload sent by hand, with its body to follow chunked.
+fn chunked_upload_head(port: u16, token: &str) -> String {
+    format!(
+        "POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Authorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary=XYZ\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    )
+}
+
+/// One chunk of a chunked body.
+fn chunk(bytes: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", bytes.len()).into_bytes();
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The port of a server's base address.
+fn port_of(server: &Server) -> u16 {
+    server.base.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_stalled_upload_times_out() {
+    use tokio::io::AsyncWriteExt;
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &db.url,
+        data.path(),
+        &["--workers", "0", "--body-idle-timeout-secs", "2"],
+    )
+    .await
+    .unwrap();
+    let token = create_token(&db.url, "stall", false).unwrap();
+    let port = port_of(&server);
+    // Several connections send the head and part of a file, then nothing.
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut request = chunked_upload_head(port, &token).into_bytes();
+        request.extend(chunk(
+            b"--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m.pt\"\r\n\r\n",
+        ));
+        request.extend(chunk(&vec![7u8; 256 << 10]));
+        stream.write_all(&request).await.unwrap();
+        stalled.push(stream);
+    }
+    let started = std::time::Instant::now();
+    for mut stream in stalled {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            read_until(&mut stream, "request_timeout"),
+        )
+        .await
+        .expect("no answer to a stalled upload");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // Nothing of them was kept, and the server still answers.
+    assert!(
+        yolots_e2e::files_under(data.path())
+            .iter()
+            .all(|p| !p.to_string_lossy().ends_with("source.pt")),
+        "{:?}",
+        yolots_e2e::files_under(data.path())
+    );
+    let client = server.client(&token);
+    let answer = client.upload("m.pt", small_model(), None).await.unwrap();
+    assert_eq!(answer.status(), 201);
+}
+
+#[tokio::test]
+async fn an_endless_part_is_cut_at_the_body_limit() {
+    use tokio::io::AsyncWriteExt;
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &db.url,
+        data.path(),
+        &["--workers", "0", "--max-upload-bytes", "1000000"],
+    )
+    .await
+    .unwrap();
+    let token = create_token(&db.url, "endless", false).unwrap();
+    let port = port_of(&server);
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // A part that is not the file, streamed without end (up to 64 GiB here: a minute at
+    // least on loopback).
+    let sender = tokio::spawn(async move {
+        let mut head = chunked_upload_head(port, &token).into_bytes();
+        head.extend(chunk(
+            b"--XYZ\r\nContent-Disposition: form-data; name=\"junk\"\r\n\r\n",
+        ));
+        writer.write_all(&head).await?;
+        let piece = chunk(&vec![b'x'; 64 << 10]);
+        let mut sent = 0u64;
+        while sent < 64 << 30 {
+            writer.write_all(&piece).await?;
+            sent += 64 << 10;
+        }
+        Ok::<u64, std::io::Error>(sent)
+    });
+    let answer = tokio::time::timeout(
+        Duration::from_secs(60),
+        read_until(&mut reader, "upload_too_large"),
+    )
+    .await
+    .expect("no answer to an endless part");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // The server stops reading soon after (what arrives while the answer goes out is
+    // dropped for at most the disconnect timeout): the sender is cut off long before the end.
+    let sent = tokio::time::timeout(Duration::from_secs(20), sender)
+        .await
+        .expect("the server went on reading the endless part")
+        .unwrap();
+    assert!(sent.is_err(), "the whole endless part was read: {sent:?}");
+}
+
+/// Reads an answer until it holds `needle` (or the connection ends).
+async fn read_until(stream: &mut (impl tokio::io::AsyncRead + Unpin), needle: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains(needle) {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}

@@ -75,8 +75,9 @@ async fn visible(state: &AppState, caller: &Caller, id: Uuid) -> Result<JobRow, 
     responses(
         (status = 201, description = "Job created", body = JobView),
         (status = 400, description = "missing_file, empty_file, invalid_options, invalid_multipart", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "request_timeout: the body sent nothing for the server's idle time", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "unauthorized, invalid_token", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "upload_too_large", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "upload_too_large: the file, or the whole body, past its limit", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a supported YOLOv7 checkpoint (the reader's code), model_too_large, or check_resources_exceeded (reading the file needed more memory or time than the upload check allows)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "database_unavailable", body = Problem, content_type = "application/problem+json"),
     ),
@@ -87,7 +88,7 @@ pub async fn create_job(
     state: web::Data<AppState>,
     caller: Caller,
     req: HttpRequest,
-    multipart: Multipart,
+    mut multipart: Multipart,
 ) -> Result<HttpResponse, ApiError> {
     let declared = req
         .headers()
@@ -95,11 +96,14 @@ pub async fn create_job(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     // Multipart framing adds a little; anything declared beyond that cannot fit.
-    if declared.is_some_and(|n| n > state.settings.max_upload_bytes.saturating_add(1 << 20)) {
+    if declared.is_some_and(|n| n > upload::body_limit(state.settings.max_upload_bytes)) {
         state.metrics.upload("upload_too_large");
         return Err(upload::too_large(state.settings.max_upload_bytes));
     }
-    let received = upload::receive(&state, multipart).await?;
+    let received = match upload::receive(&state, &mut multipart).await {
+        Ok(received) => received,
+        Err(error) => return Ok(upload::refusal(&error, multipart)),
+    };
     let options_key = received.options.key();
     let new = NewJob {
         id: received.job_id,

@@ -8,6 +8,7 @@
 use utoipa_actix_web::scope;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+pub mod body;
 pub mod events;
 pub mod headers;
 pub mod health;

@@ -4,15 +4,20 @@
 //! in a child process under memory and time bounds, so a file that is not a YOLOv7
 //! checkpoint is refused before any job exists and a hostile one ends only that child.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use actix_multipart::{Field, Multipart};
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::StatusCode;
-use futures_util::StreamExt;
+use actix_web::{HttpResponse, ResponseError};
+use bytes::Bytes;
 use object_store::path::Path;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::body::BodyBudget;
 use super::problem::ApiError;
 use crate::model::{InvalidOptions, JobOptions};
 use crate::server::AppState;
@@ -26,6 +31,13 @@ const DRAIN_LIMIT: u64 = 64 << 20;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// Largest `options` part.
 const OPTIONS_LIMIT: usize = 64 << 10;
+/// What a body may carry besides the file: the options, other small parts, the framing.
+const BODY_OVERHEAD: u64 = 1 << 20;
+
+/// The bound on a whole upload body: the file's limit plus the rest.
+pub fn body_limit(max_upload_bytes: u64) -> u64 {
+    max_upload_bytes.saturating_add(BODY_OVERHEAD)
+}
 
 /// A stored, checked upload.
 #[derive(Debug, Clone)]
@@ -42,67 +54,33 @@ fn invalid(e: InvalidOptions) -> ApiError {
     ApiError::bad_request(ErrorCode::InvalidOptions, e.message).with_option(e.option)
 }
 
-/// Reads the multipart body: an optional `options` part (JSON) and a `file` part.
-pub async fn receive(state: &AppState, mut multipart: Multipart) -> Result<Received, ApiError> {
+/// Reads the multipart body: an optional `options` part (JSON) and a `file` part. The
+/// whole body is bounded ([`BodyBudget`]): past its bytes or its idle time the request ends
+/// at once, and what was stored of it is removed.
+pub async fn receive(state: &AppState, multipart: &mut Multipart) -> Result<Received, ApiError> {
     let job_id = Uuid::new_v4();
     let key = Storage::source_key(job_id);
-    let mut options: Option<JobOptions> = None;
-    let mut file: Option<(String, u64, String)> = None;
-    let mut refusal: Option<ApiError> = None;
-
-    while let Some(field) = multipart.next().await {
-        let mut field = match field {
-            Ok(field) => field,
-            Err(error) => {
-                refusal.get_or_insert(ApiError::bad_request(
-                    ErrorCode::InvalidMultipart,
-                    format!("the body is not valid multipart/form-data: {error}"),
-                ));
-                break;
-            }
-        };
-        if refusal.is_some() {
-            drain(&mut field).await;
-            continue;
+    let mut budget = BodyBudget::new(
+        body_limit(state.settings.max_upload_bytes),
+        state.settings.body_idle_timeout,
+    );
+    let mut parts = Parts::default();
+    if let Err(ended) = read_parts(state, &key, multipart, &mut budget, &mut parts).await {
+        // Nothing more is read: the stalled or endless body goes with its connection.
+        if parts.file.is_some() {
+            delete_quietly(state, &key).await;
         }
-        match field.name().unwrap_or_default() {
-            "options" => match read_text(&mut field, OPTIONS_LIMIT).await {
-                Ok(text) => match JobOptions::parse(&text).and_then(|o| {
-                    o.check(state.settings.allow_test_faults)?;
-                    Ok(o)
-                }) {
-                    Ok(o) => options = Some(o),
-                    Err(e) => refusal = Some(invalid(e)),
-                },
-                Err(e) => refusal = Some(e),
-            },
-            "file" if file.is_some() => {
-                refusal = Some(ApiError::bad_request(
-                    ErrorCode::InvalidMultipart,
-                    "more than one `file` part",
-                ));
-                drain(&mut field).await;
-            }
-            "file" => {
-                let name = field
-                    .content_disposition()
-                    .and_then(|cd| cd.get_filename())
-                    .map(crate::names::display_name)
-                    .unwrap_or_else(|| "model.pt".to_owned());
-                match store(state, &key, &mut field).await {
-                    Ok((size, sha256)) => file = Some((name, size, sha256)),
-                    Err(e) => {
-                        refusal = Some(e);
-                        drain(&mut field).await;
-                    }
-                }
-            }
-            _ => drain(&mut field).await,
-        }
+        state.metrics.upload(ended.code.as_str());
+        return Err(ended);
     }
+    let Parts {
+        options,
+        file,
+        refusal,
+    } = parts;
     if let Some(refusal) = refusal {
         if refusal.code == "upload_too_large" {
-            drain_rest(&mut multipart).await;
+            drain_rest(multipart, &mut budget).await;
         }
         if file.is_some() {
             delete_quietly(state, &key).await;
@@ -146,37 +124,162 @@ pub async fn receive(state: &AppState, mut multipart: Multipart) -> Result<Recei
     })
 }
 
-/// Streams one part into storage; returns its size and SHA-256.
-async fn store(state: &AppState, key: &Path, field: &mut Field) -> Result<(u64, String), ApiError> {
+/// What the parts of an upload said.
+#[derive(Debug, Default)]
+struct Parts {
+    options: Option<JobOptions>,
+    /// The stored file's name, size and SHA-256.
+    file: Option<(String, u64, String)>,
+    /// The first reason to refuse the upload (the rest of the body is then read and
+    /// dropped, within its budget).
+    refusal: Option<ApiError>,
+}
+
+/// The answer to a refused upload. Its body holds the request body until it is sent: the
+/// server then closes the connection rather than reading (and discarding) whatever is
+/// left of a body no one wants, which for a stalled or endless one would never end.
+pub fn refusal(error: &ApiError, multipart: Multipart) -> HttpResponse {
+    let json = serde_json::to_vec(&error.problem()).unwrap_or_default();
+    error
+        .error_response()
+        .set_body(HoldingBody {
+            json: Bytes::from(json),
+            _request: multipart,
+        })
+        .map_into_boxed_body()
+}
+
+/// A problem document that keeps the request's body alive until it is written.
+struct HoldingBody {
+    json: Bytes,
+    _request: Multipart,
+}
+
+impl MessageBody for HoldingBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Sized(self.json.len() as u64)
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let json = std::mem::take(&mut self.get_mut().json);
+        Poll::Ready((!json.is_empty()).then_some(Ok(json)))
+    }
+}
+
+/// Reads the parts; an error ends the request.
+async fn read_parts(
+    state: &AppState,
+    key: &Path,
+    multipart: &mut Multipart,
+    budget: &mut BodyBudget,
+    parts: &mut Parts,
+) -> Result<(), ApiError> {
+    while let Some(field) = budget.next_field(multipart).await? {
+        let mut field = match field {
+            Ok(field) => field,
+            Err(error) => {
+                parts.refusal.get_or_insert(ApiError::bad_request(
+                    ErrorCode::InvalidMultipart,
+                    format!("the body is not valid multipart/form-data: {error}"),
+                ));
+                break;
+            }
+        };
+        if parts.refusal.is_some() {
+            drain(&mut field, budget).await?;
+            continue;
+        }
+        match field.name().unwrap_or_default() {
+            "options" => match read_text(&mut field, budget, OPTIONS_LIMIT).await? {
+                Ok(text) => match JobOptions::parse(&text).and_then(|o| {
+                    o.check(state.settings.allow_test_faults)?;
+                    Ok(o)
+                }) {
+                    Ok(o) => parts.options = Some(o),
+                    Err(e) => parts.refusal = Some(invalid(e)),
+                },
+                Err(e) => parts.refusal = Some(e),
+            },
+            "file" if parts.file.is_some() => {
+                parts.refusal = Some(ApiError::bad_request(
+                    ErrorCode::InvalidMultipart,
+                    "more than one `file` part",
+                ));
+                drain(&mut field, budget).await?;
+            }
+            "file" => {
+                let name = field
+                    .content_disposition()
+                    .and_then(|cd| cd.get_filename())
+                    .map(crate::names::display_name)
+                    .unwrap_or_else(|| "model.pt".to_owned());
+                match store(state, key, &mut field, budget).await? {
+                    Ok((size, sha256)) => parts.file = Some((name, size, sha256)),
+                    Err(e) => {
+                        parts.refusal = Some(e);
+                        drain(&mut field, budget).await?;
+                    }
+                }
+            }
+            _ => drain(&mut field, budget).await?,
+        }
+    }
+    Ok(())
+}
+
+/// Streams one part into storage; returns its size and SHA-256, or why it was refused
+/// (inside); the outer error ends the request (nothing of the part is kept).
+async fn store(
+    state: &AppState,
+    key: &Path,
+    field: &mut Field,
+    budget: &mut BodyBudget,
+) -> Result<Result<(u64, String), ApiError>, ApiError> {
     let limit = state.settings.max_upload_bytes;
     let mut writer = state.storage.writer(key);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    while let Some(chunk) = field.next().await {
+    loop {
+        let chunk = match budget.next_chunk(field).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(ended) => {
+                writer.abort().await;
+                return Err(ended);
+            }
+        };
         let chunk = match chunk {
             Ok(chunk) => chunk,
             Err(error) => {
                 writer.abort().await;
-                return Err(ApiError::bad_request(
+                return Ok(Err(ApiError::bad_request(
                     ErrorCode::InvalidMultipart,
                     format!("the upload broke off: {error}"),
-                ));
+                )));
             }
         };
         size += chunk.len() as u64;
         state.metrics.upload_bytes.inc_by(chunk.len() as u64);
         if size > limit {
             writer.abort().await;
-            return Err(too_large(limit));
+            return Ok(Err(too_large(limit)));
         }
         hasher.update(&chunk);
         if let Err(error) = writer.put(chunk).await {
             writer.abort().await;
-            return Err(ApiError::storage(&error));
+            return Ok(Err(ApiError::storage(&error)));
         }
     }
-    writer.finish().await.map_err(|e| ApiError::storage(&e))?;
-    Ok((size, hex::encode(hasher.finalize())))
+    Ok(writer
+        .finish()
+        .await
+        .map(|()| (size, hex::encode(hasher.finalize())))
+        .map_err(|e| ApiError::storage(&e)))
 }
 
 pub fn too_large(limit: u64) -> ApiError {
@@ -262,46 +365,54 @@ fn check_refusal(error: CheckError) -> ApiError {
     }
 }
 
-async fn read_text(field: &mut Field, limit: usize) -> Result<String, ApiError> {
+/// Reads a small text part; the outer error ends the request.
+async fn read_text(
+    field: &mut Field,
+    budget: &mut BodyBudget,
+    limit: usize,
+) -> Result<Result<String, ApiError>, ApiError> {
     let mut bytes = Vec::new();
-    while let Some(chunk) = field.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request(
-                ErrorCode::InvalidMultipart,
-                format!("the body broke off: {e}"),
-            )
-        })?;
+    while let Some(chunk) = budget.next_chunk(field).await? {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                return Ok(Err(ApiError::bad_request(
+                    ErrorCode::InvalidMultipart,
+                    format!("the body broke off: {e}"),
+                )));
+            }
+        };
         if bytes.len() + chunk.len() > limit {
-            return Err(ApiError::bad_request(
+            drain(field, budget).await?;
+            return Ok(Err(ApiError::bad_request(
                 ErrorCode::InvalidOptions,
                 format!("the options part exceeds {limit} bytes"),
-            ));
+            )));
         }
         bytes.extend_from_slice(&chunk);
     }
-    String::from_utf8(bytes).map_err(|_| {
+    Ok(String::from_utf8(bytes).map_err(|_| {
         ApiError::bad_request(ErrorCode::InvalidOptions, "the options part is not UTF-8")
-    })
+    }))
 }
 
-/// Reads and drops the rest of a part (bounded).
-async fn drain(field: &mut Field) {
-    let started = Instant::now();
-    let mut dropped = 0u64;
-    while let Some(Ok(chunk)) = field.next().await {
-        dropped += chunk.len() as u64;
-        if dropped > DRAIN_LIMIT || started.elapsed() > DRAIN_TIME {
+/// Reads and drops the rest of a part, within the body's budget; an error ends the
+/// request (so the multipart reader never skips bytes no one counts).
+async fn drain(field: &mut Field, budget: &mut BodyBudget) -> Result<(), ApiError> {
+    while let Some(chunk) = budget.next_chunk(field).await? {
+        if chunk.is_err() {
             break;
         }
     }
+    Ok(())
 }
 
 /// Reads and drops what is left of the body (bounded), so the client reads the answer.
-async fn drain_rest(multipart: &mut Multipart) {
+async fn drain_rest(multipart: &mut Multipart, budget: &mut BodyBudget) {
     let started = Instant::now();
     let mut dropped = 0u64;
-    while let Some(Ok(mut field)) = multipart.next().await {
-        while let Some(Ok(chunk)) = field.next().await {
+    while let Ok(Some(Ok(mut field))) = budget.next_field(multipart).await {
+        while let Ok(Some(Ok(chunk))) = budget.next_chunk(&mut field).await {
             dropped += chunk.len() as u64;
             if dropped > DRAIN_LIMIT || started.elapsed() > DRAIN_TIME {
                 return;
