@@ -319,6 +319,7 @@ fn emit(
     };
     let mut root = script::root(&mut em, net, &spec)?;
     let channels_last = script::channels_last(request.mode, request.optimize);
+    script::define_input(&mut root, net, strides.iter().copied().max().unwrap_or(32))?;
     match trace_example {
         None => script::define_raw(&mut root, net, channels_last)?,
         Some(example) => script::trace_raw(&mut root, net, example, channels_last)?,

@@ -386,7 +386,9 @@ impl Network {
     /// With `channels_last` the input is first laid out channels-last (memory format 2),
     /// to match weights stored that way.
     pub(crate) fn raw_source(&self, channels_last: bool) -> String {
-        let mut src = String::from("def raw(self, images: Tensor) -> List[Tensor]:\n");
+        let mut src = String::from(
+            "def raw(self, images: Tensor) -> List[Tensor]:\n    images = self._input(images)\n",
+        );
         if channels_last {
             src.push_str(CHANNELS_LAST_INPUT);
         }

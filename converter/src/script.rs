@@ -84,6 +84,26 @@ pub(crate) fn channels_last(mode: Mode, optimize: Optimize) -> bool {
     }
 }
 
+/// `_input(images)`, which every entry calls first: a tensor that is not `[B, 3, H, W]`, or
+/// whose size is not a multiple of the largest stride, is refused with a message that says
+/// so (instead of a shape error deep inside), and the images are cast to the weights'
+/// precision (float32 images into a float16 artifact just work).
+pub(crate) fn define_input(root: &mut ScriptModule, net: &Network, max_stride: i64) -> Result<()> {
+    let dtype = format!("getattr({}.m, \"0\").weight.dtype", net.head_path());
+    root.define(
+        "Model",
+        &format!(
+            "def _input(self, images: Tensor) -> Tensor:\n    \
+             assert images.dim() == 4 and images.size(1) == 3, \
+             \"yolots: images must be a [B, 3, H, W] tensor, got \" + str(images.size())\n    \
+             assert images.size(2) % {max_stride} == 0 and images.size(3) % {max_stride} == 0, \
+             \"yolots: image height and width must be multiples of {max_stride} (the model's \
+             largest stride), got \" + str(images.size(2)) + \"x\" + str(images.size(3))\n    \
+             return images.to({dtype})\n"
+        ),
+    )
+}
+
 /// Script mode: `raw` as the straight-line call of every layer.
 pub(crate) fn define_raw(
     root: &mut ScriptModule,
@@ -125,7 +145,8 @@ pub(crate) fn trace_raw(
     root.define(
         "Model",
         &format!(
-            "def raw(self, images: Tensor) -> List[Tensor]:\n{layout}    \
+            "def raw(self, images: Tensor) -> List[Tensor]:\n    \
+             images = self._input(images)\n{layout}    \
              return self._raw_traced(images)\n"
         ),
     )

@@ -103,6 +103,34 @@ fn float16_artifacts_validate_on_cpu() {
         &[IValue::Tensor(exp.get("a.input").to_kind(Kind::Half))],
     );
     assert_eq!(out[0].kind(), Kind::Half);
+
+    // Float32 images, what a caller has at hand, are cast to the artifact's precision.
+    let out = call(
+        &m,
+        "decoded",
+        &[IValue::Tensor(exp.get("a.input").shallow_clone())],
+    );
+    assert_eq!(out[0].kind(), Kind::Half);
+
+    // A size that is not a multiple of the largest stride, or a tensor that is not a batch
+    // of images, is refused with a message that says so.
+    for (bad, words) in [
+        (
+            tch::Tensor::zeros([1, 3, 37, 64], tch::kind::FLOAT_CPU),
+            "multiples of 32",
+        ),
+        (
+            tch::Tensor::zeros([3, 64, 64], tch::kind::FLOAT_CPU),
+            "[B, 3, H, W]",
+        ),
+    ] {
+        let error = m
+            .method_is::<IValue>("decoded", &[IValue::Tensor(bad)])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains(words), "{error}");
+    }
 }
 
 #[test]
