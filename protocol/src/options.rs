@@ -393,7 +393,24 @@ impl FromStr for ImageSize {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || ParseOptionError::new("image size", s, &["H", "H,W"]);
-        let mut parts = s.split([',', 'x']).map(|p| p.trim().parse::<u32>());
+        // `640x480` is width x height to most people and height x width to others: only a
+        // square one (`640x640`) says the same to everyone.
+        if let Some((a, b)) = s.split_once(['x', 'X'])
+            && a.trim() != b.trim()
+        {
+            return Err(ParseOptionError {
+                what: "image size",
+                value: s.to_owned(),
+                expected: format!(
+                    "H or H,W (height first, for example {},{} for a {}-wide, {}-high image;                      `AxB` is read by some as width x height, by others as height x width)",
+                    b.trim(),
+                    a.trim(),
+                    a.trim(),
+                    b.trim()
+                ),
+            });
+        }
+        let mut parts = s.split([',', 'x', 'X']).map(|p| p.trim().parse::<u32>());
         let h = parts.next().ok_or_else(err)?.map_err(|_| err())?;
         let w = match parts.next() {
             Some(w) => w.map_err(|_| err())?,
@@ -511,7 +528,12 @@ mod tests {
     fn image_sizes_parse() {
         assert_eq!("640".parse(), Ok(ImageSize::new(640, 640)));
         assert_eq!("480,640".parse(), Ok(ImageSize::new(480, 640)));
-        assert_eq!("480x640".parse(), Ok(ImageSize::new(480, 640)));
+        // Only a square size may be written with an `x`: `640x480` means different things
+        // to different people, and the error says what to write.
+        assert_eq!("640x640".parse(), Ok(ImageSize::new(640, 640)));
+        let error = "640x480".parse::<ImageSize>().unwrap_err().to_string();
+        assert!(error.contains("480,640"), "{error}");
+        assert!("640X480".parse::<ImageSize>().is_err());
         assert!("0".parse::<ImageSize>().is_err());
         assert!("1,2,3".parse::<ImageSize>().is_err());
         assert!("a".parse::<ImageSize>().is_err());
