@@ -57,7 +57,8 @@ pub fn convert(
     let checkpoint = Checkpoint::from_bytes(input.bytes()).map_err(ConvertError::Input)?;
     clock.begin(Stage::Describing, "describing the model".into());
     let desc = checkpoint.describe().map_err(ConvertError::Input)?;
-    let source = source_facts(&desc, &input.file_name, input.size, sha256);
+    let file_name = request.source_name.as_deref().unwrap_or(&input.file_name);
+    let source = source_facts(&desc, file_name, input.size, sha256);
     let weights = CheckpointWeights {
         checkpoint: &checkpoint,
         file: &input,

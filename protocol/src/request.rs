@@ -76,6 +76,11 @@ pub struct ConvertRequest {
     pub latency_budget_s: Option<f64>,
     /// Where to write `report.json` (also written when validation fails).
     pub report: Option<PathBuf>,
+    /// The checkpoint's name as its owner knows it, for the report and the artifact's
+    /// metadata (a service stores uploads under names of its own); `None`: the input's
+    /// file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_name: Option<String>,
     #[doc(hidden)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub perturb: Option<Perturbation>,
@@ -108,6 +113,7 @@ impl ConvertRequest {
             latency_budget_s: Some(limits::DEFAULT_LATENCY_BUDGET_S),
             test_fault: None,
             report: None,
+            source_name: None,
             perturb: None,
         }
     }

@@ -285,6 +285,11 @@ async fn a_pose_checkpoint_converts_and_its_artifact_downloads() {
         .await
         .unwrap();
     assert_eq!(report["status"], "passed", "{report}");
+    // The source by the name it was uploaded under, not the store's.
+    assert_eq!(
+        report["source"]["file_name"], "yolov7-w6-pose-w25.pt",
+        "{report}"
+    );
     assert_eq!(report["source"]["task"], "pose");
     assert_eq!(report["source"]["nkpt"], 17);
     assert_eq!(report["source"]["head"], "IKeypoint");

@@ -25,6 +25,9 @@ use crate::model::JobOptions;
 pub struct ChildSpec {
     pub exe: PathBuf,
     pub input: PathBuf,
+    /// The upload's name, which the report names the source by (the stored file has a
+    /// name of the store's).
+    pub source_name: String,
     pub output: PathBuf,
     pub report: PathBuf,
     pub options: JobOptions,
@@ -54,6 +57,7 @@ impl ChildSpec {
         request.iou = o.iou;
         request.max_det = o.max_det;
         request.report = Some(self.report.clone());
+        request.source_name = Some(self.source_name.clone());
         request.test_fault = self.test_fault;
         if let Some(runs) = self.latency_runs {
             // Exactly this many, as `--latency-runs N` alone asks.
@@ -223,6 +227,7 @@ mod tests {
         let spec = ChildSpec {
             exe: "yolots-converter".into(),
             input: "in.pt".into(),
+            source_name: "best.pt".into(),
             output: "out.pt".into(),
             report: "r.json".into(),
             options: JobOptions {
@@ -236,6 +241,7 @@ mod tests {
         };
         let request = spec.request();
         assert_eq!(request.input, std::path::Path::new("in.pt"));
+        assert_eq!(request.source_name.as_deref(), Some("best.pt"));
         assert_eq!(request.output, std::path::Path::new("out.pt"));
         assert_eq!(
             request.report.as_deref(),

@@ -353,6 +353,7 @@ async fn attempt(
     let spec = ChildSpec {
         exe: ctx.exe.clone(),
         input,
+        source_name: row.source_name.clone(),
         output: scratch.path().join(&name),
         report: scratch.path().join("report.json"),
         test_fault: options.test_fault.filter(|_| ctx.config.allow_test_faults),
