@@ -138,4 +138,7 @@ fn text_progress_is_one_plain_line_per_stage_and_quiet_is_quiet() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     assert!(dir.path().join("m.torchscript.pt").is_file());
+    // The report is named after its artifact: another artifact of the same checkpoint
+    // keeps its own.
+    assert!(dir.path().join("m.torchscript.report.json").is_file());
 }

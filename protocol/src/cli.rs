@@ -54,7 +54,9 @@ pub struct ConvertArgs {
     /// Most detections per image of the `detections` head.
     #[arg(long, default_value_t = limits::DEFAULT_MAX_DET)]
     pub max_det: i64,
-    /// Where to write `report.json` (default: beside the artifact, `NAME.report.json`).
+    /// Where to write `report.json` (default: beside the artifact and named after it,
+    /// `NAME.torchscript.report.json`, `NAME.torchscript.lite.report.json` or
+    /// `NAME.onnx.report.json`).
     #[arg(long)]
     pub report: Option<PathBuf>,
     /// Skip loading the artifact back and comparing it with the reference.
@@ -160,18 +162,22 @@ fn default_output(input: &Path, format: Format, optimize: Optimize) -> PathBuf {
     input.with_file_name(format!("{stem}.torchscript.{extension}"))
 }
 
-/// `dir/NAME.report.json` beside the artifact.
-fn default_report(output: &Path) -> PathBuf {
+/// The report beside the artifact, named after it, so that artifacts of one checkpoint
+/// (TorchScript, lite, ONNX) each keep their own: `best.torchscript.pt` gives
+/// `best.torchscript.report.json`, `best.torchscript.ptl` `best.torchscript.lite.report.json`,
+/// `best.onnx` `best.onnx.report.json`.
+pub fn default_report(output: &Path) -> PathBuf {
     let name = output
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let stem = name
-        .strip_suffix(".pt")
-        .or_else(|| name.strip_suffix(".ptl"))
-        .or_else(|| name.strip_suffix(".onnx"))
-        .unwrap_or(&name);
-    let stem = stem.strip_suffix(".torchscript").unwrap_or(stem);
+    let stem = if let Some(stem) = name.strip_suffix(".ptl") {
+        format!("{stem}.lite")
+    } else if let Some(stem) = name.strip_suffix(".pt") {
+        stem.to_owned()
+    } else {
+        name
+    };
     output.with_file_name(format!("{stem}.report.json"))
 }
 
@@ -275,9 +281,19 @@ mod tests {
             default_output(Path::new("best.pt"), ts, Optimize::Mobile),
             Path::new("best.torchscript.ptl")
         );
-        assert_eq!(default_report(&out), Path::new("runs/best.report.json"));
+        assert_eq!(
+            default_report(&out),
+            Path::new("runs/best.torchscript.report.json")
+        );
+        assert_eq!(
+            default_report(Path::new("best.torchscript.ptl")),
+            Path::new("best.torchscript.lite.report.json")
+        );
         let onnx = default_output(Path::new("runs/best.pt"), Format::Onnx, Optimize::None);
         assert_eq!(onnx, Path::new("runs/best.onnx"));
-        assert_eq!(default_report(&onnx), Path::new("runs/best.report.json"));
+        assert_eq!(
+            default_report(&onnx),
+            Path::new("runs/best.onnx.report.json")
+        );
     }
 }

@@ -28,16 +28,9 @@ pub struct Run {
     pub stages: Vec<(String, f64)>,
 }
 
-/// The stage times of the report written beside `output` (`NAME.report.json`).
+/// The stage times of the report the converter writes beside `output`.
 fn report_stages(output: &Path) -> Vec<(String, f64)> {
-    let name = output
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let stem = name
-        .strip_suffix(".torchscript.pt")
-        .or_else(|| name.strip_suffix(".onnx"))
-        .unwrap_or(&name);
-    let path = output.with_file_name(format!("{stem}.report.json"));
+    let path = yolots_protocol::cli::default_report(output);
     let Ok(bytes) = std::fs::read(&path) else {
         return Vec::new();
     };
