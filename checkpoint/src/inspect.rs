@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::Serialize;
+use yolots_protocol::words::thousands;
 
 use crate::model::{
     Activation, ConvBlock, DType, HeadKind, Layer, LayerKind, ModelDescription, ModelSource,
@@ -224,19 +225,6 @@ fn details(kind: &LayerKind) -> String {
             out
         }
     }
-}
-
-/// `1234567` as `1,234,567` (also the web page's way of writing counts).
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn number(x: f64) -> String {

@@ -138,11 +138,11 @@ pub(crate) fn timing_message(plan: TimingPlan) -> String {
     match plan.budget_s {
         Some(budget) => format!(
             "timing for about {budget} s, at most {}",
-            yolots_protocol::cli::count(plan.max_runs as u64, "run", "runs")
+            yolots_protocol::words::count(plan.max_runs as u64, "run", "runs")
         ),
         None => format!(
             "timing {}",
-            yolots_protocol::cli::count(plan.max_runs as u64, "run", "runs")
+            yolots_protocol::words::count(plan.max_runs as u64, "run", "runs")
         ),
     }
 }

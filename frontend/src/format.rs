@@ -49,7 +49,7 @@ pub fn duration(seconds: f64) -> String {
 }
 
 /// `37,620,125`, as `yolots inspect` writes counts.
-pub use yolots_checkpoint::inspect::thousands as count;
+pub use yolots_protocol::words::thousands as count;
 
 /// An absolute error: `0`, `3.1e-6`, `0.0042`.
 pub fn error(value: f64) -> String {

@@ -21,6 +21,7 @@ mod runtime;
 #[cfg(feature = "sqlx")]
 mod sql;
 mod task;
+pub mod words;
 
 pub use converter_line::{ConverterLine, EXIT_DIVERGED, EXIT_REFUSED};
 pub use error_code::{ErrorCode, GENERIC_ADVICE, Origin, UnknownErrorCode};

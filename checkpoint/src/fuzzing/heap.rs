@@ -50,27 +50,26 @@ fn size(bytes: usize) -> i64 {
     i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
+/// Counts a fresh allocation of `layout` (none when it failed) and hands it on.
+fn allocated(ptr: *mut u8, layout: Layout) -> *mut u8 {
+    if !ptr.is_null() {
+        INSTALLED.store(true, Ordering::Relaxed);
+        record(size(layout.size()));
+    }
+    ptr
+}
+
 // SAFETY: every call is forwarded unchanged to the system allocator; the counting touches
 // only thread-local cells and an atomic flag, and allocates nothing.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's layout.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            INSTALLED.store(true, Ordering::Relaxed);
-            record(size(layout.size()));
-        }
-        ptr
+        allocated(unsafe { System.alloc(layout) }, layout)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's layout.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            INSTALLED.store(true, Ordering::Relaxed);
-            record(size(layout.size()));
-        }
-        ptr
+        allocated(unsafe { System.alloc_zeroed(layout) }, layout)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

@@ -15,7 +15,8 @@ use yolots_converter::{
     ConversionReport, ConvertError, ConvertRequest, ConverterLine, EXIT_DIVERGED, EXIT_REFUSED,
     ProgressEvent, TestFault,
 };
-use yolots_protocol::cli::{ConvertArgs, ProgressFormat, count, small_number};
+use yolots_protocol::cli::{ConvertArgs, ProgressFormat};
+use yolots_protocol::words::{count, small_number};
 /// Acts out a deliberate failure of the service's fault tests.
 fn act(fault: TestFault) {
     match fault {
