@@ -23,7 +23,7 @@ pub enum Checked {
     Refused { code: ErrorCode, message: String },
     /// The check could not tell (the file cannot be opened, the child did not start): the
     /// caller goes on and reports whatever its own read says.
-    Unknown(String),
+    Unknown,
 }
 
 /// The upload check's bounds as the environment sets them (the flags are `serve`'s).
@@ -56,6 +56,9 @@ pub fn check(file: &Path) -> anyhow::Result<Checked> {
                 message: error.to_string(),
             }
         }
-        Err(CheckError::Failed(message)) => Checked::Unknown(message),
+        Err(CheckError::Failed(message)) => {
+            tracing::debug!(%message, "the bounded read could not tell; reading here");
+            Checked::Unknown
+        }
     })
 }
