@@ -104,6 +104,12 @@ pub struct LimitArgs {
     /// Seconds one conversion may run before its process is killed.
     #[arg(long, env = "YOLOTS_JOB_TIMEOUT_SECS", default_value_t = 900.0)]
     pub job_timeout_secs: f64,
+
+    /// Most pixels (height x width of `img_size`) one conversion may ask for; the API
+    /// refuses more (`invalid_options`, option `img_size`) and a worker fails such a job
+    /// (`resource_exceeded`). Default 4096x4096.
+    #[arg(long, env = "YOLOTS_MAX_PIXELS", default_value_t = 4096 * 4096)]
+    pub max_pixels: u64,
 }
 
 impl LimitArgs {
@@ -137,6 +143,36 @@ pub struct WorkerArgs {
     /// many times over. `OMP_NUM_THREADS`, when set, wins.
     #[arg(long, env = "YOLOTS_CPU_THREADS", default_value_t = 0)]
     pub cpu_threads: usize,
+
+    /// Memory (data segment, MiB) of one conversion process before anything is asked of
+    /// it; the bound of a conversion adds the per-megapixel term and eight times the
+    /// checkpoint's size. A conversion that needs more fails with `resource_exceeded`. 0:
+    /// no memory bound. On a CUDA device the bound applies only when this is set
+    /// explicitly (the CUDA driver's own host mappings count against it).
+    #[arg(long, env = "YOLOTS_CONVERSION_MEMORY_MB")]
+    pub conversion_memory_mb: Option<u64>,
+
+    /// Memory (MiB) one conversion may use per megapixel of its `img_size`.
+    #[arg(
+        long,
+        env = "YOLOTS_CONVERSION_MEMORY_MB_PER_MEGAPIXEL",
+        default_value_t = 768
+    )]
+    pub conversion_memory_mb_per_megapixel: u64,
+
+    /// CPU seconds (all its threads together) of one conversion process before anything
+    /// is asked of it; the bound adds the per-megapixel term. Past it the process is
+    /// stopped (`SIGXCPU`) and the job fails with `resource_exceeded`. 0: no CPU bound.
+    #[arg(long, env = "YOLOTS_CONVERSION_CPU_SECS", default_value_t = 600)]
+    pub conversion_cpu_secs: u64,
+
+    /// CPU seconds one conversion may use per megapixel of its `img_size`.
+    #[arg(
+        long,
+        env = "YOLOTS_CONVERSION_CPU_SECS_PER_MEGAPIXEL",
+        default_value_t = 120
+    )]
+    pub conversion_cpu_secs_per_megapixel: u64,
 
     /// Honour the `test_fault` job option (for the project's fault tests only).
     #[arg(long, hide = true)]

@@ -1,5 +1,6 @@
 //! The `yolots` binary's library: the command line, the REST service and its database.
 //!
+//! - [`bounds`]: memory and CPU bounds of child processes.
 //! - [`cli`]: clap subcommands and their entry points.
 //! - [`config`]: settings shared by the subcommands (flags and environment variables).
 //! - [`converter`]: where the converting binary (the one that loads libtorch) is.
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod converter;

@@ -207,6 +207,22 @@ impl JobOptions {
         Ok(())
     }
 
+    /// Checks the image's pixels (height x width) against a service's ceiling.
+    pub fn check_pixels(&self, max_pixels: u64) -> Result<(), InvalidOptions> {
+        let pixels = self.img_size.pixels();
+        if pixels > max_pixels {
+            let ImageSize { height, width } = self.img_size;
+            return Err(InvalidOptions {
+                message: format!(
+                    "img_size {height}x{width} is {pixels} pixels, more than the {max_pixels} \
+                     this service converts"
+                ),
+                option: Some("img_size"),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks the image size against the model's largest stride.
     pub fn check_for_model(&self, strides: &[f64]) -> Result<(), InvalidOptions> {
         let max = strides.iter().fold(0.0f64, |a, &b| a.max(b)).round() as u32;

@@ -24,6 +24,8 @@ pub struct ApiSettings {
     pub max_upload_bytes: u64,
     pub max_parameters: u64,
     pub max_layers: u64,
+    /// Most pixels (height x width) a conversion may ask for.
+    pub max_pixels: u64,
     pub job_timeout: Duration,
     /// Longest wait for the next bytes of an upload body.
     pub body_idle_timeout: Duration,
@@ -109,6 +111,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_upload_bytes: args.limits.max_upload_bytes,
             max_parameters: args.limits.max_parameters,
             max_layers: args.limits.max_layers,
+            max_pixels: args.limits.max_pixels,
             job_timeout: args.limits.job_timeout(),
             body_idle_timeout: args.body_idle_timeout(),
             open: args.open,

@@ -145,6 +145,10 @@ error_codes! {
     /// The conversion process died (a signal: libtorch aborted, or memory ran out).
     ConversionCrashed => "conversion_crashed", Job,
         "The conversion process stopped unexpectedly (libtorch aborted, or memory ran out) on every attempt. Retry; if it fails again, try fp32, no fusing or a smaller image size.";
+    /// The conversion needed more memory or CPU time than its bounds (or asked for more
+    /// pixels than the worker converts); not retried.
+    ResourceExceeded => "resource_exceeded", Job,
+        "The conversion needed more memory or CPU time than this server gives one conversion. Try a smaller image size, or ask the operator to raise the workers' bounds.";
     /// The conversion ran past the server's time limit.
     Timeout => "timeout", Job,
         "The conversion ran past this server's time limit. Try a smaller image size, skip the mobile optimisation, or pick a GPU device.";

@@ -374,6 +374,11 @@ impl ImageSize {
     pub fn hw(self) -> [i64; 2] {
         [i64::from(self.height), i64::from(self.width)]
     }
+
+    /// Height times width: what a conversion's memory and time grow with.
+    pub fn pixels(self) -> u64 {
+        u64::from(self.height) * u64::from(self.width)
+    }
 }
 
 impl Default for ImageSize {

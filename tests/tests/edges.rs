@@ -349,6 +349,156 @@ async fn metrics_need_an_admin_token_or_their_own_address() {
     assert_eq!(other.status(), 404);
 }
 
+/// The peak resident memory (VmHWM, bytes) of the process `pid`, if it still runs.
+fn peak_resident(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib << 10)
+}
+
+/// The conversion processes (`yolots-converter`) started by the process `parent`.
+fn converters_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // `pid (comm) state ppid ...`; comm may hold spaces, so read after the `)`.
+                let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+                stat.contains("(yolots-convert")
+                    && after.split_whitespace().nth(1) == Some(&parent.to_string())
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_oversized_conversion_ends_resource_exceeded_once() {
+    let _serial = exclusive().await;
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    // 768 MiB and 8 times the 5 MB checkpoint: a 4096x4096 conversion of the small model
+    // needs several GiB, one at 160x160 about 250 MB.
+    let bound_mib: u64 = 768;
+    let server = Server::start(
+        &db.url,
+        data.path(),
+        &[
+            "--workers",
+            "1",
+            "--latency-runs",
+            "0",
+            "--device",
+            "cpu",
+            "--conversion-memory-mb",
+            &bound_mib.to_string(),
+            "--conversion-memory-mb-per-megapixel",
+            "0",
+            "--max-pixels",
+            &(4096 * 4096).to_string(),
+        ],
+    )
+    .await
+    .unwrap();
+    let client = server.client(&create_token(&db.url, "bounds", false).unwrap());
+    // Past the pixel ceiling: refused before any job exists, naming the option.
+    let answer = client
+        .upload("m.pt", small_model(), Some(r#"{"img_size": [8192, 4096]}"#))
+        .await
+        .unwrap();
+    let body = problem(answer, 400, "invalid_options").await;
+    assert_eq!(body["option"], "img_size", "{body}");
+    let config: serde_json::Value = client
+        .get("/api/v1/config")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["limits"]["max_pixels"], 4096 * 4096, "{config}");
+
+    // Within the ceiling but beyond the memory bound.
+    let started = std::time::Instant::now();
+    let job = client
+        .create_job(
+            &fixtures().join(SMALL),
+            Some(r#"{"img_size": [4096, 4096]}"#),
+        )
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let watcher = {
+        let server_pid = server.pid();
+        tokio::task::spawn_blocking(move || {
+            let mut peak = 0u64;
+            let until = std::time::Instant::now() + Duration::from_secs(120);
+            while std::time::Instant::now() < until {
+                for pid in converters_of(server_pid) {
+                    peak = peak.max(peak_resident(pid).unwrap_or(0));
+                }
+                if peak > 0 && converters_of(server_pid).is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        })
+    };
+    let done = client
+        .wait_final(&id, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    let peak = watcher.await.unwrap();
+    println!(
+        "4096x4096 under a {bound_mib} MiB bound: resource_exceeded after {:.1} s, \
+         converter peak resident {} MiB",
+        elapsed.as_secs_f64(),
+        peak >> 20
+    );
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "resource_exceeded", "{done}");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("img_size"),
+        "{done}"
+    );
+    // Not retried: one attempt, and it stays failed.
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
+    // Resident memory stayed near the bound (the bound counts the data segment; the
+    // resident figure adds the libraries' code).
+    assert!(
+        peak < (bound_mib + 40 + 512) << 20,
+        "peak {} MiB",
+        peak >> 20
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = client.job(&id).await.unwrap();
+    assert_eq!(
+        (later["status"].as_str(), later["attempts"].as_i64()),
+        (Some("failed"), Some(1)),
+        "{later}"
+    );
+
+    // The same bound lets an ordinary conversion through.
+    let job = client
+        .create_job(&fixtures().join(SMALL), Some(r#"{"img_size": [160, 160]}"#))
+        .await
+        .unwrap();
+    let done = client
+        .wait_final(job["id"].as_str().unwrap(), Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+}
+
 /// The head of a multipart upload sent by hand, with its body to follow chunked.
 fn chunked_upload_head(port: u16, token: &str) -> String {
     format!(

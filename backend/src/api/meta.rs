@@ -15,6 +15,8 @@ use crate::server::AppState;
 pub struct Limits {
     pub max_parameters: u64,
     pub max_layers: u64,
+    /// Most pixels (height x width of `img_size`) a conversion may ask for.
+    pub max_pixels: u64,
     pub job_timeout_seconds: f64,
 }
 
@@ -54,6 +56,7 @@ pub async fn config(state: web::Data<AppState>) -> HttpResponse {
         limits: Limits {
             max_parameters: s.max_parameters,
             max_layers: s.max_layers,
+            max_pixels: s.max_pixels,
             job_timeout_seconds: s.job_timeout.as_secs_f64(),
         },
         devices,

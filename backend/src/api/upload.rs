@@ -198,6 +198,7 @@ async fn read_parts(
             "options" => match read_text(&mut field, budget, OPTIONS_LIMIT).await? {
                 Ok(text) => match JobOptions::parse(&text).and_then(|o| {
                     o.check(state.settings.allow_test_faults)?;
+                    o.check_pixels(state.settings.max_pixels)?;
                     Ok(o)
                 }) {
                     Ok(o) => parts.options = Some(o),

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
 use super::protocol::CheckLine;
+use crate::bounds::set_limit;
 
 /// Most bytes of the child's stdout kept (its one line is far shorter).
 const STDOUT_LIMIT: usize = 64 << 10;
@@ -106,28 +107,13 @@ fn classify(status: &ExitStatus, stdout: &[u8], stderr: &str) -> Ended {
     if status.signal() == Some(libc::SIGXCPU) {
         return Ended::OutOfTime;
     }
-    if ran_out_of_memory(stderr) {
+    if crate::bounds::allocation_failed(stderr) {
         return Ended::OutOfMemory;
     }
     Ended::Crashed {
         status: status.to_string(),
         stderr: stderr.to_owned(),
     }
-}
-
-/// Whether a child's last words say an allocation failed: Rust's allocation-failure
-/// abort, C++'s `bad_alloc`, or a failed thread or mapping.
-fn ran_out_of_memory(stderr: &str) -> bool {
-    [
-        "memory allocation of",
-        "bad_alloc",
-        "Cannot allocate memory",
-        "out of memory",
-        // The dynamic loader, when the bound is below what the binary needs to start.
-        "failed to map segment",
-    ]
-    .iter()
-    .any(|sign| stderr.contains(sign))
 }
 
 /// In the forked child: die with the parent, no core dumps, the memory and CPU bounds.
@@ -140,18 +126,6 @@ fn limit_self(memory_bytes: u64, cpu_secs: u64) -> std::io::Result<()> {
     set_limit(libc::RLIMIT_DATA, memory_bytes, memory_bytes)?;
     // SIGXCPU at the soft limit, SIGKILL at the hard one.
     set_limit(libc::RLIMIT_CPU, cpu_secs, cpu_secs.saturating_add(1))
-}
-
-fn set_limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> std::io::Result<()> {
-    let limit = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    // SAFETY: setrlimit reads the struct passed by reference for the duration of the call.
-    if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// SIGKILL to the child's process group (the child and anything it started), then reap.

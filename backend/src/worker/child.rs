@@ -8,6 +8,14 @@
 //! (`PR_SET_PDEATHSIG`), so a killed worker leaves no conversion running. Whatever the
 //! child does — abort inside libtorch, run out of memory, hang — only the child ends, and
 //! its memory goes back to the system with it.
+//!
+//! The child runs under the job's bounds (`ChildLimits`): a data-segment limit
+//! (`RLIMIT_DATA`: heap, anonymous mappings, thread stacks; not the read-only mappings of
+//! libtorch's libraries, which `RLIMIT_AS` would count) and a CPU-time limit
+//! (`RLIMIT_CPU`, `SIGXCPU` at the soft limit, `SIGKILL` a few seconds later). Its stderr
+//! is watched as it passes for the words of a failed allocation, so a child that ran into
+//! its memory bound is told from one that crashed however it then ends (an error line, a
+//! panic, or an abort inside libtorch).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -18,6 +26,7 @@ use tokio::process::{Child, ChildStdout, Command};
 use tokio::task::JoinHandle;
 use yolots_protocol::{ConvertRequest, ConverterLine, DeviceChoice, TestFault};
 
+use crate::bounds::{AllocationWatch, set_limit};
 use crate::model::JobOptions;
 
 /// What to convert and how.
@@ -38,6 +47,33 @@ pub struct ChildSpec {
     pub test_fault: Option<TestFault>,
     /// libtorch's thread count in the child (`OMP_NUM_THREADS`), if capped.
     pub cpu_threads: Option<usize>,
+    /// The child's memory and CPU bounds.
+    pub limits: ChildLimits,
+}
+
+/// The bounds one conversion process runs under.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChildLimits {
+    /// `RLIMIT_DATA`, bytes; `None`: no memory bound.
+    pub memory_bytes: Option<u64>,
+    /// `RLIMIT_CPU`, seconds of all threads together; `None`: no CPU bound.
+    pub cpu_secs: Option<u64>,
+}
+
+/// Seconds between `SIGXCPU` (the soft CPU limit) and `SIGKILL` (the hard one).
+const CPU_GRACE_SECS: u64 = 5;
+
+/// In the forked child: die with the worker, no core dumps, the memory and CPU bounds.
+fn limit_self(limits: ChildLimits) -> std::io::Result<()> {
+    die_with_parent()?;
+    set_limit(libc::RLIMIT_CORE, 0, 0)?;
+    if let Some(bytes) = limits.memory_bytes {
+        set_limit(libc::RLIMIT_DATA, bytes, bytes)?;
+    }
+    if let Some(secs) = limits.cpu_secs {
+        set_limit(libc::RLIMIT_CPU, secs, secs.saturating_add(CPU_GRACE_SECS))?;
+    }
+    Ok(())
 }
 
 impl ChildSpec {
@@ -72,7 +108,8 @@ impl ChildSpec {
 pub struct ConversionChild {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
-    stderr: Option<JoinHandle<String>>,
+    /// The tail of stderr, and whether any of it said an allocation failed.
+    stderr: Option<JoinHandle<(String, bool)>>,
 }
 
 /// How much of the child's stderr is kept.
@@ -96,10 +133,11 @@ impl ConversionChild {
             // Read by libtorch when it starts its thread pool.
             command.env("OMP_NUM_THREADS", threads.to_string());
         }
-        // SAFETY: the closure runs in the forked child before exec and only calls
-        // async-signal-safe functions (prctl, getppid, _exit).
+        let limits = spec.limits;
+        // SAFETY: the closure runs in the forked child before exec and only makes system
+        // calls (prctl, setrlimit), which are async-signal-safe; it allocates nothing.
         unsafe {
-            command.pre_exec(die_with_parent);
+            command.pre_exec(move || limit_self(limits));
         }
         let mut child = command.spawn()?;
         // The request is small (well under a pipe's buffer): written at once, then closed so
@@ -117,17 +155,22 @@ impl ConversionChild {
         let stderr = child.stderr.take().map(|mut stderr| {
             tokio::spawn(async move {
                 let mut tail: VecDeque<u8> = VecDeque::with_capacity(STDERR_TAIL);
+                let mut watch = AllocationWatch::default();
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = stderr.read(&mut buf).await {
                     if n == 0 {
                         break;
                     }
-                    tail.extend(buf.iter().take(n));
+                    let chunk = buf.get(..n).unwrap_or_default();
+                    watch.feed(chunk);
+                    tail.extend(chunk);
                     while tail.len() > STDERR_TAIL {
                         tail.pop_front();
                     }
                 }
-                String::from_utf8_lossy(&tail.into_iter().collect::<Vec<u8>>()).into_owned()
+                let text =
+                    String::from_utf8_lossy(&tail.into_iter().collect::<Vec<u8>>()).into_owned();
+                (text, watch.seen())
             })
         });
         Ok(Self {
@@ -167,14 +210,15 @@ impl ConversionChild {
         }
     }
 
-    /// Waits for the child to end; returns its status and the tail of its stderr.
-    pub async fn wait(mut self) -> (std::io::Result<ExitStatus>, String) {
+    /// Waits for the child to end; returns its status, the tail of its stderr and
+    /// whether its stderr said an allocation failed.
+    pub async fn wait(mut self) -> (std::io::Result<ExitStatus>, String, bool) {
         let status = self.child.wait().await;
-        let tail = match self.stderr.take() {
+        let (tail, allocation_failed) = match self.stderr.take() {
             Some(task) => task.await.unwrap_or_default(),
-            None => String::new(),
+            None => (String::new(), false),
         };
-        (status, tail)
+        (status, tail, allocation_failed)
     }
 }
 
@@ -185,6 +229,52 @@ fn die_with_parent() -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Which of its bounds a conversion ran into, if any: the CPU bound when the child was
+/// stopped by `SIGXCPU` (the kernel's signal at the soft CPU limit, which nothing else
+/// sends), the memory bound when it had one and said an allocation failed (in its stderr
+/// or its error line), however it then ended. A death without either sign (`SIGSEGV`, a
+/// `SIGKILL` from outside, a panic about something else) stays a crash: the worker does not
+/// guess.
+pub fn exceeded(
+    limits: &ChildLimits,
+    status: Option<&ExitStatus>,
+    allocation_failed: bool,
+) -> Option<Bound> {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(secs) = limits.cpu_secs
+        && status.and_then(|s| s.signal()) == Some(libc::SIGXCPU)
+    {
+        return Some(Bound::Cpu { secs });
+    }
+    match limits.memory_bytes {
+        Some(bytes) if allocation_failed => Some(Bound::Memory { bytes }),
+        _ => None,
+    }
+}
+
+/// A bound a conversion ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Memory { bytes: u64 },
+    Cpu { secs: u64 },
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bound::Memory { bytes } => write!(
+                f,
+                "the conversion needed more than the {} MiB of memory this worker gives it",
+                bytes >> 20
+            ),
+            Bound::Cpu { secs } => write!(
+                f,
+                "the conversion used more than the {secs} s of CPU time this worker gives it"
+            ),
+        }
+    }
 }
 
 /// A sentence for a child that ended without a result.
@@ -238,6 +328,7 @@ mod tests {
             latency_runs: Some(1),
             test_fault: Some(TestFault::Hang),
             cpu_threads: Some(2),
+            limits: ChildLimits::default(),
         };
         let request = spec.request();
         assert_eq!(request.input, std::path::Path::new("in.pt"));
@@ -267,5 +358,60 @@ mod tests {
         let s = ExitStatus::from_raw(libc::SIGABRT);
         assert!(describe_exit(&s).contains("SIGABRT"));
         assert_eq!(last_line("a\nb\n\n"), Some("b".into()));
+    }
+
+    #[test]
+    fn bounds_run_into_are_told_from_crashes() {
+        use std::os::unix::process::ExitStatusExt;
+        let bounded = ChildLimits {
+            memory_bytes: Some(1 << 30),
+            cpu_secs: Some(60),
+        };
+        let xcpu = ExitStatus::from_raw(libc::SIGXCPU);
+        let abort = ExitStatus::from_raw(libc::SIGABRT);
+        let panicked = ExitStatus::from_raw(101 << 8);
+        assert_eq!(
+            exceeded(&bounded, Some(&xcpu), false),
+            Some(Bound::Cpu { secs: 60 })
+        );
+        assert_eq!(
+            exceeded(&bounded, Some(&abort), true),
+            Some(Bound::Memory { bytes: 1 << 30 })
+        );
+        assert_eq!(
+            exceeded(&bounded, Some(&panicked), true),
+            Some(Bound::Memory { bytes: 1 << 30 })
+        );
+        // No sign: a crash.
+        assert_eq!(exceeded(&bounded, Some(&abort), false), None);
+        let segv = ExitStatus::from_raw(libc::SIGSEGV);
+        assert_eq!(exceeded(&bounded, Some(&segv), false), None);
+        // Without a memory bound an allocation failure is not this worker's bound.
+        assert_eq!(exceeded(&ChildLimits::default(), Some(&abort), true), None);
+        assert!(
+            Bound::Memory { bytes: 1 << 30 }
+                .to_string()
+                .contains("1024 MiB")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_bounds_hold_in_the_child() {
+        // A shell that spins: stopped by SIGXCPU at a one-second CPU bound.
+        let spec_limits = ChildLimits {
+            memory_bytes: Some(256 << 20),
+            cpu_secs: Some(1),
+        };
+        let mut command = tokio::process::Command::new("sh");
+        command.args(["-c", "while :; do :; done"]);
+        // SAFETY: as in `spawn`.
+        unsafe {
+            command.pre_exec(move || limit_self(spec_limits));
+        }
+        let status = command.status().await.unwrap();
+        assert_eq!(
+            exceeded(&spec_limits, Some(&status), false),
+            Some(Bound::Cpu { secs: 1 })
+        );
     }
 }

@@ -24,7 +24,7 @@ use crate::storage::Storage;
 
 pub mod child;
 
-use child::{ChildSpec, ConversionChild};
+use child::{ChildLimits, ChildSpec, ConversionChild};
 use yolots_protocol::ConverterLine;
 use yolots_protocol::ErrorCode;
 use yolots_protocol::report::ConversionReport;
@@ -43,6 +43,51 @@ pub struct WorkerConfig {
     /// libtorch threads of one conversion child (`OMP_NUM_THREADS`), or none to leave
     /// the child's environment as it is.
     pub cpu_threads: Option<usize>,
+    /// The memory and CPU bounds of each conversion, and the pixels it may ask for.
+    pub bounds: ConversionBounds,
+}
+
+/// How a conversion's bounds are sized: a base plus a term per megapixel of its
+/// `img_size` (activations grow with the image), plus, for memory, a multiple of the
+/// checkpoint's size (the weights are held several times: read, reference, fused,
+/// artifact).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversionBounds {
+    /// MiB before anything is asked; `None`: no memory bound.
+    pub memory_base_mb: Option<u64>,
+    pub memory_mb_per_megapixel: u64,
+    /// CPU seconds before anything is asked; `None`: no CPU bound.
+    pub cpu_base_secs: Option<u64>,
+    pub cpu_secs_per_megapixel: u64,
+    /// Most pixels (height x width) a conversion may ask for.
+    pub max_pixels: u64,
+}
+
+/// The memory base of a conversion when none is configured, on the CPU.
+pub const DEFAULT_CONVERSION_MEMORY_MB: u64 = 1024;
+/// How many times the checkpoint's size a conversion's memory bound adds.
+pub const SOURCE_SIZE_FACTOR: u64 = 8;
+
+impl ConversionBounds {
+    /// The bounds of one conversion of `pixels` pixels from a checkpoint of
+    /// `source_bytes` bytes.
+    pub fn for_job(&self, pixels: u64, source_bytes: u64) -> ChildLimits {
+        // Per megapixel (10^6 pixels), rounded up; in u128 so no setting overflows.
+        let per_pixels = |per_megapixel: u64| -> u64 {
+            let scaled = (u128::from(per_megapixel) * u128::from(pixels)).div_ceil(1_000_000);
+            u64::try_from(scaled).unwrap_or(u64::MAX)
+        };
+        ChildLimits {
+            memory_bytes: self.memory_base_mb.map(|base| {
+                base.saturating_add(per_pixels(self.memory_mb_per_megapixel))
+                    .saturating_mul(1 << 20)
+                    .saturating_add(source_bytes.saturating_mul(SOURCE_SIZE_FACTOR))
+            }),
+            cpu_secs: self
+                .cpu_base_secs
+                .map(|base| base.saturating_add(per_pixels(self.cpu_secs_per_megapixel))),
+        }
+    }
 }
 
 impl WorkerConfig {
@@ -67,6 +112,20 @@ impl WorkerConfig {
             heartbeat: queue.heartbeat(),
             poll: queue.poll(),
             allow_test_faults: worker.allow_test_faults,
+            bounds: ConversionBounds {
+                memory_base_mb: match worker.conversion_memory_mb {
+                    Some(0) => None,
+                    Some(mb) => Some(mb),
+                    // The CUDA driver's host mappings count against RLIMIT_DATA: on a GPU
+                    // the bound is the operator's explicit choice.
+                    None if matches!(device, DeviceChoice::Cuda(_)) => None,
+                    None => Some(DEFAULT_CONVERSION_MEMORY_MB),
+                },
+                memory_mb_per_megapixel: worker.conversion_memory_mb_per_megapixel,
+                cpu_base_secs: Some(worker.conversion_cpu_secs).filter(|&s| s > 0),
+                cpu_secs_per_megapixel: worker.conversion_cpu_secs_per_megapixel,
+                max_pixels: limits.max_pixels,
+            },
             cpu_threads: cpu_threads(
                 worker.cpu_threads,
                 conversions,
@@ -329,6 +388,19 @@ async fn attempt(
         report: None,
     };
     let options = job.options().clone();
+    // A job queued by an API with a higher ceiling than this worker's.
+    if let Err(refused) = options.check_pixels(ctx.config.bounds.max_pixels) {
+        return Ok(Attempt::Ended(Outcome::Failed {
+            code: ErrorCode::ResourceExceeded,
+            message: refused.message,
+            retry: false,
+            report: None,
+        }));
+    }
+    let limits = ctx
+        .config
+        .bounds
+        .for_job(options.img_size.pixels(), row.source_size.max(0) as u64);
     let scratch = tempfile::Builder::new()
         .prefix("yolots-job-")
         .tempdir()
@@ -361,6 +433,7 @@ async fn attempt(
         device,
         latency_runs: ctx.config.latency_runs,
         cpu_threads: ctx.config.cpu_threads,
+        limits,
     };
     let mut child = ConversionChild::spawn(&spec)
         .await
@@ -375,7 +448,32 @@ async fn attempt(
         Followed::Exited { .. } => {}
         _ => child.kill().await,
     }
-    let (status, stderr) = child.wait().await;
+    let (status, stderr, allocation_failed) = child.wait().await;
+    // Ran into its bounds, however it then ended: final, never retried (it would only
+    // run into them again).
+    if let Followed::Exited {
+        result: None,
+        error,
+    } = &followed
+    {
+        let said = error
+            .as_ref()
+            .is_some_and(|e| crate::bounds::allocation_failed(&e.message));
+        if let Some(bound) =
+            child::exceeded(&limits, status.as_ref().ok(), allocation_failed || said)
+        {
+            tracing::info!(job = %row.id, %bound, "the conversion ran into its bounds");
+            return Ok(Attempt::Ended(Outcome::Failed {
+                code: ErrorCode::ResourceExceeded,
+                message: format!(
+                    "{bound} (img_size {}); ask for a smaller img_size",
+                    spec.options.img_size
+                ),
+                retry: false,
+                report: None,
+            }));
+        }
+    }
     match followed {
         Followed::LeaseLost => Ok(Attempt::LeaseLost),
         Followed::Released => Ok(Attempt::HandBack),
@@ -543,7 +641,43 @@ async fn file_digest(path: &std::path::Path) -> std::io::Result<(u64, String)> {
 
 #[cfg(test)]
 mod tests {
-    use super::cpu_threads;
+    use super::{ConversionBounds, cpu_threads};
+    use crate::worker::child::ChildLimits;
+
+    #[test]
+    fn bounds_grow_with_the_pixels_and_the_checkpoint() {
+        let bounds = ConversionBounds {
+            memory_base_mb: Some(1024),
+            memory_mb_per_megapixel: 768,
+            cpu_base_secs: Some(600),
+            cpu_secs_per_megapixel: 120,
+            max_pixels: 4096 * 4096,
+        };
+        // 640x640 is 0.4096 megapixels: 315 MiB and 50 s more (rounded up), plus eight
+        // times a 75 MB checkpoint.
+        assert_eq!(
+            bounds.for_job(640 * 640, 75_000_000),
+            ChildLimits {
+                memory_bytes: Some((1024 + 315) * (1 << 20) + 600_000_000),
+                cpu_secs: Some(650),
+            }
+        );
+        let unbounded = ConversionBounds {
+            memory_base_mb: None,
+            cpu_base_secs: None,
+            ..bounds
+        };
+        assert_eq!(
+            unbounded.for_job(u64::MAX, u64::MAX),
+            ChildLimits::default()
+        );
+        // Settings that would overflow saturate.
+        let huge = ConversionBounds {
+            memory_mb_per_megapixel: u64::MAX,
+            ..bounds
+        };
+        assert_eq!(huge.for_job(u64::MAX, 0).memory_bytes, Some(u64::MAX));
+    }
 
     #[test]
     fn conversions_share_the_cores() {
