@@ -115,7 +115,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             job_timeout: args.limits.job_timeout(),
             body_idle_timeout: args.body_idle_timeout(),
             open: args.open,
-            allow_test_faults: args.worker.allow_test_faults,
+            allow_test_faults: args.worker.allow_test_faults(),
         },
         upload_check: UploadChecker::new(
             std::env::current_exe().context("locating the yolots binary")?,
@@ -127,7 +127,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(bind) => Some(metrics_server(state.clone(), bind)?),
         None => None,
     };
-    let web_dir = args.web_dir.clone();
+    let web_dir = page_folder(&args.web_dir);
     let mut server = HttpServer::new(move || {
         let app = App::new()
             .app_data(state.clone())
@@ -195,4 +195,28 @@ fn metrics_server(
     .run();
     tracing::info!(address = %bind, "metrics listening");
     Ok(server)
+}
+
+/// The folder the page is served from: the one configured, or, when that holds no page,
+/// `web/` beside the binary's folder (`<prefix>/bin/yolots` with `<prefix>/web`, the layout
+/// of an installed or distributed yolots), so `yolots serve` works from any folder.
+fn page_folder(configured: &std::path::Path) -> std::path::PathBuf {
+    let has_page = |dir: &std::path::Path| dir.join("index.html").is_file();
+    if has_page(configured) {
+        return configured.to_path_buf();
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("web")))
+        .filter(|dir| has_page(dir));
+    match beside {
+        Some(dir) => {
+            tracing::info!(page = %dir.display(), "no page in {}; serving the one beside the binary", configured.display());
+            dir
+        }
+        None => {
+            tracing::warn!(page = %configured.display(), "no web page found (index.html); the API is served without it");
+            configured.to_path_buf()
+        }
+    }
 }

@@ -69,7 +69,8 @@ fn claim_for_this_clone(dir: &Path, root: &Path) {
         }
     }
     step(format!(
-        "build cache: last used by another clone; {touched} files of this one marked as changed"
+        "build cache: another clone built here last, so this clone's own crates compile again \
+         ({touched} files marked as changed); the dependencies are reused"
     ));
     if let Err(error) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&marker, this)) {
         step(format!("build cache: {}: {error}", marker.display()));

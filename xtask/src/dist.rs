@@ -69,7 +69,7 @@ pub fn dist(args: &DistArgs) -> anyhow::Result<()> {
     std::fs::copy(&tools.onnxruntime.library, &onnxruntime)
         .context("copying ONNX Runtime's library")?;
     let lib_bytes = lib_bytes + size_of(&onnxruntime);
-    copy_tree(&web::out_dir(), &out.join("web"))?;
+    paths::copy_tree(&web::out_dir(), &out.join("web"))?;
     std::fs::write(out.join(MARKER), "made by cargo xtask dist\n")?;
 
     // The folder must stand alone: every library resolves inside it or to the system.
@@ -222,25 +222,6 @@ fn link_or_copy(source: &Path, target: &Path) -> anyhow::Result<u64> {
         std::fs::copy(&source, target).with_context(|| format!("copying {}", source.display()))?;
     }
     Ok(size_of(target))
-}
-
-fn copy_tree(source: &Path, target: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(target)?;
-    for entry in
-        std::fs::read_dir(source).with_context(|| format!("reading {}", source.display()))?
-    {
-        let path = entry?.path();
-        let Some(name) = path.file_name() else {
-            continue;
-        };
-        if path.is_dir() {
-            copy_tree(&path, &target.join(name))?;
-        } else {
-            std::fs::copy(&path, target.join(name))
-                .with_context(|| format!("copying {}", path.display()))?;
-        }
-    }
-    Ok(())
 }
 
 /// Fails when a library of a binary is missing or would come from the build machine's

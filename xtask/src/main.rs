@@ -2,6 +2,7 @@
 //!
 //! - `setup`: libtorch, the wasm toolchain and web page, PostgreSQL (idempotent).
 //! - `run`: setup, release build, `yolots serve` until Ctrl-C.
+//! - `install`: the release binaries on the `PATH`.
 //! - `test`: setup, format and lint checks, every test of every crate, a summary.
 //! - `bench`: the benchmarks of every crate, figures printed.
 //! - `gpu-bundle`: the binary, fixtures and a script to validate on a GPU machine.
@@ -18,6 +19,7 @@ mod browser;
 mod build_cache;
 mod dist;
 mod gpu_bundle;
+mod install;
 mod libtorch;
 mod migrations;
 mod moto;
@@ -51,6 +53,8 @@ enum Command {
     Run(run::RunArgs),
     /// Set up and run every check and test; non-zero on any failure.
     Test(test::TestArgs),
+    /// Build in release mode and put `yolots` and `yolots-converter` on the PATH.
+    Install(install::InstallArgs),
     /// Run the benchmarks and print their figures.
     Bench(bench::BenchArgs),
     /// Build a self-contained bundle that converts the fixtures on a GPU machine.
@@ -71,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Command::Setup(args) => setup::command(&args),
         Command::Run(args) => run::run(&args),
         Command::Test(args) => test::test(&args),
+        Command::Install(args) => install::install(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::GpuBundle(args) => gpu_bundle::gpu_bundle(&args),
         Command::Dist(args) => dist::dist(&args),

@@ -94,6 +94,12 @@ fn display(cmd: &Command) -> String {
 /// Builds the release binaries every served or shipped yolots needs: `yolots` and, beside
 /// it, the `yolots-converter` its workers and `yolots convert` run.
 pub fn build_release_binaries() -> anyhow::Result<()> {
+    let target = crate::paths::target();
+    announce_build(
+        "yolots and yolots-converter (release)",
+        &target.join("release/yolots-converter"),
+        "libtorch's bindings, actix-web, sqlx and the converter",
+    );
     run(Command::new("cargo")
         .args([
             "build",
@@ -105,4 +111,21 @@ pub fn build_release_binaries() -> anyhow::Result<()> {
             "yolots-converter",
         ])
         .current_dir(crate::paths::root()))
+}
+
+/// Says what cargo compiles next and why it may take a while: the first build on a machine
+/// (nothing at `output` in the shared build folder yet) compiles every dependency, on two
+/// cores for many minutes; later builds compile only what changed.
+pub fn announce_build(what: &str, output: &std::path::Path, heavy_parts: &str) {
+    if output.exists() {
+        step(format!(
+            "compiling {what}: only what changed since the last build"
+        ));
+    } else {
+        step(format!(
+            "compiling {what} for the first time on this machine: every dependency ({heavy_parts}), \
+             many minutes on a small machine (cargo prints each crate); later builds and other \
+             clones reuse the shared build folder"
+        ));
+    }
 }

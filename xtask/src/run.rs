@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use anyhow::Context;
 use clap::Args;
 
-use crate::paths;
 use crate::process::{self, step};
 use crate::setup::{self, SetupArgs};
+use crate::{install, paths};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -30,7 +30,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
 fn build_and_serve(args: &RunArgs, env: &setup::Environment) -> anyhow::Result<()> {
     process::build_release_binaries()?;
-    let binary = paths::target().join("release/yolots");
+    // The clone's own copy: another clone's build in the shared folder cannot replace the
+    // binaries this server (and the converters it starts) runs.
+    let placed = install::place(&paths::state(), &env.onnxruntime.library)?;
+    let binary = placed[0].clone();
+    step(format!(
+        "yolots is at {} (`cargo xtask install` puts it on your PATH)",
+        relative(&binary).display()
+    ));
     let data_dir = paths::state().join("data");
     std::fs::create_dir_all(&data_dir)?;
     step(format!("serving on http://{} (Ctrl-C stops)", args.bind));
@@ -66,4 +73,16 @@ fn build_and_serve(args: &RunArgs, env: &setup::Environment) -> anyhow::Result<(
     let status = child.wait()?;
     step(format!("server stopped ({status})"));
     Ok(())
+}
+
+/// `path` relative to the current folder when it lies inside it (shorter to read and copy).
+fn relative(path: &std::path::Path) -> std::path::PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|here| {
+            path.strip_prefix(here)
+                .ok()
+                .map(std::path::Path::to_path_buf)
+        })
+        .unwrap_or_else(|| path.to_path_buf())
 }

@@ -109,6 +109,17 @@ impl Environment {
 /// bound by the network and the disk, the other by the CPU.
 pub fn tools(args: &SetupArgs) -> anyhow::Result<Tools> {
     std::fs::create_dir_all(paths::state())?;
+    let tools = prepare_tools(args)?;
+    // Every cargo this process runs from now on (release builds, tests, benchmarks) builds
+    // torch-sys against the resolved folder, as the child processes of `vars` do: with the
+    // clone's `.yolots/libtorch` link instead (what `.cargo/config.toml` gives), torch-sys
+    // would rebuild in every clone and the binaries would embed the clone's path.
+    // SAFETY: the setup threads have joined; no other thread reads the environment now.
+    unsafe { std::env::set_var("LIBTORCH", &tools.libtorch.dir) };
+    Ok(tools)
+}
+
+fn prepare_tools(args: &SetupArgs) -> anyhow::Result<Tools> {
     std::thread::scope(|scope| {
         let libtorch = scope.spawn(|| libtorch::ensure(args.for_tests));
         let test_tools = scope.spawn(|| {

@@ -69,7 +69,7 @@ fn ensure_bindgen() -> anyhow::Result<PathBuf> {
     ));
     process::run(
         Command::new("cargo")
-            .args(["install", "--quiet", "wasm-bindgen-cli", "--version"])
+            .args(["install", "wasm-bindgen-cli", "--version"])
             .arg(format!("={version}"))
             .arg("--root")
             .arg(&root),
@@ -78,12 +78,18 @@ fn ensure_bindgen() -> anyhow::Result<PathBuf> {
 }
 
 fn build(bindgen: &Path) -> anyhow::Result<()> {
-    step("building the web page (wasm32, profile `web`)");
+    process::announce_build(
+        "the web page (wasm32, profile `web`)",
+        &paths::target()
+            .join(TARGET)
+            .join(PROFILE)
+            .join("yolots_web.wasm"),
+        "Yew and its web bindings",
+    );
     process::run(
         Command::new("cargo")
             .args([
                 "build",
-                "--quiet",
                 "--profile",
                 PROFILE,
                 "-p",
@@ -113,7 +119,7 @@ fn build(bindgen: &Path) -> anyhow::Result<()> {
         )?;
         optimize(&stamp);
     }
-    copy_static(&paths::root().join("frontend/static"), &out)?;
+    paths::copy_tree(&paths::root().join("frontend/static"), &out)?;
     report_size(&pkg)
 }
 
@@ -129,16 +135,17 @@ fn report_size(pkg: &Path) -> anyhow::Result<()> {
         gzip += gzip_len(&bytes)?;
     }
     let mb = |n: usize| n as f64 / 1e6;
+    // The budget is for what a browser downloads: the gzip-compressed size.
     let verdict = if gzip <= GZIP_BUDGET {
         "within"
     } else {
         "OVER"
     };
     step(format!(
-        "web page bundle: {:.2} MB, {:.2} MB gzip ({verdict} the {:.1} MB budget)",
-        mb(raw),
+        "web page: {:.2} MB to download compressed ({verdict} its {:.1} MB budget; {:.2} MB uncompressed)",
         mb(gzip),
-        mb(GZIP_BUDGET)
+        mb(GZIP_BUDGET),
+        mb(raw),
     ));
     Ok(())
 }
@@ -159,6 +166,16 @@ fn optimize(wasm: &Path) {
     {
         step("wasm-opt not available: the web page is served unoptimised");
         return;
+    }
+    match wasm_opt_release() {
+        Some(release) if release < WASM_OPT_FIRST_READING => {
+            step(format!(
+                "wasm-opt {release} is older than {WASM_OPT_FIRST_READING}, the first release \
+                 that reads this page's code: the page is served as wasm-bindgen wrote it"
+            ));
+            return;
+        }
+        _ => {}
     }
     let optimized = wasm.with_extension("opt.wasm");
     let ran = Command::new("wasm-opt")
@@ -195,18 +212,18 @@ fn optimize(wasm: &Path) {
     }
 }
 
-fn copy_static(from: &Path, to: &Path) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let entry = entry?;
-        let dest = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            std::fs::create_dir_all(&dest)?;
-            copy_static(&entry.path(), &dest)?;
-        } else {
-            std::fs::copy(entry.path(), dest)?;
-        }
-    }
-    Ok(())
+/// The first binaryen release whose `wasm-opt` parses wasm-bindgen's reference types.
+const WASM_OPT_FIRST_READING: u32 = 116;
+
+/// `wasm-opt --version` prints `wasm-opt version 108` (or `... 116 (version_116)`).
+fn wasm_opt_release() -> Option<u32> {
+    let out = Command::new("wasm-opt").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|word| *word != "version")
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn modified(path: &Path) -> Option<std::time::SystemTime> {

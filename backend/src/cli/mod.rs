@@ -124,8 +124,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `YOLOTS_LOG_FORMAT=json` the format.
 fn init_tracing() {
     use std::io::IsTerminal;
+    // PostgreSQL's notices ("relation ... already exists, skipping" on every start's
+    // migration check) are routine; sqlx logs them at info, so the default quiets them.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
