@@ -440,6 +440,38 @@ fn onnx_refuses_what_only_torchscript_does() {
     }
 }
 
+/// Images whose height or width is not a multiple of the largest stride are refused by the
+/// ONNX file itself, and ONNX Runtime's error says so (it quotes the checking node's name)
+/// rather than failing deep inside at a Concat; a good size still runs. Float16 files take
+/// the float32 images every caller has.
+#[test]
+fn an_onnx_file_names_the_stride_when_the_image_size_is_wrong() {
+    let python = onnx_python().expect("YOLOTS_ONNX_PYTHON: cargo xtask setup installs it");
+    let exp = Expected::load("yolov7-tiny");
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = onnx_request("yolov7-tiny", dir.path(), "m.onnx", &exp);
+    r.precision = Precision::Fp16;
+    run(&r);
+    let out = Command::new(python)
+        .arg(manifest_dir().join("tests/python/run_sizes.py"))
+        .arg(&r.output)
+        .args(["64x96", "37x64", "64x70"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0], "64 96 ran");
+    for line in &lines[1..] {
+        assert!(
+            line.contains("refused")
+                && line.contains("image height and width must be multiples of 32"),
+            "{line}"
+        );
+    }
+}
+
 /// Without ONNX Runtime, an ONNX conversion that validates or times ends in
 /// `onnxruntime_error` before any work (nothing is written), one without validation or
 /// timing needs none.

@@ -246,6 +246,22 @@ impl Graph {
         });
     }
 
+    /// Appends a node with one output and a name of our choosing: runtimes quote a failing
+    /// node's name, so a node that exists to fail can say why in it.
+    pub fn op_named(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) -> String {
+        let output = self.op(op, inputs, attrs);
+        if let Some(node) = self.nodes.last_mut() {
+            node.name = name.to_owned();
+        }
+        output
+    }
+
     /// Elements in every initializer.
     pub fn initializer_elements(&self) -> i64 {
         self.initializers

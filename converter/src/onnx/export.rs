@@ -50,9 +50,10 @@ pub(crate) fn model(net: &Network, spec: &OnnxSpec<'_>) -> Result<ModelProto> {
             named("width"),
         ],
     );
+    let checked = size_guard(&mut e, spec.metadata.input.size_multiple);
     let x = match spec.precision {
-        Precision::Fp32 => IMAGES.to_owned(),
-        Precision::Fp16 => e.cast(IMAGES, DataType::Float16),
+        Precision::Fp32 => checked,
+        Precision::Fp16 => e.cast(&checked, DataType::Float16),
     };
     let raw = net.onnx(&mut e, &x)?;
     let head = net.head()?;
@@ -89,6 +90,25 @@ pub(crate) fn model(net: &Network, spec: &OnnxSpec<'_>) -> Result<ModelProto> {
         spec.metadata.nc, spec.metadata.source_file
     );
     Ok(e.g.into_model(info, metadata_props(spec.metadata)?))
+}
+
+/// `images` reshaped to its own shape plus `[0, 0, H mod m, W mod m]`: the same tensor
+/// when height and width are multiples of `m`; otherwise a Reshape that cannot succeed,
+/// and the runtime's error quotes this node's name, which says what is wrong. (ONNX has
+/// no assertion; without this, a bad size fails deep inside at a Concat.) The check sits
+/// on the data path, so no optimiser can drop it as unused.
+fn size_guard(e: &mut OnnxEmitter, multiple: i64) -> String {
+    let shape = e.g.op("Shape", &[IMAGES], vec![]);
+    let sizes = e.slice(&shape, 0, 2, Some(4));
+    let m = e.g.ints(&[multiple]);
+    let rest = e.g.op("Mod", &[&sizes, &m], vec![]);
+    let zeros = e.g.ints(&[0, 0]);
+    let offset = e.concat(&[&zeros, &rest], 0);
+    let wanted = e.g.op("Add", &[&shape, &offset], vec![]);
+    let name = format!(
+        "yolots: image height and width must be multiples of {multiple} (the model's largest stride)"
+    );
+    e.g.op_named("Reshape", &name, &[IMAGES, &wanted], vec![])
 }
 
 /// The names of the outputs a head gives.
