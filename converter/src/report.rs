@@ -54,7 +54,7 @@ pub(crate) fn latency_from_runs(
         device,
         method: method.to_owned(),
         input_shape,
-        warmup: warmup_calls.iter().filter(|c| c.method == method).count(),
+        warmup: warmup_calls.len(),
         runs: ms.len(),
         p50_ms: rank(0.5),
         p90_ms: rank(0.9),

@@ -246,7 +246,8 @@ pub struct Latency {
     /// The method timed (`forward`).
     pub method: String,
     pub input_shape: Vec<i64>,
-    /// Untimed calls of `method` before the first timed one.
+    /// Untimed calls of the artifact before the first timed one, whatever their method:
+    /// the length of `warmup_calls`.
     pub warmup: usize,
     /// Timed calls.
     pub runs: usize,
