@@ -174,12 +174,22 @@ pub struct WorkerArgs {
     )]
     pub conversion_cpu_secs_per_megapixel: u64,
 
-    /// Honour the `test_fault` job option (for the project's fault tests only).
+    /// Honour the `test_fault` job option (for the project's fault tests only; only in
+    /// builds with the `test-hooks` feature).
+    #[cfg(feature = "test-hooks")]
     #[arg(long, hide = true)]
     pub allow_test_faults: bool,
 }
 
 impl WorkerArgs {
+    /// `--allow-test-faults`, in a build with test hooks.
+    pub fn allow_test_faults(&self) -> bool {
+        #[cfg(feature = "test-hooks")]
+        return self.allow_test_faults;
+        #[cfg(not(feature = "test-hooks"))]
+        false
+    }
+
     pub fn shutdown_grace(&self) -> Duration {
         secs(self.shutdown_grace_secs, 0.0)
     }

@@ -115,6 +115,9 @@ pub struct JobOptions {
     #[serde(default = "default_max_det")]
     #[schema(schema_with = max_det_schema)]
     pub max_det: i64,
+    /// Only in builds with the `test-hooks` feature (the end-to-end tests'): elsewhere an
+    /// unknown field, neither accepted nor listed.
+    #[cfg(feature = "test-hooks")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(ignore)]
     pub test_fault: Option<TestFault>,
@@ -144,6 +147,7 @@ impl Default for JobOptions {
             conf: default_conf(),
             iou: default_iou(),
             max_det: default_max_det(),
+            #[cfg(feature = "test-hooks")]
             test_fault: None,
         }
     }
@@ -201,10 +205,18 @@ impl JobOptions {
         limits::check(self.conf, self.iou, self.max_det, self.img_size)
             .map_err(InvalidOptions::new)?;
         limits::compatible(self.format, self.mode, self.precision, self.optimize)?;
-        if self.test_fault.is_some() && !allow_test_faults {
+        if self.test_fault().is_some() && !allow_test_faults {
             return Err(InvalidOptions::new("unknown field `test_fault`"));
         }
         Ok(())
+    }
+
+    /// The deliberate fault asked for; always `None` in a build without test hooks.
+    pub fn test_fault(&self) -> Option<TestFault> {
+        #[cfg(feature = "test-hooks")]
+        return self.test_fault;
+        #[cfg(not(feature = "test-hooks"))]
+        None
     }
 
     /// Checks the image's pixels (height x width) against a service's ceiling.
@@ -470,6 +482,7 @@ impl From<&JobRow> for JobView {
     fn from(row: &JobRow) -> Self {
         let base = format!("/api/v1/jobs/{}", row.id);
         let options = JobOptions {
+            #[cfg(feature = "test-hooks")]
             test_fault: None,
             ..row.options.0.clone()
         };
@@ -606,18 +619,38 @@ mod tests {
         assert!(fine.check(false).is_ok());
     }
 
+    /// Built without the test hooks (`cargo build -p yolots`, the release builds), the
+    /// option is unknown: refused, and not among the fields the refusal lists.
+    #[cfg(not(feature = "test-hooks"))]
+    #[test]
+    fn without_test_hooks_test_fault_is_an_unknown_field() {
+        let refused = JobOptions::parse(r#"{"test_fault": "abort"}"#).unwrap_err();
+        assert!(
+            refused.message.contains("unknown field `test_fault`"),
+            "{refused}"
+        );
+        assert_eq!(
+            refused.message.matches("test_fault").count(),
+            1,
+            "{refused}"
+        );
+    }
+
     #[test]
     fn options_are_checked() {
         let mut o = JobOptions::default();
         assert!(o.check(false).is_ok());
         o.conf = 1.5;
         assert!(o.check(false).is_err());
-        o = JobOptions {
-            test_fault: Some(TestFault::Abort),
-            ..JobOptions::default()
-        };
-        assert!(o.check(false).is_err());
-        assert!(o.check(true).is_ok());
+        #[cfg(feature = "test-hooks")]
+        {
+            o = JobOptions {
+                test_fault: Some(TestFault::Abort),
+                ..JobOptions::default()
+            };
+            assert!(o.check(false).is_err());
+            assert!(o.check(true).is_ok());
+        }
         o = JobOptions {
             img_size: ImageSize::new(320, 100),
             ..JobOptions::default()

@@ -83,6 +83,7 @@ pub struct ConvertArgs {
     pub verbose: u8,
     /// A deliberate failure for the service's fault tests (`abort`, `hang`, `slow`), acted
     /// on once the `building` stage is reported. Workers pass it only when allowed.
+    #[cfg(feature = "test-hooks")]
     #[arg(long, hide = true)]
     pub test_fault: Option<TestFault>,
 }
@@ -123,6 +124,15 @@ impl ConvertArgs {
             report: Some(report),
             ..self.latency(ConvertRequest::new(&self.input, output))
         }
+        .with_test_fault(self.test_fault())
+    }
+
+    /// `--test-fault`, in a build with test hooks.
+    fn test_fault(&self) -> Option<TestFault> {
+        #[cfg(feature = "test-hooks")]
+        return self.test_fault;
+        #[cfg(not(feature = "test-hooks"))]
+        None
     }
 }
 

@@ -85,7 +85,9 @@ pub struct ConvertRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub perturb: Option<Perturbation>,
     /// A deliberate failure for the service's fault tests, acted on once the `building`
-    /// stage is reported (workers pass it only when the server allows test faults).
+    /// stage is reported (workers pass it only when the server allows test faults). Only
+    /// in builds with the `test-hooks` feature; others ignore it.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_fault: Option<TestFault>,
@@ -111,10 +113,33 @@ impl ConvertRequest {
             validate: true,
             latency_runs: limits::DEFAULT_LATENCY_RUNS,
             latency_budget_s: Some(limits::DEFAULT_LATENCY_BUDGET_S),
+            #[cfg(feature = "test-hooks")]
             test_fault: None,
             report: None,
             source_name: None,
             perturb: None,
+        }
+    }
+
+    /// The deliberate fault asked for; always `None` in a build without test hooks.
+    pub fn test_fault(&self) -> Option<TestFault> {
+        #[cfg(feature = "test-hooks")]
+        return self.test_fault;
+        #[cfg(not(feature = "test-hooks"))]
+        None
+    }
+
+    /// The same request asking for `fault`; a build without test hooks keeps none.
+    pub fn with_test_fault(self, fault: Option<TestFault>) -> Self {
+        #[cfg(feature = "test-hooks")]
+        return ConvertRequest {
+            test_fault: fault,
+            ..self
+        };
+        #[cfg(not(feature = "test-hooks"))]
+        {
+            let _ = fault;
+            self
         }
     }
 }
@@ -123,12 +148,29 @@ impl ConvertRequest {
 mod tests {
     use super::*;
 
+    /// Built without the test hooks (the release builds), a request's `test_fault` is
+    /// ignored: the converter never acts on it.
+    #[cfg(not(feature = "test-hooks"))]
+    #[test]
+    fn without_test_hooks_a_test_fault_is_ignored() {
+        let request: ConvertRequest = serde_json::from_str(
+            &serde_json::to_string(&ConvertRequest::new("in.pt", "out.pt"))
+                .unwrap()
+                .replacen('{', r#"{"test_fault":"abort","#, 1),
+        )
+        .unwrap();
+        assert_eq!(request.test_fault(), None);
+    }
+
     #[test]
     fn a_request_round_trips_as_json_and_old_requests_still_read() {
-        let mut request = ConvertRequest::new("in.pt", "out.pt");
-        request.test_fault = Some(TestFault::Hang);
+        let request = ConvertRequest::new("in.pt", "out.pt").with_test_fault(Some(TestFault::Hang));
         let text = serde_json::to_string(&request).unwrap();
-        assert!(text.contains(r#""test_fault":"hang""#), "{text}");
+        assert_eq!(
+            text.contains(r#""test_fault":"hang""#),
+            cfg!(feature = "test-hooks"),
+            "{text}"
+        );
         assert_eq!(
             serde_json::from_str::<ConvertRequest>(&text).unwrap(),
             request

@@ -94,13 +94,12 @@ impl ChildSpec {
         request.max_det = o.max_det;
         request.report = Some(self.report.clone());
         request.source_name = Some(self.source_name.clone());
-        request.test_fault = self.test_fault;
         if let Some(runs) = self.latency_runs {
             // Exactly this many, as `--latency-runs N` alone asks.
             request.latency_runs = runs;
             request.latency_budget_s = None;
         }
-        request
+        request.with_test_fault(self.test_fault)
     }
 }
 
@@ -342,7 +341,10 @@ mod tests {
         assert_eq!(request.device, DeviceChoice::Cpu);
         assert!(!request.fuse);
         assert_eq!((request.latency_runs, request.latency_budget_s), (1, None));
-        assert_eq!(request.test_fault, Some(TestFault::Hang));
+        assert_eq!(
+            request.test_fault(),
+            Some(TestFault::Hang).filter(|_| cfg!(feature = "test-hooks"))
+        );
         // Without a count, the converter's budget.
         let budget = ChildSpec {
             latency_runs: None,

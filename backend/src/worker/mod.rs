@@ -111,7 +111,7 @@ impl WorkerConfig {
             shutdown_grace: worker.shutdown_grace(),
             heartbeat: queue.heartbeat(),
             poll: queue.poll(),
-            allow_test_faults: worker.allow_test_faults,
+            allow_test_faults: worker.allow_test_faults(),
             bounds: ConversionBounds {
                 memory_base_mb: match worker.conversion_memory_mb {
                     Some(0) => None,
@@ -428,7 +428,9 @@ async fn attempt(
         source_name: row.source_name.clone(),
         output: scratch.path().join(&name),
         report: scratch.path().join("report.json"),
-        test_fault: options.test_fault.filter(|_| ctx.config.allow_test_faults),
+        test_fault: options
+            .test_fault()
+            .filter(|_| ctx.config.allow_test_faults),
         options,
         device,
         latency_runs: ctx.config.latency_runs,

@@ -29,10 +29,7 @@ fn act(fault: TestFault) {
 }
 
 pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
-    let request = ConvertRequest {
-        test_fault: args.test_fault,
-        ..args.request()
-    };
+    let request = args.request();
     let reporting = match (args.progress, args.quiet) {
         (ProgressFormat::Json, _) => Reporting::Json,
         (ProgressFormat::Text, false) => Reporting::Text,
@@ -66,7 +63,7 @@ pub fn run_request_from_stdin() -> anyhow::Result<ExitCode> {
 
 /// Converts as `request` says, reporting as `reporting` says.
 fn execute(request: &ConvertRequest, reporting: Reporting) -> ExitCode {
-    let fault = request.test_fault;
+    let fault = request.test_fault();
     let json = reporting == Reporting::Json;
     let mut on_progress = |event: &ProgressEvent| {
         match reporting {
