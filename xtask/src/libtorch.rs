@@ -53,14 +53,29 @@ pub fn ensure(need_python: bool) -> anyhow::Result<Libtorch> {
     })
 }
 
+/// What the page's Python snippet imports beside torch (the tests run it as printed).
+const SNIPPET_PACKAGES: [&str; 2] = ["numpy==2.4.6", "pillow==13.0.0"];
+
 /// The cached virtual environment with `torch==2.11.0`, created on first use.
 fn ensure_venv() -> anyhow::Result<PathBuf> {
     let venv = paths::cache().join(format!("torch-{TORCH_VERSION}"));
     let done = venv.join(".yolots-complete");
-    if done.is_file() {
+    let stamp = std::iter::once(TORCH_VERSION)
+        .chain(SNIPPET_PACKAGES)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let installed = std::fs::read_to_string(&done).unwrap_or_default();
+    if installed.trim() == stamp {
         step(format!(
             "libtorch {TORCH_VERSION}: cached Python environment ready"
         ));
+        return Ok(venv);
+    }
+    if installed.trim() == TORCH_VERSION {
+        // An environment from before the snippet's packages: add them, torch stays.
+        step("libtorch: adding numpy and Pillow to the cached Python environment");
+        pip_install(&venv, &SNIPPET_PACKAGES)?;
+        std::fs::write(&done, stamp)?;
         return Ok(venv);
     }
     let python = ["python3.11", "python3", "python"]
@@ -75,6 +90,16 @@ fn ensure_venv() -> anyhow::Result<PathBuf> {
     if !venv.join("bin/python").is_file() {
         process::run(Command::new(python).args(["-m", "venv"]).arg(&venv))?;
     }
+    let torch = format!("torch=={TORCH_VERSION}");
+    let mut packages = vec![torch.as_str()];
+    packages.extend(SNIPPET_PACKAGES);
+    pip_install(&venv, &packages)?;
+    torch_package(&venv)?;
+    std::fs::write(&done, stamp)?;
+    Ok(venv)
+}
+
+fn pip_install(venv: &Path, packages: &[&str]) -> anyhow::Result<()> {
     process::run(
         Command::new(venv.join("bin/python"))
             .args([
@@ -85,11 +110,8 @@ fn ensure_venv() -> anyhow::Result<PathBuf> {
                 "--disable-pip-version-check",
                 "-q",
             ])
-            .arg(format!("torch=={TORCH_VERSION}")),
-    )?;
-    torch_package(&venv)?;
-    std::fs::write(&done, TORCH_VERSION)?;
-    Ok(venv)
+            .args(packages),
+    )
 }
 
 /// `<venv>/lib/pythonX.Y/site-packages/torch`, checked.

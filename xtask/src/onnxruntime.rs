@@ -1,7 +1,7 @@
 //! ONNX Runtime from PyPI, pinned, in a cached Python environment of its own
 //! (`<cache>/tools/onnxruntime-<version>/`): its shared library is what the converter
 //! loads to validate ONNX artifacts (`YOLOTS_ONNXRUNTIME`), and its Python package, with
-//! the `onnx` checker beside it, is the outside client the ONNX tests run
+//! the `onnx` checker and Pillow beside it, is the outside client the ONNX tests run
 //! (`YOLOTS_ONNX_PYTHON`). Installed by every setup, since the service converts to ONNX.
 
 use std::path::PathBuf;
@@ -15,6 +15,9 @@ pub const VERSION: &str = "1.31.1";
 
 /// The `onnx` package, for `onnx.checker` in the tests.
 const ONNX: &str = "onnx==1.23.2";
+
+/// Pillow, which the page's Python snippet reads its image with (the tests run it).
+const PILLOW: &str = "pillow==13.0.0";
 
 /// The installed runtime.
 #[derive(Debug, Clone)]
@@ -31,7 +34,7 @@ pub fn ensure() -> anyhow::Result<OnnxRuntime> {
         name: "onnxruntime",
         version: VERSION,
         extras: "",
-        also: &[ONNX],
+        also: &[ONNX, PILLOW],
         executable: "python",
         purpose: "validating ONNX artifacts, and the ONNX tests' outside client",
     })?;

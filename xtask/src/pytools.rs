@@ -30,7 +30,13 @@ pub fn ensure(tool: &Tool) -> anyhow::Result<PathBuf> {
         .join(format!("{}-{}", tool.name, tool.version));
     let exe = venv.join("bin").join(tool.executable);
     let done = venv.join(".yolots-complete");
-    if done.is_file() && exe.is_file() {
+    // The stamp names what was installed: a tool given another requirement is topped up.
+    let stamp = std::iter::once(tool.version)
+        .chain(tool.also.iter().copied())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let installed = std::fs::read_to_string(&done).unwrap_or_default();
+    if installed.trim() == stamp && exe.is_file() {
         step(format!("{} {}: cached", tool.name, tool.version));
         return Ok(exe);
     }
@@ -59,6 +65,6 @@ pub fn ensure(tool: &Tool) -> anyhow::Result<PathBuf> {
             exe.display()
         );
     }
-    std::fs::write(&done, tool.version)?;
+    std::fs::write(&done, stamp)?;
     Ok(exe)
 }
