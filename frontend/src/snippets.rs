@@ -110,9 +110,10 @@ fn python(a: &Artifact<'_>) -> String {
     let read_rows = match a.keypoints() {
         None => format!(
             r#"# One RGB image of any size, uint8 [H, W, 3]; boxes come back in its pixels.
-image = torch.from_numpy(np.asarray(Image.open("image.jpg").convert("RGB"))).to(device)
+image = torch.from_numpy(np.array(Image.open("image.jpg").convert("RGB"))).to(device)
 with torch.no_grad():
     boxes = model.detect_image(image, {conf}, {iou}, {max_det})  # [K, 6]
+print(len(boxes), "detection" if len(boxes) == 1 else "detections")
 for x1, y1, x2, y2, score, cls in boxes.tolist():
     print(model.names[int(cls)], f"{{score:.2f}}", [round(v) for v in (x1, y1, x2, y2)])
 "#,
@@ -122,9 +123,10 @@ for x1, y1, x2, y2, score, cls in boxes.tolist():
         ),
         Some(nkpt) => format!(
             r#"# One RGB image of any size, uint8 [H, W, 3]; boxes and keypoints come back in its pixels.
-image = torch.from_numpy(np.asarray(Image.open("image.jpg").convert("RGB"))).to(device)
+image = torch.from_numpy(np.array(Image.open("image.jpg").convert("RGB"))).to(device)
 with torch.no_grad():
     dets = model.detect_image(image, {conf}, {iou}, {max_det})  # [K, 6 + {values}*{nkpt}]
+print(len(dets), "detection" if len(dets) == 1 else "detections")
 # After x1, y1, x2, y2, score, class: {nkpt} keypoints of x, y (pixels) and a confidence.
 {order}kpts = dets[:, 6:].view(len(dets), {nkpt}, {values})  # not -1: view cannot infer it when K is 0
 for det, points in zip(dets.tolist(), kpts.tolist()):
@@ -140,7 +142,8 @@ for det, points in zip(dets.tolist(), kpts.tolist()):
         ),
     };
     format!(
-        r#"import numpy as np
+        r#"# pip install torch numpy pillow
+import numpy as np
 import torch
 from PIL import Image
 
@@ -168,6 +171,7 @@ fn cpp(a: &Artifact<'_>) -> String {
         None => format!(
             r#"  torch::Tensor boxes =
       model.get_method("detect_image")({{image, {conf}, {iou}, int64_t{{{max_det}}}}}).toTensor();
+  std::cout << boxes.size(0) << (boxes.size(0) == 1 ? " detection\n" : " detections\n");
   auto names = model.attr("names").toList();
   for (int64_t i = 0; i < boxes.size(0); ++i) {{
     auto row = boxes[i].to(torch::kCPU);  // x1, y1, x2, y2, score, class
@@ -185,6 +189,7 @@ fn cpp(a: &Artifact<'_>) -> String {
   // After x1, y1, x2, y2, score, class: {nkpt} keypoints of x, y (pixels) and a confidence.
 {order}  // dets.size(0), not -1: view cannot infer it when K is 0.
   torch::Tensor kpts = dets.slice(1, 6).view({{dets.size(0), {nkpt}, {values}}});
+  std::cout << dets.size(0) << (dets.size(0) == 1 ? " detection\n" : " detections\n");
   auto names = model.attr("names").toList();
   for (int64_t i = 0; i < dets.size(0); ++i) {{
     auto row = dets[i];  // x1, y1, x2, y2, score, class, keypoints
@@ -235,6 +240,8 @@ fn rust(a: &Artifact<'_>) -> String {
     let kind = if a.half { "Kind::Half" } else { "Kind::Float" };
     let read_rows = match a.keypoints() {
         None => r#"    if let IValue::Tensor(boxes) = model.method_is("detect_image", &args)? {
+        let (count, _) = boxes.size2()?;
+        println!("{count} {}", if count == 1 { "detection" } else { "detections" });
         boxes.print(); // [K, 6] = x1, y1, x2, y2, score, class
     }
 "#
@@ -245,6 +252,7 @@ fn rust(a: &Artifact<'_>) -> String {
         // x, y (pixels) and a confidence.
 {order}        let (count, _) = dets.size2()?; // not -1: view cannot infer it when K is 0
         let kpts = dets.narrow(1, 6, {values} * {nkpt}).view([count, {nkpt}, {values}]);
+        println!("{{count}} {{}}", if count == 1 {{ "detection" }} else {{ "detections" }});
         dets.narrow(1, 0, 6).print();
         kpts.print(); // [K, {nkpt}, {values}]
     }}
@@ -254,7 +262,7 @@ fn rust(a: &Artifact<'_>) -> String {
         ),
     };
     format!(
-        r#"// Cargo.toml: tch = "0.24" (libtorch 2.11)
+        r#"// Cargo.toml: tch = "0.24" (with libtorch 2.11: set LIBTORCH, or the download-libtorch feature)
 use tch::{{CModule, Device, IValue, Kind, Tensor}};
 
 fn main() -> Result<(), tch::TchError> {{
@@ -400,6 +408,24 @@ mod tests {
         for s in &snippets {
             assert!(!s.code.contains("COCO"), "{}", s.language);
             assert!(s.code.contains("[K, 6 + 3*5] = x1, y1"), "{}", s.language);
+        }
+    }
+
+    #[test]
+    fn every_snippet_prints_how_many_it_found() {
+        for artifact in [detection(), pose(17)] {
+            let snippets = all(&artifact);
+            let python = code(&snippets, "python");
+            assert!(
+                python.starts_with("# pip install torch numpy pillow\n"),
+                "{python}"
+            );
+            // A writable array: torch.from_numpy warns about a read-only one.
+            assert!(!python.contains("np.asarray"), "{python}");
+            assert!(python.contains("torch.from_numpy(np.array(Image.open("));
+            assert!(python.contains(r#""detection" if len("#), "{python}");
+            assert!(code(&snippets, "cpp").contains(r#"== 1 ? " detection\n" : " detections\n""#));
+            assert!(code(&snippets, "rust").contains(r#"println!("{count} {}", if count == 1"#));
         }
     }
 }

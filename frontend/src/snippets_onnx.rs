@@ -49,28 +49,16 @@ fn outputs(a: &Artifact<'_>) -> String {
 fn python(a: &Artifact<'_>) -> String {
     let [h, w] = a.img_size;
     let read = match a.head {
-        "detections" => {
-            let keypoints = match a.keypoints() {
-                Some(nkpt) => format!(
-                    "kpts = dets[:, 7:].reshape(len(dets), {nkpt}, {KEYPOINT_VALUES}) * [sx, sy, 1]  # x, y (pixels), conf\n"
-                ),
-                None => String::new(),
-            };
-            format!(
-                r#"(dets,) = session.run(["detections"], {{"images": x}})  # NMS inside: conf {conf}, IoU {iou}, at most {max_det} per image
-{keypoints}for image_index, x1, y1, x2, y2, score, cls in dets[:, :7].tolist():
-    print(names[int(cls)], f"{{score:.2f}}", [round(x1 * sx), round(y1 * sy), round(x2 * sx), round(y2 * sy)])
-"#,
-                conf = a.conf,
-                iou = a.iou,
-                max_det = a.max_det,
-            )
-        }
-        "raw" => "raw = session.run(None, {\"images\": x})  # one array per level\n".to_owned(),
-        _ => "(decoded,) = session.run([\"decoded\"], {\"images\": x})\n".to_owned(),
+        "detections" => python_detections(a),
+        "raw" => format!("{PYTHON_DECODE_RAW}{}", python_nms(a, false)),
+        _ => format!(
+            "(decoded,) = session.run([\"decoded\"], {{\"images\": x}})\n{}",
+            python_nms(a, true)
+        ),
     };
     format!(
-        r#"import json
+        r#"# pip install onnxruntime numpy pillow
+import json
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
@@ -80,13 +68,100 @@ names = json.loads(session.get_modelmeta().custom_metadata_map["names"])
 
 # RGB in 0..1, float32 [B, 3, H, W]; any batch, sides multiples of the largest stride.
 original = Image.open("image.jpg").convert("RGB")
-x = np.asarray(original.resize(({w}, {h})), dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
+pixels = np.array(original.resize(({w}, {h})), dtype=np.float32) / 255.0  # [H, W, 3]
+x = np.ascontiguousarray(pixels.transpose(2, 0, 1)[None])  # [1, 3, H, W]
 sx, sy = original.width / {w}, original.height / {h}  # back to the image's pixels
 
 # {out}
 {read}"#,
         file = a.file_name,
         out = outputs(a),
+    )
+}
+
+/// The `detections` head: NMS ran inside, the rows only need scaling to the image.
+fn python_detections(a: &Artifact<'_>) -> String {
+    let (keypoints, loop_head, print_keypoints) = match a.keypoints() {
+        Some(nkpt) => (
+            format!(
+                "kpts = dets[:, 7:].reshape(len(dets), {nkpt}, {KEYPOINT_VALUES}) * [sx, sy, 1]  # x, y (pixels), conf\n"
+            ),
+            "for det, points in zip(dets.tolist(), kpts.tolist()):",
+            "    print(\"  keypoints:\", [(round(x), round(y), round(conf, 2)) for x, y, conf in points])\n",
+        ),
+        None => (String::new(), "for det in dets.tolist():", ""),
+    };
+    format!(
+        r#"(dets,) = session.run(["detections"], {{"images": x}})  # NMS inside: conf {conf}, IoU {iou}, at most {max_det} per image
+{keypoints}print(len(dets), "detection" if len(dets) == 1 else "detections")
+{loop_head}
+    image_index, x1, y1, x2, y2, score, cls = det[:7]
+    print(names[int(cls)], f"{{score:.2f}}", [round(x1 * sx), round(y1 * sy), round(x2 * sx), round(y2 * sy)])
+{print_keypoints}"#,
+        conf = a.conf,
+        iou = a.iou,
+        max_det = a.max_det,
+    )
+}
+
+/// The `raw` head decoded as the model's own head does it, into the rows of `decoded`
+/// (boxes, objectness, class probabilities; a pose model's keypoints are left out).
+const PYTHON_DECODE_RAW: &str = r#"raw = session.run(None, {"images": x})  # one array per level
+meta = session.get_modelmeta().custom_metadata_map
+levels = []
+for r, stride, anchors in zip(raw, json.loads(meta["stride"]), json.loads(meta["anchors"])):
+    b, na, ny, nx, _ = r.shape
+    y = 0.5 + 0.5 * np.tanh(r[..., :5 + len(names)] / 2)  # sigmoid
+    gy, gx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    y[..., 0:2] = (y[..., 0:2] * 2 - 0.5 + np.stack([gx, gy], -1)) * stride  # centre, pixels
+    y[..., 2:4] = (y[..., 2:4] * 2) ** 2 * np.array(anchors)[None, :, None, None]  # size
+    levels.append(y.reshape(b, -1, y.shape[-1]))
+decoded = np.concatenate(levels, 1)  # [B, N, 5 + nc], as the decoded head gives
+"#;
+
+/// Thresholds, per-class NMS and the print of the first image's rows of `decoded`.
+fn python_nms(a: &Artifact<'_>, with_keypoints: bool) -> String {
+    let keypoints = a.keypoints().filter(|_| with_keypoints);
+    let (take_keypoints, print_keypoints) = match keypoints {
+        Some(nkpt) => (
+            format!(
+                "kpts = rows[:, 5 + nc:].reshape(len(rows), {nkpt}, {KEYPOINT_VALUES}) * [sx, sy, 1]  # x, y (pixels), conf\n"
+            ),
+            "    print(\"  keypoints:\", [(round(x), round(y), round(c, 2)) for x, y, c in kpts[i].tolist()])\n",
+        ),
+        None => (String::new(), ""),
+    };
+    format!(
+        r#"
+def nms(boxes, scores, iou):
+    """Indices of the boxes kept, best first: each drops the later ones it overlaps."""
+    order, keep = scores.argsort()[::-1], []
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        wh = np.minimum(boxes[i, 2:], boxes[rest, 2:]) - np.maximum(boxes[i, :2], boxes[rest, :2])
+        inter = wh.clip(0).prod(1)
+        order = rest[inter / (area[i] + area[rest] - inter) <= iou]
+    return np.array(keep, dtype=int)
+
+nc = len(names)
+rows = decoded[0]  # the first image
+scores = rows[:, 5:5 + nc] * rows[:, 4:5]  # class probability x objectness
+cls, score = scores.argmax(1), scores.max(1)
+above = score > {conf}
+rows, cls, score = rows[above], cls[above], score[above]
+boxes = np.concatenate([rows[:, :2] - rows[:, 2:4] / 2, rows[:, :2] + rows[:, 2:4] / 2], 1)
+# Per class: boxes moved apart by class, so boxes of two classes never suppress each other.
+kept = nms(boxes + cls[:, None] * 10000.0, score, {iou})[:{max_det}]
+boxes = boxes * [sx, sy, sx, sy]  # back to the image's pixels
+{take_keypoints}print(len(kept), "detection" if len(kept) == 1 else "detections")
+for i in kept:
+    print(names[cls[i]], f"{{score[i]:.2f}}", [round(v) for v in boxes[i].tolist()])
+{print_keypoints}"#,
+        conf = a.conf,
+        iou = a.iou,
+        max_det = a.max_det,
     )
 }
 
@@ -101,6 +176,7 @@ fn cpp(a: &Artifact<'_>) -> String {
         let columns = 7 + a.keypoints().map_or(0, |n| KEYPOINT_VALUES * n);
         format!(
             r#"  const int64_t count = shape[0], columns = {columns};
+  std::cout << count << (count == 1 ? " detection\n" : " detections\n");
   for (int64_t k = 0; k < count; ++k) {{
     const float* r = rows + k * columns;  // image index, x1, y1, x2, y2, score, class{kpts}
     std::cout << "class " << r[6] << " score " << r[5] << " box " << r[1] << "," << r[2]
@@ -113,13 +189,36 @@ fn cpp(a: &Artifact<'_>) -> String {
                 ""
             },
         )
-    } else {
-        "  std::cout << \"shape \" << shape[0] << \" x \" << shape[1] << \" x ...\\n\";\n"
+    } else if a.head == "raw" {
+        "  (void)rows;\n  std::cout << \"raw_0: \" << shape[0] << \" x \" << shape[1] << \" x \" << shape[2] << \" x \"\n            << shape[3] << \" x \" << shape[4] << \"\\n\";\n"
             .to_owned()
+    } else {
+        format!(
+            r#"  // Rows of cx, cy, w, h, objectness, class probabilities: score = objectness x
+  // probability; keep those above {conf}, then NMS at IoU {iou} (as the Python snippet does).
+  const int64_t count = shape[1], columns = shape[2];
+  int64_t candidates = 0;
+  for (int64_t k = 0; k < count; ++k) {{
+    const float* r = rows + k * columns;
+    float best = 0.0f;
+    for (int64_t c = 5; c < columns{classes_end}; ++c) best = std::max(best, r[4] * r[c]);
+    candidates += best > {conf} ? 1 : 0;
+  }}
+  std::cout << candidates << " candidates above " << {conf} << " before NMS\n";
+"#,
+            conf = a.conf,
+            iou = a.iou,
+            classes_end = match a.keypoints() {
+                Some(nkpt) => format!(" - {KEYPOINT_VALUES} * {nkpt}"),
+                None => String::new(),
+            },
+        )
     };
     format!(
-        r#"#include <onnxruntime_cxx_api.h>
+        r#"// Link the ONNX Runtime C++ API: target_link_libraries(app onnxruntime)
+#include <onnxruntime_cxx_api.h>
 
+#include <algorithm>
 #include <array>
 #include <iostream>
 #include <vector>
@@ -139,7 +238,6 @@ int main() {{
   auto result = session.Run(Ort::RunOptions{{nullptr}}, inputs, &input, 1, outputs, 1);
   const float* rows = result[0].GetTensorData<float>();
   auto shape = result[0].GetTensorTypeAndShapeInfo().GetShape();
-  (void)rows;
 {read}  return 0;
 }}
 "#,
@@ -204,5 +302,57 @@ mod tests {
         );
         assert!(snippets[1].code.contains("columns = 58"));
         assert!(snippets[0].code.contains("[K, 7 + 3*17]"));
+    }
+
+    #[test]
+    fn the_python_snippet_says_what_it_needs_and_prints_a_count() {
+        for head in ["decoded", "raw", "detections"] {
+            for nkpt in [0, 17] {
+                let artifact = Artifact {
+                    task: if nkpt > 0 { Task::Pose } else { Task::Detect },
+                    nkpt,
+                    ..onnx(head)
+                };
+                let python = &all(&artifact)[0].code;
+                assert!(
+                    python.starts_with("# pip install onnxruntime numpy pillow\n"),
+                    "{python}"
+                );
+                assert!(!python.contains("np.asarray"), "{python}");
+                assert!(
+                    python.contains(r#"print(len("#) && python.contains(r#""detection" if len("#),
+                    "{head}: {python}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_decoded_snippet_applies_nms_and_scales_back_to_the_image() {
+        for head in ["decoded", "raw"] {
+            let python = &all(&onnx(head))[0].code;
+            assert!(python.contains("def nms(boxes, scores, iou):"), "{python}");
+            assert!(
+                python.contains("nms(boxes + cls[:, None] * 10000.0, score, 0.45)[:300]"),
+                "{python}"
+            );
+            assert!(python.contains("above = score > 0.25"), "{python}");
+            assert!(
+                python.contains("boxes = boxes * [sx, sy, sx, sy]"),
+                "{python}"
+            );
+        }
+        let raw = &all(&onnx("raw"))[0].code;
+        assert!(raw.contains(r#"json.loads(meta["anchors"])"#), "{raw}");
+        let pose = &all(&Artifact {
+            task: Task::Pose,
+            nkpt: 17,
+            ..onnx("decoded")
+        })[0]
+            .code;
+        assert!(
+            pose.contains("kpts = rows[:, 5 + nc:].reshape(len(rows), 17, 3) * [sx, sy, 1]"),
+            "{pose}"
+        );
     }
 }
