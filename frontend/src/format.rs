@@ -81,6 +81,42 @@ pub fn shape(dims: &[i64]) -> String {
     format!("[{}]", inner.join(", "))
 }
 
+/// A floating-point type in the one spelling the page uses (`float16`, `float32`,
+/// `bfloat16`): the reader says `f16`, the options `fp16`, the report `float16`.
+pub fn dtype(name: &str) -> String {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "f16" | "fp16" | "half" | "float16" => "float16".to_owned(),
+        "f32" | "fp32" | "float" | "float32" => "float32".to_owned(),
+        "f64" | "fp64" | "double" | "float64" => "float64".to_owned(),
+        "bf16" | "bfloat16" => "bfloat16".to_owned(),
+        _ => name.to_owned(),
+    }
+}
+
+/// What the report says validated an ONNX artifact, with ONNX Runtime's build string
+/// (`ORT Build Info: git-branch=rel-1.31.1, git-commit-id=..., build type=Release`)
+/// reduced to its version, or left out when it names none.
+pub fn loaded_with(text: &str) -> String {
+    const BUILD: &str = "ORT Build Info:";
+    let Some(start) = text.find(BUILD) else {
+        return text.to_owned();
+    };
+    // The build string runs to the parenthesis after it (`(CPU)`), or to the end.
+    let end = text[start..]
+        .find(" (")
+        .map_or(text.len(), |offset| start + offset);
+    let version = text[start + BUILD.len()..end]
+        .split(',')
+        .find_map(|part| part.trim().strip_prefix("git-branch=rel-"))
+        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'));
+    let before = text[..start].trim_end();
+    let after = &text[end..];
+    match version {
+        Some(version) => format!("{before} {version}{after}"),
+        None => format!("{before}{after}"),
+    }
+}
+
 /// An RFC 3339 time as `2026-01-31 14:05:09` (UTC, as the service sends it).
 pub fn timestamp(rfc3339: &str) -> String {
     let trimmed = rfc3339.get(..19).unwrap_or(rfc3339);
@@ -120,5 +156,36 @@ mod tests {
         assert_eq!(error(0.0042), "0.0042");
         assert_eq!(shape(&[1, 25200, 8]), "[1, 25200, 8]");
         assert_eq!(timestamp("2026-01-31T14:05:09.123Z"), "2026-01-31 14:05:09");
+    }
+
+    #[test]
+    fn one_name_per_float_type() {
+        for spelled in ["f16", "fp16", "float16", "F16"] {
+            assert_eq!(dtype(spelled), "float16");
+        }
+        assert_eq!(dtype("fp32"), "float32");
+        assert_eq!(dtype("bf16"), "bfloat16");
+        assert_eq!(dtype("int8"), "int8");
+    }
+
+    #[test]
+    fn onnx_runtime_by_its_version_not_its_build_string() {
+        let tail =
+            " (CPU), the written file with its inner raw and decoded values added as outputs";
+        assert_eq!(
+            loaded_with(&format!(
+                "ONNX Runtime ORT Build Info: git-branch=rel-1.31.1, git-commit-id=6af1a93, build type=Release{tail}"
+            )),
+            format!("ONNX Runtime 1.31.1{tail}")
+        );
+        assert_eq!(
+            loaded_with(&format!(
+                "ONNX Runtime ORT Build Info: git-branch=HEAD, git-commit-id=6af1a93, fp8-kv-cache=1, build type=Release{tail}"
+            )),
+            format!("ONNX Runtime{tail}")
+        );
+        let clean = format!("ONNX Runtime 1.31.1{tail}");
+        assert_eq!(loaded_with(&clean), clean);
+        assert_eq!(loaded_with("libtorch 2.11.0"), "libtorch 2.11.0");
     }
 }

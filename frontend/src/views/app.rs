@@ -205,7 +205,7 @@ pub fn App() -> Html {
             </header>
             <main id="main" ref={main_ref} tabindex="-1">{ body }</main>
             <footer class="bottom">
-                <p>{ "yolots turns YOLOv7 checkpoints into TorchScript, without Python and without running anything from the file. " }
+                <p>{ "yolots turns YOLOv7 checkpoints into TorchScript and ONNX, without Python and without running anything from the file. " }
                    <a href="/api/v1/openapi.json">{ "API" }</a></p>
             </footer>
         </>

@@ -49,7 +49,7 @@ pub fn InspectionCard(props: &InspectionProps) -> Html {
                 <div><dt>{ "Parameters" }</dt><dd id="inspect-parameters">{ format::count(i.parameters) }</dd></div>
                 <div><dt>{ "Layers" }</dt><dd>{ i.layers.len() }</dd></div>
                 <div><dt>{ "Strides" }</dt><dd>{ strides.join(", ") }</dd></div>
-                <div><dt>{ "Weights" }</dt><dd>{ &i.weights_dtype }</dd></div>
+                <div><dt>{ "Weights" }</dt><dd>{ format::dtype(&i.weights_dtype) }</dd></div>
                 <div><dt>{ "Training epoch" }</dt><dd>{ epoch }</dd></div>
                 <div><dt>{ "Already fused" }</dt><dd>{ if i.fused { "yes" } else { "no" } }</dd></div>
                 <div><dt>{ "Weights from" }</dt><dd>{ &i.source }</dd></div>

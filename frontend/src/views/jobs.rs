@@ -101,7 +101,7 @@ pub fn JobsView(props: &JobsProps) -> Html {
                                                     <span class="muted small">{ format!(" {}", j.stage.map(Stage::as_str).unwrap_or_default()) }</span>
                                                 }
                                             </td>
-                                            <td class="small">{ format!("{} · {} · {} · {} · {}×{}", o.format, o.mode, o.head, o.precision, o.img_size[0], o.img_size[1]) }</td>
+                                            <td class="small">{ format!("{} · {} · {} · {} · {}×{}", o.format, o.mode, o.head, format::dtype(o.precision.as_str()), o.img_size[0], o.img_size[1]) }</td>
                                             <td class="num">{ format::bytes(j.source.as_ref().map_or(0, |s| s.size)) }</td>
                                             <td>{ format::timestamp(&j.created_at) }</td>
                                         </tr>

@@ -19,18 +19,16 @@ pub struct FieldError {
 pub fn validate(options: &Options, max_stride: u32) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let stride = max_stride.max(1);
-    let sides = limits::IMAGE_SIDE;
+    let (low, high) = sides(stride);
     for (field, side, name) in [
         ("opt-height", options.img_size[0], "Height"),
         ("opt-width", options.img_size[1], "Width"),
     ] {
-        if !sides.contains(&side) || !side.is_multiple_of(stride) {
+        if !(low..=high).contains(&side) || !side.is_multiple_of(stride) {
             errors.push(FieldError {
                 field,
                 message: format!(
-                    "{name} must be a multiple of {stride} (the model's largest stride), from {} to {}.",
-                    sides.start(),
-                    sides.end()
+                    "{name} must be a multiple of {stride} (the model's largest stride), from {low} to {high}."
                 ),
             });
         }
@@ -58,6 +56,15 @@ pub fn validate(options: &Options, max_stride: u32) -> Vec<FieldError> {
         });
     }
     errors
+}
+
+/// The smallest and largest image side a model of this stride takes: the multiples of the
+/// stride within the service's limits.
+pub fn sides(stride: u32) -> (u32, u32) {
+    let stride = stride.max(1);
+    let limits = limits::IMAGE_SIDE;
+    let low = limits.start().div_ceil(stride) * stride;
+    (low, limits.end() / stride * stride)
 }
 
 #[derive(Properties, PartialEq)]
@@ -91,6 +98,15 @@ fn head_label(head: Output) -> &'static str {
         Output::Decoded => "decoded: boxes and scores",
         Output::Raw => "raw: tensors per level",
         Output::Detections => "detections: after NMS",
+    }
+}
+
+/// The page says `float16` and `float32` (as the report's weights do); the values stay the
+/// options' `fp16` and `fp32`.
+fn precision_label(precision: Precision) -> &'static str {
+    match precision {
+        Precision::Fp32 => "float32",
+        Precision::Fp16 => "float16 (half)",
     }
 }
 
@@ -160,7 +176,7 @@ pub fn OptionsForm(props: &OptionsProps) -> Html {
                   hint: String,
                   value: String,
                   step: String,
-                  min: &'static str,
+                  min: String,
                   max: String,
                   set: fn(&mut Options, &str) -> bool| {
         let current = props.value.clone();
@@ -218,6 +234,7 @@ pub fn OptionsForm(props: &OptionsProps) -> Html {
         })
     };
     let stride = props.max_stride.max(1);
+    let (low, high) = sides(stride);
     let o = &props.value;
 
     html! {
@@ -233,8 +250,8 @@ pub fn OptionsForm(props: &OptionsProps) -> Html {
                 { select("opt-head", "Output", "What forward() returns; every artifact also has detect() and detect_image().",
                     o.head.as_str(), choices(Output::ALL, head_label),
                     |o, v| v.parse().map(|h| o.head = h).is_ok()) }
-                { select("opt-precision", "Precision", "fp16 halves the file and speeds up GPUs; validated against fp32.",
-                    o.precision.as_str(), choices(Precision::ALL, Precision::as_str),
+                { select("opt-precision", "Precision", "float16 halves the file and speeds up GPUs; validated against float32.",
+                    o.precision.as_str(), choices(Precision::ALL, precision_label),
                     |o, v| v.parse().map(|p| o.precision = p).is_ok()) }
                 { select("opt-optimize", "Optimisation", "Freeze inlines the weights; mobile adds a lite-interpreter file.",
                     o.optimize.as_str(), choices(Optimize::ALL, optimize_label),
@@ -248,20 +265,20 @@ pub fn OptionsForm(props: &OptionsProps) -> Html {
                     <label for="opt-fuse">{ "Fuse layers" }</label>
                     <p class="hint" id="opt-fuse-hint">{ "Folds BatchNorm, RepConv branches and implicit layers into convolutions: faster, same results." }</p>
                 </div>
-                { number("opt-height", "Image height", format!("Pixels, a multiple of {stride}; validation and tracing use it."),
-                    o.img_size[0].to_string(), stride.to_string(), "0", limits::IMAGE_SIDE.end().to_string(),
+                { number("opt-height", "Image height", format!("Pixels, a multiple of {stride} from {low} to {high}; validation and tracing use it."),
+                    o.img_size[0].to_string(), stride.to_string(), low.to_string(), high.to_string(),
                     |o, v| v.parse().map(|n| o.img_size[0] = n).is_ok()) }
-                { number("opt-width", "Image width", format!("Pixels, a multiple of {stride}."),
-                    o.img_size[1].to_string(), stride.to_string(), "0", limits::IMAGE_SIDE.end().to_string(),
+                { number("opt-width", "Image width", format!("Pixels, a multiple of {stride} from {low} to {high}."),
+                    o.img_size[1].to_string(), stride.to_string(), low.to_string(), high.to_string(),
                     |o, v| v.parse().map(|n| o.img_size[1] = n).is_ok()) }
                 { number("opt-conf", "Confidence threshold", "Boxes below this score are dropped by NMS (detections output).".to_owned(),
-                    o.conf.to_string(), "0.01".to_owned(), "0", "1".to_owned(),
+                    o.conf.to_string(), "0.01".to_owned(), "0".to_owned(), "1".to_owned(),
                     |o, v| v.parse().map(|n| o.conf = n).is_ok()) }
                 { number("opt-iou", "IoU threshold", "Boxes overlapping a better one more than this are dropped by NMS.".to_owned(),
-                    o.iou.to_string(), "0.01".to_owned(), "0", "1".to_owned(),
+                    o.iou.to_string(), "0.01".to_owned(), "0".to_owned(), "1".to_owned(),
                     |o, v| v.parse().map(|n| o.iou = n).is_ok()) }
                 { number("opt-max-det", "Max detections", "At most this many boxes per image after NMS.".to_owned(),
-                    o.max_det.to_string(), "1".to_owned(), "1", limits::MAX_DET.end().to_string(),
+                    o.max_det.to_string(), "1".to_owned(), "1".to_owned(), limits::MAX_DET.end().to_string(),
                     |o, v| v.parse().map(|n| o.max_det = n).is_ok()) }
             </div>
         </fieldset>
@@ -286,5 +303,22 @@ mod tests {
         o.conf = 1.5;
         o.max_det = 0;
         assert_eq!(validate(&o, 64).len(), 3);
+    }
+
+    #[test]
+    fn the_size_message_names_sizes_that_exist() {
+        assert_eq!(sides(64), (64, 8192));
+        assert_eq!(sides(32), (32, 8192));
+        assert_eq!(sides(96), (96, 8160));
+        let o = Options {
+            img_size: [32, 640],
+            ..Options::default()
+        };
+        let errors = validate(&o, 64);
+        assert_eq!(errors.len(), 1, "32 is not a multiple of 64");
+        assert_eq!(
+            errors[0].message,
+            "Height must be a multiple of 64 (the model's largest stride), from 64 to 8192."
+        );
     }
 }

@@ -114,11 +114,11 @@ pub fn ReportView(props: &ReportProps) -> Html {
             </div>
 
             <h3>{ "Parity with the original model" }</h3>
-            <p class="muted">{ format!("{} on {}, loaded with {}, compared with {} ({}).",
+            <p class="muted" id="parity-summary">{ format!("{} on {}, loaded with {}, compared with {} ({}).",
                 if r.validation.status.is_empty() { "validation" } else { r.validation.status.as_str() },
-                r.validation.device, r.validation.loaded_with, r.validation.reference, format::duration(r.validation.seconds)) }</p>
+                r.validation.device, format::loaded_with(&r.validation.loaded_with), r.validation.reference, format::duration(r.validation.seconds)) }</p>
             <div class="table-wrap">
-                <table id="parity">
+                <table id="parity" class="cards" aria-describedby="parity-legend">
                     <caption class="visually-hidden">{ "Parity of every output with the reference" }</caption>
                     <thead><tr>
                         <th scope="col">{ "Output" }</th>
@@ -126,27 +126,35 @@ pub fn ReportView(props: &ReportProps) -> Html {
                         <th scope="col">{ "Shape" }</th>
                         <th scope="col" class="num">{ "Max |error|" }</th>
                         <th scope="col" class="num">{ "Mean |error|" }</th>
-                        <th scope="col" class="num">{ "Tolerance" }</th>
+                        <th scope="col" class="num" title="absolute + relative × |reference|">{ "Tolerance" }</th>
                         <th scope="col">{ "Result" }</th>
                     </tr></thead>
                     <tbody>
-                        { for r.validation.checks.iter().map(|c| html! {
-                            <tr class={if c.passed { "pass" } else { "fail" }}>
-                                <th scope="row"><code>{ c.name.clone() }</code>
-                                    if let Some(compares) = c.compares() { <div class="muted small">{ compares }</div> }
-                                    if let Some(detail) = &c.detail { <div class="muted small">{ detail.clone() }</div> }
-                                </th>
-                                <td><code>{ c.method.clone() }</code></td>
-                                <td><code>{ format::shape(&c.shape) }</code></td>
-                                <td class="num">{ c.max_abs_error.map_or("—".to_owned(), format::error) }</td>
-                                <td class="num">{ c.mean_abs_error.map_or("—".to_owned(), format::error) }</td>
-                                <td class="num">{ format!("{} + {}·|ref|", format::error(c.tolerance.abs), format::error(c.tolerance.rel)) }</td>
-                                <td>{ if c.passed { html! { <span class="badge ok">{ "pass" }</span> } } else { html! { <span class="badge bad">{ "fail" }</span> } } }</td>
-                            </tr>
+                        { for r.validation.checks.iter().map(|c| {
+                            let (abs, rel) = (format::error(c.tolerance.abs), format::error(c.tolerance.rel));
+                            html! {
+                                <tr class={if c.passed { "pass" } else { "fail" }}>
+                                    <th scope="row"><code title={check_title(&c.name, &c.input_shape)}>{ c.name.clone() }</code>
+                                        if let Some(compares) = c.compares() { <div class="muted small">{ compares }</div> }
+                                        if let Some(detail) = &c.detail { <div class="muted small">{ detail.clone() }</div> }
+                                    </th>
+                                    <td data-label="Method"><code>{ c.method.clone() }</code></td>
+                                    <td data-label="Shape" class="shape"><code>{ format::shape(&c.shape) }</code></td>
+                                    <td data-label="Max |error|" class="num">{ c.max_abs_error.map_or("—".to_owned(), format::error) }</td>
+                                    <td data-label="Mean |error|" class="num">{ c.mean_abs_error.map_or("—".to_owned(), format::error) }</td>
+                                    <td data-label="Tolerance" class="num" title={format!("absolute {abs} + relative {rel} × |reference|")}>{ format!("{abs} + {rel}·|ref|") }</td>
+                                    <td data-label="Result" class="result">{ if c.passed { html! { <span class="badge ok">{ "pass" }</span> } } else { html! { <span class="badge bad">{ "fail" }</span> } } }</td>
+                                </tr>
+                            }
                         }) }
                     </tbody>
                 </table>
             </div>
+            <p class="muted small legend" id="parity-legend">
+                <code>{ "output@shape" }</code>{ ": an output checked at an input of batch × height × width (detect_image: an image of height × width × 3). " }
+                { "|error|: the absolute difference from the original model, per element. " }
+                { "Tolerance: absolute + relative × |reference|; every element must be within it." }
+            </p>
 
             <div class="two">
                 <section class="panel" aria-labelledby="latency-title">
@@ -171,14 +179,16 @@ pub fn ReportView(props: &ReportProps) -> Html {
                 </section>
                 <section class="panel" aria-labelledby="shapes-title">
                     <h3 id="shapes-title">{ "Output shapes" }</h3>
-                    <table class="plain">
-                        <thead><tr><th scope="col">{ "Output" }</th><th scope="col">{ "Input" }</th><th scope="col">{ "Shape" }</th></tr></thead>
-                        <tbody>
-                            { for shapes.iter().map(|(name, input, shape)| html! {
-                                <tr><td><code>{ name.clone() }</code></td><td><code>{ input.clone() }</code></td><td><code>{ shape.clone() }</code></td></tr>
-                            }) }
-                        </tbody>
-                    </table>
+                    <div class="table-wrap">
+                        <table class="plain" id="output-shapes">
+                            <thead><tr><th scope="col">{ "Output" }</th><th scope="col">{ "Input" }</th><th scope="col">{ "Shape" }</th></tr></thead>
+                            <tbody>
+                                { for shapes.iter().map(|(name, input, shape)| html! {
+                                    <tr><td><code>{ name.clone() }</code></td><td class="shape"><code>{ input.clone() }</code></td><td class="shape"><code>{ shape.clone() }</code></td></tr>
+                                }) }
+                            </tbody>
+                        </table>
+                    </div>
                 </section>
             </div>
 
@@ -196,7 +206,7 @@ pub fn ReportView(props: &ReportProps) -> Html {
                         <div><dt>{ "Parameters" }</dt><dd>{ format::count(r.source.parameters) }</dd></div>
                         <div><dt>{ "Layers" }</dt><dd>{ r.source.layers }</dd></div>
                         <div><dt>{ "Strides" }</dt><dd>{ r.source.strides.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ") }</dd></div>
-                        <div><dt>{ "Weights" }</dt><dd>{ r.source.weights_dtype.clone() }</dd></div>
+                        <div><dt>{ "Weights" }</dt><dd>{ format::dtype(&r.source.weights_dtype) }</dd></div>
                         <div><dt>{ "Source SHA-256" }</dt><dd><code class="small">{ r.source.sha256.get(..16).unwrap_or(&r.source.sha256).to_owned() }{ "…" }</code></dd></div>
                     </dl>
                     <p class="muted small">{ r.source.names.join(", ") }</p>
@@ -225,5 +235,35 @@ pub fn ReportView(props: &ReportProps) -> Html {
                 </section>
             }) }
         </section>
+    }
+}
+
+/// What a check's name says: `raw.0@2x64x96` is the output `raw.0` at an input of batch 2,
+/// height 64 and width 96.
+fn check_title(name: &str, input_shape: &[i64]) -> String {
+    let output = name.split('@').next().unwrap_or(name);
+    match input_shape {
+        [batch, _, height, width] => {
+            format!("{output} at an input of batch {batch}, height {height}, width {width}")
+        }
+        [height, width, 3] => format!("{output} on an image of height {height}, width {width}"),
+        _ => format!("{output} at an input of {}", format::shape(input_shape)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_name_is_spelled_out() {
+        assert_eq!(
+            check_title("raw.0@2x64x96", &[2, 3, 64, 96]),
+            "raw.0 at an input of batch 2, height 64, width 96"
+        );
+        assert_eq!(
+            check_title("detect_image@481x323x3", &[481, 323, 3]),
+            "detect_image on an image of height 481, width 323"
+        );
     }
 }

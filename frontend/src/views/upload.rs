@@ -470,7 +470,7 @@ pub fn UploadView(props: &UploadProps) -> Html {
     html! {
         <div class="view upload-view">
             <h1 tabindex="-1">{ "Convert a YOLOv7 checkpoint" }</h1>
-            <p class="lead">{ "Get a TorchScript module that loads in Python, C++ (LibTorch), Rust (tch) and PyTorch Mobile, with dynamic input sizes, checked against the original model." }</p>
+            <p class="lead">{ "Get a TorchScript module for Python, C++ (LibTorch), Rust (tch) and PyTorch Mobile, or an ONNX model for ONNX Runtime, TensorRT and OpenVINO: dynamic input sizes, checked against the original model." }</p>
             <div class={classes!("drop", state.drag_over.then_some("over"), busy.then_some("disabled"))}
                 ondragover={ondragover.clone()} ondragenter={ondragover} {ondragleave} {ondrop}>
                 <input type="file" id="file" class="visually-hidden" accept=".pt,.pth" {onchange} disabled={busy}
