@@ -11,6 +11,9 @@
 //! 3. The full YOLOv7 (75 MB) is read without blocking the page, and its upload can be
 //!    cancelled without leaving a job.
 //! 4. A server without open sessions: the page asks for a token and works with it.
+//! 5. The reports of a detection, a pose and an ONNX job, saved at 1280 and 500 pixels
+//!    wide (`report-<kind>-<width>.png`): at 500 the report fits the window, and each
+//!    report's Python snippet runs as printed against the artifact and prints a count.
 //!
 //! The tests of this file run one at a time: each starts a server and a browser, and the
 //! timings they print mean little on a machine shared with the others.
@@ -81,6 +84,139 @@ async fn load_timed(browser: &Browser, url: &str) -> anyhow::Result<(f64, f64)> 
     let ready = marks[0].as_f64().context("ready mark")?;
     let rendered = marks[1].as_f64().context("render mark")?;
     Ok((ready, rendered))
+}
+
+/// Narrowest window the report is laid out for without sideways scrolling of the page.
+const NARROW: u32 = 500;
+
+/// The report at 1280 and at 500 pixels wide, saved as `report-<what>-1280.png` and
+/// `report-<what>-500.png`; at 500 the report must fit the window: every parity result
+/// visible and nothing wider than the window except inside a box that scrolls.
+async fn report_at_two_widths(browser: &Browser, what: &str) -> anyhow::Result<()> {
+    browser
+        .screenshot_full_at(&format!("report-{what}-1280"), 1280)
+        .await?;
+    browser.set_width(NARROW).await?;
+    let found = browser
+        .js("const width = window.innerWidth;
+             const report = document.getElementById('report');
+             const scrolls = e => { for (let p = e.parentElement; p && p !== document.body; p = p.parentElement) {
+                 const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll') return true; }
+                 return false; };
+             const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+                 (e.className && typeof e.className === 'string' ? '.' + e.className.trim().replace(/ +/g, '.') : '');
+             const wide = [...report.querySelectorAll('*')]
+                 .filter(e => e.getBoundingClientRect().right > width + 0.5 && !scrolls(e)).map(name);
+             const results = [...document.querySelectorAll('#parity td.result')];
+             const hidden = results.filter(c => { const b = c.getBoundingClientRect();
+                 return b.left < 0 || b.right > width + 0.5; }).length;
+             return {width, report: report.getBoundingClientRect().right,
+                     page: document.documentElement.scrollWidth, wide, results: results.length, hidden};")
+        .await?;
+    println!("report at {NARROW} px: {found}");
+    assert_eq!(
+        found["width"], NARROW,
+        "the window is not {NARROW} px wide: {found}"
+    );
+    let width = f64::from(NARROW) + 0.5;
+    assert!(
+        found["report"].as_f64().unwrap_or(f64::MAX) <= width,
+        "the report runs past the window: {found}"
+    );
+    assert!(
+        found["page"].as_f64().unwrap_or(f64::MAX) <= width,
+        "the page scrolls sideways: {found}"
+    );
+    assert_eq!(
+        found["wide"],
+        serde_json::json!([]),
+        "wider than the window: {found}"
+    );
+    assert!(
+        found["results"].as_u64().unwrap_or(0) > 0,
+        "no parity results: {found}"
+    );
+    assert_eq!(found["hidden"], 0, "parity results off-screen: {found}");
+    browser
+        .screenshot_full_at(&format!("report-{what}-{NARROW}"), NARROW)
+        .await?;
+    browser
+        .cdp(
+            "Emulation.clearDeviceMetricsOverride",
+            serde_json::json!({}),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Runs the report's Python snippet as the page prints it, in a folder holding only the
+/// artifact (named as the snippet names it) and an `image.jpg`, with the interpreter that
+/// `python_var` names (skipped when it is not set). The snippet must end without a
+/// warning and say how many detections it found; the count is returned.
+async fn run_python_snippet(
+    browser: &Browser,
+    artifact: &std::path::Path,
+    artifact_name: &str,
+    python_var: &str,
+) -> anyhow::Result<Option<u64>> {
+    let Some(python) = std::env::var_os(python_var) else {
+        eprintln!("{python_var} is not set: the page's Python snippet was not run");
+        return Ok(None);
+    };
+    let code = browser
+        .js("const c = document.querySelector('#snippet-python pre'); return c && c.innerText;")
+        .await?;
+    let code = code
+        .as_str()
+        .context("the report shows no Python snippet")?;
+    let first = code.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("# pip install "),
+        "the snippet does not say what it needs: {first}"
+    );
+    let dir = tempfile::tempdir()?;
+    std::fs::copy(artifact, dir.path().join(artifact_name))?;
+    std::fs::write(dir.path().join("snippet.py"), code)?;
+    // A 640x480 photo-sized image of noise: any model may find nothing in it, or a few.
+    let image = std::process::Command::new(&python)
+        .current_dir(dir.path())
+        .args([
+            "-c",
+            "import numpy as np; from PIL import Image\n\
+             rng = np.random.default_rng(7)\n\
+             Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)).save('image.jpg')",
+        ])
+        .output()?;
+    anyhow::ensure!(
+        image.status.success(),
+        "writing the image: {}",
+        String::from_utf8_lossy(&image.stderr)
+    );
+    let out = std::process::Command::new(&python)
+        .current_dir(dir.path())
+        .arg("snippet.py")
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the snippet failed:\n{code}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    assert!(!stderr.contains("Warning"), "the snippet warned:\n{stderr}");
+    let count = stdout
+        .lines()
+        .find_map(|line| {
+            let (n, word) = line.trim().split_once(' ')?;
+            let n: u64 = n.parse().ok()?;
+            (word == if n == 1 { "detection" } else { "detections" }).then_some(n)
+        })
+        .with_context(|| format!("the snippet printed no count of detections:\n{stdout}"))?;
+    let shown: Vec<&str> = stdout.lines().take(3).collect();
+    println!(
+        "page's Python snippet, run as printed: {}",
+        shown.join(" | ")
+    );
+    Ok(Some(count))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -248,6 +384,7 @@ async fn converts_a_checkpoint_in_the_browser() -> anyhow::Result<()> {
         .await?;
     println!("latency shown: {latency}");
     browser.screenshot_full("5-report").await?;
+    report_at_two_widths(&browser, "detection").await?;
     // The same on a phone-sized screen.
     browser
         .cdp(
@@ -300,6 +437,10 @@ async fn converts_a_checkpoint_in_the_browser() -> anyhow::Result<()> {
         sha, expected_sha,
         "the downloaded artifact is not the reported one"
     );
+    let name = report["artifact"]["file_name"]
+        .as_str()
+        .context("the report has no artifact.file_name")?;
+    run_python_snippet(&browser, &file, name, "YOLOTS_PYTHON").await?;
 
     // The jobs list has it.
     browser.driver.goto(format!("{page}#/jobs")).await?;
@@ -601,6 +742,90 @@ async fn shows_a_failed_job_with_the_services_message_and_advice() -> anyhow::Re
     Ok(())
 }
 
+/// A pose job's report: keypoint checks in the parity table, shapes on one line, the
+/// layout at two widths, and its Python snippet run against the artifact.
+#[tokio::test(flavor = "multi_thread")]
+async fn shows_a_pose_report_that_fits_a_narrow_window() -> anyhow::Result<()> {
+    let Some(tools) = Tools::from_env() else {
+        eprintln!("{}", Tools::skip_note());
+        return Ok(());
+    };
+    let _turn = one_at_a_time().await;
+    let db = TestDatabase::create().await?;
+    let data = tempfile::tempdir()?;
+    let server = serve(&tools, &db, &data).await?;
+    let browser = Browser::start(&tools).await?;
+    load_timed(&browser, &format!("{}/", server.base)).await?;
+
+    // A job of the page's owner, made through the API (the page's upload is tested above).
+    let token = browser.driver.get_named_cookie("yolots_token").await?.value;
+    let client = server.client(&token);
+    let fixture = fixtures().join("pose/yolov7-w6-pose-w25.pt");
+    let job = client
+        .create_job(&fixture, Some(r#"{"img_size": [256, 256]}"#))
+        .await?;
+    let id = job["id"].as_str().context("job id")?.to_owned();
+    browser
+        .driver
+        .goto(format!("{}/#/jobs/{id}", server.base))
+        .await?;
+    let shown = browser
+        .wait_for(
+            "the pose report",
+            "const v = document.querySelector('.job-view[data-status=succeeded]');
+             const rows = [...document.querySelectorAll('#parity tbody tr')];
+             const task = document.getElementById('report-task');
+             if (!v || rows.length === 0 || !task || !document.querySelector('#snippet-python pre')) return null;
+             // An inline element wrapped onto two lines has two boxes.
+             return [task.innerText, rows.map(r => r.className),
+                 [...document.querySelectorAll('#parity td.shape code')].map(c => c.getClientRects().length === 1)];",
+            Duration::from_secs(600),
+        )
+        .await?;
+    println!("pose report: {shown}");
+    assert!(
+        shown[0].as_str().unwrap_or_default().contains("pose"),
+        "not a pose report: {shown}"
+    );
+    assert!(
+        shown[1]
+            .as_array()
+            .is_some_and(|rows| rows.iter().all(|r| r == "pass")),
+        "a parity check failed: {shown}"
+    );
+    assert!(
+        shown[2]
+            .as_array()
+            .is_some_and(|cells| cells.iter().all(|c| c == true)),
+        "a shape wraps onto more than one line: {shown}"
+    );
+    report_at_two_widths(&browser, "pose").await?;
+
+    let report = client
+        .get(&format!("/api/v1/jobs/{id}/report"))
+        .send()
+        .await?;
+    let report: Value = report.json().await?;
+    let name = report["artifact"]["file_name"]
+        .as_str()
+        .context("the report has no artifact.file_name")?
+        .to_owned();
+    let artifact = client
+        .get(&format!("/api/v1/jobs/{id}/artifact"))
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join(&name);
+    std::fs::write(&file, &artifact)?;
+    run_python_snippet(&browser, &file, &name, "YOLOTS_PYTHON").await?;
+
+    browser.quit().await?;
+    Ok(())
+}
+
 /// The Format option: a checkpoint converted to ONNX from the page, its report naming
 /// the format and its outputs, ONNX Runtime snippets, and the `.onnx` downloaded.
 #[tokio::test(flavor = "multi_thread")]
@@ -677,6 +902,15 @@ async fn converts_to_onnx_in_the_browser() -> anyhow::Result<()> {
     assert!(python.contains("yolov7-w25-c3.onnx"), "{python}");
     assert_eq!(shown[2], Value::Bool(true), "a parity check failed");
     browser.screenshot_full("13-onnx-report").await?;
+    report_at_two_widths(&browser, "onnx").await?;
+    let summary = browser
+        .js("return document.getElementById('parity-summary').innerText;")
+        .await?;
+    let summary = summary.as_str().unwrap_or_default();
+    assert!(
+        summary.contains("ONNX Runtime") && !summary.contains("Build Info"),
+        "ONNX Runtime by its build string: {summary}"
+    );
 
     browser
         .driver
@@ -689,6 +923,8 @@ async fn converts_to_onnx_in_the_browser() -> anyhow::Result<()> {
     assert_eq!(name, "yolov7-w25-c3.onnx");
     let bytes = std::fs::read(&file)?;
     assert_eq!(bytes.first(), Some(&0x08), "not an ONNX file");
+    // The decoded head's snippet: NMS in numpy, boxes in the image's pixels, a count.
+    run_python_snippet(&browser, &file, "yolov7-w25-c3.onnx", "YOLOTS_ONNX_PYTHON").await?;
 
     browser.quit().await?;
     Ok(())

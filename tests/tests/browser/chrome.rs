@@ -169,21 +169,39 @@ impl Browser {
 
     /// Saves the whole page (beyond the viewport) by growing the window to its height.
     pub async fn screenshot_full(&self, name: &str) -> anyhow::Result<PathBuf> {
+        self.screenshot_full_at(name, 1280).await
+    }
+
+    /// The whole page as a window `width` pixels wide shows it.
+    pub async fn screenshot_full_at(&self, name: &str, width: u32) -> anyhow::Result<PathBuf> {
+        // The page's height at that width: set the width first, then measure.
+        self.set_width(width).await?;
         let height = self
             .js("return Math.ceil(document.documentElement.scrollHeight)")
             .await?
             .as_u64()
             .unwrap_or(1000)
-            .clamp(600, 8000);
+            .clamp(600, 12000);
         self.cdp(
             "Emulation.setDeviceMetricsOverride",
-            json!({"width": 1280, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
         )
         .await?;
         let shot = self.screenshot(name).await;
         self.cdp("Emulation.clearDeviceMetricsOverride", json!({}))
             .await?;
         shot
+    }
+
+    /// Lays the page out as a desktop window `width` pixels wide (until
+    /// `Emulation.clearDeviceMetricsOverride`).
+    pub async fn set_width(&self, width: u32) -> anyhow::Result<()> {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Slows uploads to `bytes_per_second` (`None`: no limit).
