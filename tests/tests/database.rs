@@ -1,6 +1,8 @@
 //! PostgreSQL stopped and started again while the server runs: requests fail fast with
 //! 503 `database_unavailable` during the outage, and the server and its worker recover
-//! without a restart. Uses a throwaway cluster of its own.
+//! without a restart. Uses a throwaway cluster of its own. And the private cluster that
+//! setup makes asks every connection for a password, and the service's role is no
+//! superuser but owns its tables.
 
 // Tests and their helpers may unwrap: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
@@ -101,4 +103,82 @@ async fn the_service_survives_a_database_restart() {
         .await
         .unwrap();
     assert!(events.contains("event: end"));
+}
+
+/// The private cluster's service URL (`DATABASE_URL` when setup passes it, else
+/// `.yolots/database_url`), or `None` when the tests run against a server of the user's own
+/// that takes no password (the user's `DATABASE_URL`, which setup does not manage).
+fn private_cluster_url() -> Option<String> {
+    let url = yolots_e2e::admin_url().unwrap();
+    // `postgres://USER:PASSWORD@HOST...`: a colon before the `@` of the user part.
+    let has_password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .is_some_and(|(user, _)| user.contains(':'));
+    let kept = std::fs::read_to_string(yolots_e2e::workspace().join(".yolots/database_url"))
+        .map(|s| s.trim().to_owned())
+        .ok();
+    (has_password || kept.as_deref() == Some(url.as_str())).then_some(url)
+}
+
+#[tokio::test]
+async fn the_private_cluster_asks_for_a_password() {
+    let Some(url) = private_cluster_url() else {
+        eprintln!("skipped: DATABASE_URL is a server of the user's own, without a password");
+        return;
+    };
+    use sqlx::Connection;
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let database = options.get_database().unwrap_or("postgres").to_owned();
+    let same_without = |password: Option<&str>| {
+        let bare = sqlx::postgres::PgConnectOptions::new_without_pgpass()
+            .host(options.get_host())
+            .port(options.get_port())
+            .username(options.get_username())
+            .database(&database);
+        match password {
+            Some(password) => bare.password(password),
+            None => bare,
+        }
+    };
+    // Without the password, with a wrong one, over TCP: refused.
+    for password in [None, Some("not-the-password")] {
+        let refused = sqlx::postgres::PgConnection::connect_with(&same_without(password)).await;
+        let error = refused
+            .err()
+            .unwrap_or_else(|| panic!("a connection with password {password:?} was let in"));
+        eprintln!("refused ({password:?}): {error}");
+    }
+    // Over the cluster's socket too, when it is this project's.
+    let socket = yolots_e2e::workspace().join(".yolots/pg/run");
+    let kept = std::fs::read_to_string(yolots_e2e::workspace().join(".yolots/database_url"));
+    if socket.is_dir() && kept.is_ok_and(|k| k.trim() == url) {
+        let local = same_without(None).socket(&socket);
+        assert!(
+            sqlx::postgres::PgConnection::connect_with(&local)
+                .await
+                .is_err(),
+            "a local connection without the password was let in"
+        );
+    }
+    // With it: the service's role, no superuser, owner of every table of its database.
+    let mut conn = sqlx::postgres::PgConnection::connect(&url).await.unwrap();
+    let (superuser, create_role): (bool, bool) =
+        sqlx::query_as("SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(
+        !superuser && !create_role,
+        "the service's role is privileged"
+    );
+    let (tables, others): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE tableowner <> current_user) \
+         FROM pg_tables WHERE schemaname = 'public'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(tables > 0, "no tables: setup applies the migrations");
+    assert_eq!(others, 0, "tables owned by another role");
 }

@@ -1,5 +1,15 @@
 //! PostgreSQL: the `DATABASE_URL` the user gives, or a private cluster in `.yolots/pg`
 //! started with the system's PostgreSQL binaries.
+//!
+//! The private cluster asks every connection for a password (`scram-sha-256` for local
+//! and TCP connections alike). Its superuser is `postgres`, whose generated password is
+//! kept in `.yolots/pg/superuser_password`; the service connects as `yolots`, a role with
+//! a generated password of its own (`.yolots/pg/service_password`) that is no superuser,
+//! may create databases (the tests make one each) and owns the `yolots` database and so
+//! the tables its migrations create. `.yolots/database_url` holds the service's URL with
+//! its password; every one of these files is readable by its owner only (mode 0600).
+//! A cluster made by an older setup, which trusted every local connection, is recreated:
+//! it held test and development jobs only.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -31,8 +41,11 @@ pub struct Cluster {
     run_as: Option<String>,
 }
 
+/// The service's role.
 pub const USER: &str = "yolots";
 pub const DATABASE: &str = "yolots";
+/// The cluster's superuser, for setup only.
+const SUPERUSER: &str = "postgres";
 
 /// Makes a database available and returns its URL.
 pub fn ensure() -> anyhow::Result<Database> {
@@ -46,9 +59,9 @@ pub fn ensure() -> anyhow::Result<Database> {
     }
     let cluster = Cluster::prepare()?;
     let started_here = cluster.start()?;
-    cluster.create_database(DATABASE)?;
-    let url = cluster.url(DATABASE);
-    std::fs::write(paths::state().join("database_url"), &url)?;
+    let password = cluster.ensure_role_and_database(DATABASE)?;
+    let url = cluster.url(&password, DATABASE);
+    write_private(&paths::state().join("database_url"), &url)?;
     Ok(Database {
         url,
         cluster: Some(cluster),
@@ -85,8 +98,37 @@ impl Cluster {
             port: port_for(&paths::root()),
             run_as,
         };
+        cluster.replace_if_trusting()?;
         cluster.init()?;
         Ok(cluster)
+    }
+
+    fn superuser_password_file(&self) -> PathBuf {
+        self.dir.join("superuser_password")
+    }
+
+    fn service_password_file(&self) -> PathBuf {
+        self.dir.join("service_password")
+    }
+
+    /// An older setup's cluster (made with `--auth=trust`, no password file): stopped and
+    /// removed, so `init` makes one that asks for passwords. Its data were the tests' and
+    /// a development server's jobs; the artifacts in `.yolots/data` stay where they are.
+    fn replace_if_trusting(&self) -> anyhow::Result<()> {
+        if !self.data().join("PG_VERSION").is_file() || self.superuser_password_file().is_file() {
+            return Ok(());
+        }
+        step(format!(
+            "PostgreSQL: the private cluster in {} accepts connections without a password; \
+             recreating it (its jobs were test and development data)",
+            rel(&self.dir)
+        ));
+        if self.is_running() {
+            self.stop()?;
+        }
+        std::fs::remove_dir_all(&self.dir)
+            .with_context(|| format!("removing {}", self.dir.display()))?;
+        Ok(())
     }
 
     fn data(&self) -> PathBuf {
@@ -97,9 +139,12 @@ impl Cluster {
         self.dir.join("run")
     }
 
-    /// `postgres://yolots@127.0.0.1:PORT/NAME`.
-    pub fn url(&self, database: &str) -> String {
-        format!("postgres://{USER}@127.0.0.1:{}/{database}", self.port)
+    /// `postgres://yolots:PASSWORD@127.0.0.1:PORT/NAME`.
+    pub fn url(&self, password: &str, database: &str) -> String {
+        format!(
+            "postgres://{USER}:{password}@127.0.0.1:{}/{database}",
+            self.port
+        )
     }
 
     fn init(&self) -> anyhow::Result<()> {
@@ -112,6 +157,9 @@ impl Cluster {
         ));
         std::fs::create_dir_all(self.socket_dir())?;
         std::fs::create_dir_all(self.data())?;
+        // initdb reads the superuser's password from this file (so it never shows in a
+        // process list); it stays for setup's later connections.
+        write_private(&self.superuser_password_file(), &new_password()?)?;
         if let Some(user) = &self.run_as {
             process::run(Command::new("chown").args(["-R", user]).arg(&self.dir))?;
             if !process::succeeds(
@@ -130,17 +178,22 @@ impl Cluster {
             self.command("initdb")
                 .args([
                     "-U",
-                    USER,
-                    "--auth=trust",
+                    SUPERUSER,
+                    "--auth=scram-sha-256",
                     "--encoding=UTF8",
                     "--no-instructions",
-                    "-D",
                 ])
+                .arg(format!(
+                    "--pwfile={}",
+                    self.superuser_password_file().display()
+                ))
+                .arg("-D")
                 .arg(self.data()),
         )?;
         let settings = format!(
             "\n# written by cargo xtask setup\nport = {}\nlisten_addresses = '127.0.0.1'\n\
-             unix_socket_directories = '{}'\nmax_connections = 300\n",
+             unix_socket_directories = '{}'\nmax_connections = 300\n\
+             password_encryption = 'scram-sha-256'\n",
             self.port,
             self.socket_dir().display()
         );
@@ -195,37 +248,79 @@ impl Cluster {
         )
     }
 
-    fn create_database(&self, name: &str) -> anyhow::Result<()> {
-        let exists = process::output(
-            Command::new(self.bin.join("psql"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    USER,
-                    "-d",
-                    "postgres",
-                    "-tAc",
-                ])
-                .arg(format!(
-                    "SELECT 1 FROM pg_database WHERE datname = '{name}'"
-                )),
-        )?;
+    /// Makes the service's role (no superuser, may create databases, the password kept in
+    /// `service_password`) and its database (owned by that role), as the superuser;
+    /// returns the role's password.
+    fn ensure_role_and_database(&self, name: &str) -> anyhow::Result<String> {
+        let file = self.service_password_file();
+        let password = match std::fs::read_to_string(&file) {
+            Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+            _ => {
+                let password = new_password()?;
+                write_private(&file, &password)?;
+                password
+            }
+        };
+        let role_exists =
+            self.superuser_sql(&format!("SELECT 1 FROM pg_roles WHERE rolname = '{USER}'"))?;
+        let verb = if role_exists.trim() == "1" {
+            "ALTER"
+        } else {
+            step(format!("PostgreSQL: creating the service's role {USER}"));
+            "CREATE"
+        };
+        // The password is hex (no quote to escape); the statement goes on stdin, not argv.
+        self.superuser_sql(&format!(
+            "{verb} ROLE {USER} WITH LOGIN NOSUPERUSER NOCREATEROLE CREATEDB \
+             PASSWORD '{password}'"
+        ))?;
+        let exists = self.superuser_sql(&format!(
+            "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+        ))?;
         if exists.trim() != "1" {
             step(format!("PostgreSQL: creating database {name}"));
-            process::run(Command::new(self.bin.join("createdb")).args([
+            self.superuser_sql(&format!("CREATE DATABASE {name} OWNER {USER}"))?;
+        }
+        Ok(password)
+    }
+
+    /// Runs one statement as the superuser (its password from its file, in the
+    /// environment of psql only); returns what psql printed.
+    fn superuser_sql(&self, statement: &str) -> anyhow::Result<String> {
+        let password = std::fs::read_to_string(self.superuser_password_file())
+            .context("reading the private cluster's superuser password")?;
+        let mut command = Command::new(self.bin.join("psql"));
+        command
+            .args([
                 "-h",
                 "127.0.0.1",
                 "-p",
                 &self.port.to_string(),
                 "-U",
-                USER,
-                name,
-            ]))?;
+                SUPERUSER,
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tA",
+            ])
+            .env("PGPASSWORD", password.trim())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().context("starting psql")?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin.write_all(statement.as_bytes())?;
         }
-        Ok(())
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "psql failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// A command for one of the cluster's binaries, run as the cluster's owner.
@@ -274,6 +369,33 @@ fn port_for(root: &Path) -> u16 {
     let mut hasher = DefaultHasher::new();
     root.hash(&mut hasher);
     54_000 + (hasher.finish() % 1000) as u16
+}
+
+/// A new random password: 32 hex digits from the kernel's random source.
+fn new_password() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes `text` to `path`, readable and writable by its owner only (mode 0600, also when
+/// the file existed with another mode).
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
 }
 
 fn rel(path: &Path) -> String {
