@@ -10,7 +10,7 @@ use crate::format;
 use crate::model::{self, Job, Report};
 use crate::snippets::{self, Artifact};
 use crate::views::common::{CopyButton, StatusBadge};
-use yolots_protocol::Precision;
+use yolots_protocol::{Precision, words};
 
 #[derive(Properties, PartialEq)]
 pub struct ReportProps {
@@ -163,14 +163,24 @@ pub fn ReportView(props: &ReportProps) -> Html {
                         match &r.latency {
                             Some(l) => html! {
                                 <>
-                                    <p class="big" id="latency-p50">{ format::millis(l.p50_ms) }<span class="muted small">{ " median" }</span></p>
-                                    <p class="muted">{ format!("{} on {}, input {}, {} runs after {} warm-up", l.method, l.device, format::shape(&l.input_shape), l.runs, l.warmup) }</p>
-                                    <dl class="facts compact">
-                                        <div><dt>{ "p90" }</dt><dd>{ format::millis(l.p90_ms) }</dd></div>
-                                        <div><dt>{ "mean" }</dt><dd>{ format::millis(l.mean_ms) }</dd></div>
-                                        <div><dt>{ "min" }</dt><dd>{ format::millis(l.min_ms) }</dd></div>
-                                        <div><dt>{ "max" }</dt><dd>{ format::millis(l.max_ms) }</dd></div>
-                                    </dl>
+                                    <p class="big" id="latency-p50">{ format::millis(l.p50_ms) }<span class="muted small">{ if l.runs > 1 { " median" } else { " one run" } }</span></p>
+                                    <p class="muted" id="latency-runs">{ format!(
+                                        "{} on {}, input {}, {} after {}",
+                                        l.method,
+                                        l.device,
+                                        format::shape(&l.input_shape),
+                                        words::count(l.runs as u64, "timed run", "timed runs"),
+                                        words::count(l.warmup as u64, "warm-up call", "warm-up calls"),
+                                    ) }</p>
+                                    // One run has no spread: its p90, mean, min and max all equal it.
+                                    if l.runs > 1 {
+                                        <dl class="facts compact">
+                                            <div><dt>{ "p90" }</dt><dd>{ format::millis(l.p90_ms) }</dd></div>
+                                            <div><dt>{ "mean" }</dt><dd>{ format::millis(l.mean_ms) }</dd></div>
+                                            <div><dt>{ "min" }</dt><dd>{ format::millis(l.min_ms) }</dd></div>
+                                            <div><dt>{ "max" }</dt><dd>{ format::millis(l.max_ms) }</dd></div>
+                                        </dl>
+                                    }
                                 </>
                             },
                             None => html! { <p class="muted">{ "Not measured." }</p> },
