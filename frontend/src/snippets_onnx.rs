@@ -81,22 +81,27 @@ sx, sy = original.width / {w}, original.height / {h}  # back to the image's pixe
 
 /// The `detections` head: NMS ran inside, the rows only need scaling to the image.
 fn python_detections(a: &Artifact<'_>) -> String {
-    let (keypoints, loop_head, print_keypoints) = match a.keypoints() {
+    let (keypoints, rows, print_keypoints) = match a.keypoints() {
         Some(nkpt) => (
             format!(
                 "kpts = dets[:, 7:].reshape(len(dets), {nkpt}, {KEYPOINT_VALUES}) * [sx, sy, 1]  # x, y (pixels), conf\n"
             ),
-            "for det, points in zip(dets.tolist(), kpts.tolist()):",
+            "det, box, points in zip(dets.tolist(), boxes.tolist(), kpts.tolist())",
             "    print(\"  keypoints:\", [(round(x), round(y), round(conf, 2)) for x, y, conf in points])\n",
         ),
-        None => (String::new(), "for det in dets.tolist():", ""),
+        None => (
+            String::new(),
+            "det, box in zip(dets.tolist(), boxes.tolist())",
+            "",
+        ),
     };
     format!(
         r#"(dets,) = session.run(["detections"], {{"images": x}})  # NMS inside: conf {conf}, IoU {iou}, at most {max_det} per image
+# Rows of image index, x1, y1, x2, y2, score, class: boxes back to the image's pixels.
+boxes = (dets[:, 1:5] * [sx, sy, sx, sy]).clip(0, [original.width, original.height] * 2)
 {keypoints}print(len(dets), "detection" if len(dets) == 1 else "detections")
-{loop_head}
-    image_index, x1, y1, x2, y2, score, cls = det[:7]
-    print(names[int(cls)], f"{{score:.2f}}", [round(x1 * sx), round(y1 * sy), round(x2 * sx), round(y2 * sy)])
+for {rows}:
+    print(names[int(det[6])], f"{{det[5]:.2f}}", [round(v) for v in box])
 {print_keypoints}"#,
         conf = a.conf,
         iou = a.iou,
@@ -154,7 +159,7 @@ rows, cls, score = rows[above], cls[above], score[above]
 boxes = np.concatenate([rows[:, :2] - rows[:, 2:4] / 2, rows[:, :2] + rows[:, 2:4] / 2], 1)
 # Per class: boxes moved apart by class, so boxes of two classes never suppress each other.
 kept = nms(boxes + cls[:, None] * 10000.0, score, {iou})[:{max_det}]
-boxes = boxes * [sx, sy, sx, sy]  # back to the image's pixels
+boxes = (boxes * [sx, sy, sx, sy]).clip(0, [original.width, original.height] * 2)  # image pixels
 {take_keypoints}print(len(kept), "detection" if len(kept) == 1 else "detections")
 for i in kept:
     print(names[cls[i]], f"{{score[i]:.2f}}", [round(v) for v in boxes[i].tolist()])
@@ -301,6 +306,11 @@ mod tests {
                 .contains("dets[:, 7:].reshape(len(dets), 17, 3)")
         );
         assert!(snippets[1].code.contains("columns = 58"));
+        assert!(
+            snippets[0]
+                .code
+                .contains("boxes = (dets[:, 1:5] * [sx, sy, sx, sy]).clip(0, [original.width, original.height] * 2)")
+        );
         assert!(snippets[0].code.contains("[K, 7 + 3*17]"));
     }
 
@@ -338,7 +348,7 @@ mod tests {
             );
             assert!(python.contains("above = score > 0.25"), "{python}");
             assert!(
-                python.contains("boxes = boxes * [sx, sy, sx, sy]"),
+                python.contains("boxes = (boxes * [sx, sy, sx, sy]).clip(0, [original.width, original.height] * 2)"),
                 "{python}"
             );
         }
