@@ -245,9 +245,39 @@ pub struct ServeArgs {
     /// monitoring reaches); on `--bind`, `/metrics` needs an admin token.
     #[arg(long, env = "YOLOTS_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+
+    /// The address browsers reach this server at (`https://yolots.example.com`), when it
+    /// is not `--bind` (behind a proxy): an `https` one makes the session cookie `Secure`,
+    /// and its host is an origin state-changing requests may come from. Forwarded headers
+    /// (`X-Forwarded-Proto`) are not trusted.
+    #[arg(long, env = "YOLOTS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Days a token stays valid after its last use (sliding; every use renews it); 0:
+    /// tokens never expire.
+    #[arg(long, env = "YOLOTS_TOKEN_TTL_DAYS", default_value_t = 30)]
+    pub token_ttl_days: u32,
 }
 
 impl ServeArgs {
+    /// How long a token lives after its last use, if it expires.
+    pub fn token_ttl(&self) -> Option<Duration> {
+        (self.token_ttl_days > 0)
+            .then(|| Duration::from_secs(u64::from(self.token_ttl_days) * 86_400))
+    }
+
+    /// `--public-url`'s scheme is `https`, and its `host[:port]` (lower case, without
+    /// the scheme's default port).
+    pub fn public_origin(&self) -> Option<(bool, String)> {
+        let url = self.public_url.as_deref()?.trim();
+        let (https, rest) = match url.split_once("://") {
+            Some((scheme, rest)) => (scheme.eq_ignore_ascii_case("https"), rest),
+            None => (false, url),
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        Some((https, crate::auth::normal_authority(authority, https)))
+    }
+
     pub fn body_idle_timeout(&self) -> Duration {
         secs(self.body_idle_timeout_secs, 0.1)
     }

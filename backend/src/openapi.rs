@@ -76,6 +76,7 @@ mod tests {
             "/api/v1/jobs/{id}/artifact",
             "/api/v1/jobs/{id}/events",
             "/api/v1/sessions",
+            "/api/v1/sessions/current",
             "/api/v1/session",
             "/api/v1/config",
             "/api/v1/health",

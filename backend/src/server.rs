@@ -31,6 +31,12 @@ pub struct ApiSettings {
     pub body_idle_timeout: Duration,
     pub open: bool,
     pub allow_test_faults: bool,
+    /// How long a token lives after its last use; `None`: forever.
+    pub token_ttl: Option<Duration>,
+    /// The session cookie is `Secure` (the public address is `https`).
+    pub secure_cookie: bool,
+    /// The public address's `host[:port]`, an origin besides the request's own `Host`.
+    pub public_authority: Option<String>,
 }
 
 /// State shared by every request handler.
@@ -116,6 +122,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             body_idle_timeout: args.body_idle_timeout(),
             open: args.open,
             allow_test_faults: args.worker.allow_test_faults(),
+            token_ttl: args.token_ttl(),
+            secure_cookie: args.public_origin().is_some_and(|(https, _)| https),
+            public_authority: args.public_origin().map(|(_, authority)| authority),
         },
         upload_check: UploadChecker::new(
             std::env::current_exe().context("locating the yolots binary")?,

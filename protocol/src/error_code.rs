@@ -207,6 +207,10 @@ error_codes! {
     /// A token that is malformed, revoked or expired.
     InvalidToken => "invalid_token", Api,
         "The token was refused (revoked or expired). Ask for a new one.";
+    /// A state-changing request from another site (or another port of this host) that
+    /// carried this site's session cookie.
+    CrossSiteRequest => "cross_site_request", Api,
+        "Another site tried to act with your session here. Use this service's own page; nothing was changed.";
     /// A service endpoint for operators, asked for without an admin token.
     AdminOnly => "admin_only", Api,
         "This address is for the service's operators: use an admin token (yolots token create --admin).";

@@ -499,6 +499,248 @@ async fn an_oversized_conversion_ends_resource_exceeded_once() {
     assert_eq!(done["status"], "succeeded", "{done}");
 }
 
+/// A form with the small model, as the page uploads it.
+fn upload_form() -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(small_model()).file_name("m.pt"),
+    )
+}
+
+/// The `yolots_token=...` pair of a response's session cookie, and the whole header.
+fn session_cookie(response: &reqwest::Response) -> (String, String) {
+    let header = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("yolots_token="))
+        .expect("no session cookie");
+    let pair = header.split(';').next().unwrap().to_owned();
+    (pair, header)
+}
+
+#[tokio::test]
+async fn cross_site_requests_are_refused_and_tokens_end() {
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&db.url, data.path(), &["--workers", "0", "--open"])
+        .await
+        .unwrap();
+    let port = port_of(&server);
+    let own = format!("http://127.0.0.1:{port}");
+    // A page on another port of the same host: the same site to SameSite, another origin.
+    let other = format!("http://127.0.0.1:{}", port + 1);
+    let http = reqwest::Client::new();
+    let answer = http
+        .post(server.url("/api/v1/sessions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let (cookie, header) = session_cookie(&answer);
+    assert!(!header.contains("Secure"), "{header}");
+    assert!(header.contains("Max-Age=2592000"), "30 days: {header}");
+
+    // Uploads with the cookie: refused from the other origin, by Origin or Sec-Fetch-Site.
+    for (name, value) in [("origin", other.as_str()), ("sec-fetch-site", "same-site")] {
+        let answer = http
+            .post(server.url("/api/v1/jobs"))
+            .header("cookie", &cookie)
+            .header(name, value)
+            .multipart(upload_form())
+            .send()
+            .await
+            .unwrap();
+        let body = problem(answer, 403, "cross_site_request").await;
+        assert!(
+            body["detail"].as_str().unwrap().contains("cookie"),
+            "{body}"
+        );
+    }
+    let answer = http
+        .post(server.url("/api/v1/sessions"))
+        .header("origin", &other)
+        .send()
+        .await
+        .unwrap();
+    problem(answer, 403, "cross_site_request").await;
+    // From its own page, the same upload is taken; reading is never refused.
+    let answer = http
+        .post(server.url("/api/v1/jobs"))
+        .header("cookie", &cookie)
+        .header("origin", &own)
+        .header("sec-fetch-site", "same-origin")
+        .multipart(upload_form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let answer = http
+        .get(server.url("/api/v1/jobs"))
+        .header("cookie", &cookie)
+        .header("origin", &other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    // A bearer token is a program's: no browser sends it on its own.
+    let token = create_token(&db.url, "program", false).unwrap();
+    let answer = server
+        .client(&token)
+        .post("/api/v1/jobs")
+        .header("origin", &other)
+        .multipart(upload_form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+
+    // Ending the session: refused from the other origin, then done from its own.
+    let end = |origin: &str| {
+        http.delete(server.url("/api/v1/sessions/current"))
+            .header("cookie", &cookie)
+            .header("origin", origin)
+            .send()
+    };
+    problem(end(&other).await.unwrap(), 403, "cross_site_request").await;
+    let answer = end(&own).await.unwrap();
+    assert_eq!(answer.status(), 204);
+    let (cleared, _) = session_cookie(&answer);
+    assert_eq!(cleared, "yolots_token=");
+    let answer = http
+        .get(server.url("/api/v1/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    problem(answer, 401, "invalid_token").await;
+
+    // A token unused for longer than the time to live (30 days) has expired.
+    let client = server.client(&token);
+    assert_eq!(
+        client.get("/api/v1/session").send().await.unwrap().status(),
+        200
+    );
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "UPDATE api_tokens SET created_at = now() - interval '31 days', \
+         last_used_at = now() - interval '31 days' WHERE name = 'cli'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    problem(
+        client.get("/api/v1/session").send().await.unwrap(),
+        401,
+        "invalid_token",
+    )
+    .await;
+    // ... and one used 29 days ago has not.
+    sqlx::query("UPDATE api_tokens SET last_used_at = now() - interval '29 days'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        client.get("/api/v1/session").send().await.unwrap().status(),
+        200
+    );
+
+    // `yolots token revoke`: one token read from stdin, or every token of an owner.
+    let revoke = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(yolots_e2e::binary())
+            .args(["token", "revoke"])
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, said) = revoke(&["-"], &token);
+    assert!(ok, "{said}");
+    problem(
+        client.get("/api/v1/session").send().await.unwrap(),
+        401,
+        "invalid_token",
+    )
+    .await;
+    let (ok, said) = revoke(&["-"], &token);
+    assert!(!ok, "a revoked token revoked again: {said}");
+    let first = create_token(&db.url, "team", false).unwrap();
+    let second = create_token(&db.url, "team", false).unwrap();
+    let (ok, said) = revoke(&["--owner", "team"], "");
+    assert!(ok && said.contains("2 tokens"), "{said}");
+    for token in [first, second] {
+        problem(
+            server
+                .client(&token)
+                .get("/api/v1/session")
+                .send()
+                .await
+                .unwrap(),
+            401,
+            "invalid_token",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_behind_an_https_address() {
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let public = "https://yolots.example.test";
+    let server = Server::start(
+        &db.url,
+        data.path(),
+        &[
+            "--workers",
+            "0",
+            "--open",
+            "--public-url",
+            public,
+            "--token-ttl-days",
+            "7",
+        ],
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let answer = http
+        .post(server.url("/api/v1/sessions"))
+        .header("origin", public)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let (cookie, header) = session_cookie(&answer);
+    assert!(header.contains("Secure"), "{header}");
+    assert!(header.contains("Max-Age=604800"), "7 days: {header}");
+    // The public address is this server's own origin (a proxy passes the host through or not).
+    let answer = http
+        .delete(server.url("/api/v1/sessions/current"))
+        .header("cookie", &cookie)
+        .header("origin", public)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+}
+
 /// The head of a multipart upload sent by hand, with its body to follow chunked.
 fn chunked_upload_head(port: u16, token: &str) -> String {
     format!(

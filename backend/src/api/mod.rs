@@ -32,6 +32,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(meta::openapi)
                 .service(sessions::create_session)
                 .service(sessions::get_session)
+                .service(sessions::delete_session)
                 .service(jobs::create_job)
                 .service(jobs::list_jobs)
                 .service(jobs::get_job)

@@ -1,15 +1,16 @@
 //! `POST /api/v1/sessions` (in `--open` mode, a browser gets an owner and a token of its
-//! own, in an HttpOnly cookie) and `GET /api/v1/session` (who the caller is).
+//! own, in an HttpOnly cookie), `GET /api/v1/session` (who the caller is) and
+//! `DELETE /api/v1/sessions/current` (the caller's token revoked, the cookie cleared).
 
 use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::problem::{ApiError, Problem};
 use crate::auth::{self, COOKIE, Caller, Owner};
-use crate::server::AppState;
+use crate::server::{ApiSettings, AppState};
 use yolots_protocol::ErrorCode;
 
 /// A session: the token (also set as the `yolots_token` cookie) and its owner.
@@ -32,12 +33,18 @@ pub struct Me {
     pub owner: Owner,
 }
 
-fn cookie(token: &str) -> Cookie<'static> {
+/// The session cookie: it lives as long as an unused token does (a year when tokens do
+/// not expire), `Secure` when the public address is `https`.
+fn cookie(token: &str, settings: &ApiSettings) -> Cookie<'static> {
+    let max_age = settings.token_ttl.map_or(time::Duration::days(365), |ttl| {
+        time::Duration::seconds(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
+    });
     Cookie::build(COOKIE, token.to_owned())
         .path("/")
         .http_only(true)
+        .secure(settings.secure_cookie)
         .same_site(SameSite::Strict)
-        .max_age(time::Duration::days(365))
+        .max_age(max_age)
         .finish()
 }
 
@@ -50,7 +57,7 @@ fn cookie(token: &str) -> Cookie<'static> {
     responses(
         (status = 200, description = "The caller's session, refreshed", body = Session),
         (status = 201, description = "A new owner and token", body = Session),
-        (status = 403, description = "sessions_disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "sessions_disabled; cross_site_request: a browser's request from another origin", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -66,26 +73,31 @@ pub async fn create_session(
             "this server hands out no sessions: use a token from `yolots token create`",
         ));
     }
+    // Another site's page may not hand a browser a session of its choosing.
+    auth::check_same_origin(&req, state.settings.public_authority.as_deref())?;
     if crate::db::known_down() {
         return Err(ApiError::unavailable());
     }
+    let settings = &state.settings;
     if let Ok(Some(token)) = auth::request_token(&req)
-        && let Some(owner) = auth::lookup(&state.queue.pool, &token).await?
+        && let Some(owner) = auth::lookup(&state.queue.pool, &token, settings.token_ttl).await?
     {
-        return Ok(HttpResponse::Ok().cookie(cookie(&token)).json(Session {
-            owner: SessionOwner {
-                id: owner.id,
-                name: owner.name,
-            },
-            token,
-        }));
+        return Ok(HttpResponse::Ok()
+            .cookie(cookie(&token, settings))
+            .json(Session {
+                owner: SessionOwner {
+                    id: owner.id,
+                    name: owner.name,
+                },
+                token,
+            }));
     }
     let short = uuid::Uuid::new_v4().simple().to_string();
     let name = format!("browser-{}", short.get(..8).unwrap_or_default());
     let (owner, token) = auth::create_owner(&state.queue.pool, &name, false, "session").await?;
     tracing::info!(owner = %owner.id, "session created");
     Ok(HttpResponse::Created()
-        .cookie(cookie(&token))
+        .cookie(cookie(&token, settings))
         .json(Session {
             owner: SessionOwner {
                 id: owner.id,
@@ -110,4 +122,33 @@ pub async fn get_session(caller: Caller) -> HttpResponse {
     HttpResponse::Ok().json(Me {
         owner: caller.owner,
     })
+}
+
+/// End the caller's session: its token (the cookie's or the bearer's) is revoked and the
+/// cookie cleared. Other tokens of the same owner stay valid.
+#[utoipa::path(
+    tag = "sessions",
+    responses(
+        (status = 204, description = "The token is revoked"),
+        (status = 401, description = "unauthorized, invalid_token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "cross_site_request: a browser's request from another origin", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+#[delete("/sessions/current")]
+pub async fn delete_session(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    auth::revoke_token(&state.queue.pool, &caller.token).await?;
+    tracing::info!(owner = %caller.owner.id, "session ended");
+    let mut gone = Cookie::build(COOKIE, "")
+        .path("/")
+        .http_only(true)
+        .secure(state.settings.secure_cookie)
+        .same_site(SameSite::Strict)
+        .finish();
+    gone.make_removal();
+    Ok(HttpResponse::NoContent().cookie(gone).finish())
 }

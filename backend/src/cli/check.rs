@@ -22,6 +22,7 @@ pub fn run(command: &Command) -> anyhow::Result<()> {
         Command::Migrate(args) => ("migrate", Some(args), None),
         Command::Token(args) => match &args.command {
             TokenCommand::Create(create) => ("token create", Some(&create.database), None),
+            TokenCommand::Revoke(revoke) => ("token revoke", Some(&revoke.database), None),
         },
         Command::Convert(_) => ("convert", None, None),
         Command::Inspect(_) => ("inspect", None, None),
