@@ -658,6 +658,64 @@ impl Drop for PgCluster {
     }
 }
 
+/// Runs a Python snippet of the report page as printed, with `python`, in a folder that
+/// holds only the artifact (under `artifact_name`, the name the snippet loads) and an
+/// `image.jpg` of noise, 640x480. The snippet must succeed without a warning and print
+/// how many detections it found (`0 detections`, `1 detection`, `12 detections`): that
+/// count and what it printed are returned.
+pub fn run_python_snippet(
+    python: &std::ffi::OsStr,
+    code: &str,
+    artifact: &Path,
+    artifact_name: &str,
+) -> anyhow::Result<(u64, String)> {
+    let first = code.lines().next().unwrap_or_default();
+    anyhow::ensure!(
+        first.starts_with("# pip install "),
+        "the snippet does not say what it needs: {first}"
+    );
+    let dir = tempfile::tempdir()?;
+    std::fs::copy(artifact, dir.path().join(artifact_name))?;
+    std::fs::write(dir.path().join("snippet.py"), code)?;
+    let image = Command::new(python)
+        .current_dir(dir.path())
+        .args([
+            "-c",
+            "import numpy as np; from PIL import Image\n\
+             rng = np.random.default_rng(7)\n\
+             Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)).save('image.jpg')",
+        ])
+        .output()?;
+    anyhow::ensure!(
+        image.status.success(),
+        "writing the image: {}",
+        String::from_utf8_lossy(&image.stderr)
+    );
+    let out = Command::new(python)
+        .current_dir(dir.path())
+        .arg("snippet.py")
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(
+        out.status.success(),
+        "the snippet failed:\n{code}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    anyhow::ensure!(
+        !stderr.contains("Warning"),
+        "the snippet warned:\n{code}\n--- stderr\n{stderr}"
+    );
+    let count = stdout
+        .lines()
+        .find_map(|line| {
+            let (n, word) = line.trim().split_once(' ')?;
+            let n: u64 = n.parse().ok()?;
+            (word == if n == 1 { "detection" } else { "detections" }).then_some(n)
+        })
+        .with_context(|| format!("the snippet printed no count of detections:\n{stdout}"))?;
+    Ok((count, stdout))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -149,10 +149,9 @@ async fn report_at_two_widths(browser: &Browser, what: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// Runs the report's Python snippet as the page prints it, in a folder holding only the
-/// artifact (named as the snippet names it) and an `image.jpg`, with the interpreter that
-/// `python_var` names (skipped when it is not set). The snippet must end without a
-/// warning and say how many detections it found; the count is returned.
+/// Runs the report's Python snippet as the page prints it, beside the artifact, with the
+/// interpreter that `python_var` names (skipped when it is not set); returns the count of
+/// detections it printed.
 async fn run_python_snippet(
     browser: &Browser,
     artifact: &std::path::Path,
@@ -169,49 +168,8 @@ async fn run_python_snippet(
     let code = code
         .as_str()
         .context("the report shows no Python snippet")?;
-    let first = code.lines().next().unwrap_or_default();
-    assert!(
-        first.starts_with("# pip install "),
-        "the snippet does not say what it needs: {first}"
-    );
-    let dir = tempfile::tempdir()?;
-    std::fs::copy(artifact, dir.path().join(artifact_name))?;
-    std::fs::write(dir.path().join("snippet.py"), code)?;
-    // A 640x480 photo-sized image of noise: any model may find nothing in it, or a few.
-    let image = std::process::Command::new(&python)
-        .current_dir(dir.path())
-        .args([
-            "-c",
-            "import numpy as np; from PIL import Image\n\
-             rng = np.random.default_rng(7)\n\
-             Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)).save('image.jpg')",
-        ])
-        .output()?;
-    anyhow::ensure!(
-        image.status.success(),
-        "writing the image: {}",
-        String::from_utf8_lossy(&image.stderr)
-    );
-    let out = std::process::Command::new(&python)
-        .current_dir(dir.path())
-        .arg("snippet.py")
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the snippet failed:\n{code}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
-    assert!(!stderr.contains("Warning"), "the snippet warned:\n{stderr}");
-    let count = stdout
-        .lines()
-        .find_map(|line| {
-            let (n, word) = line.trim().split_once(' ')?;
-            let n: u64 = n.parse().ok()?;
-            (word == if n == 1 { "detection" } else { "detections" }).then_some(n)
-        })
-        .with_context(|| format!("the snippet printed no count of detections:\n{stdout}"))?;
-    let shown: Vec<&str> = stdout.lines().take(3).collect();
+    let (count, printed) = yolots_e2e::run_python_snippet(&python, code, artifact, artifact_name)?;
+    let shown: Vec<&str> = printed.lines().take(3).collect();
     println!(
         "page's Python snippet, run as printed: {}",
         shown.join(" | ")

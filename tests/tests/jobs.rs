@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use yolots_e2e::{FAST, Server, TestDatabase, create_token, files_under, fixtures, sha256_hex};
+use yolots_web::snippets::{self, Artifact};
 
 const FIXTURES: &[&str] = &[
     "yolov7-w25-c3.pt",
@@ -326,7 +327,7 @@ async fn a_pose_checkpoint_converts_and_its_artifact_downloads() {
                   out = m(torch.rand(2, 3, 192, 320))\n\
                   assert len(out) == 2 and all(d.shape[1] == 6 + 3 * 17 for d in out), [d.shape for d in out]\n\
                   print('ok')\n";
-    let out = std::process::Command::new(python)
+    let out = std::process::Command::new(&python)
         .arg("-c")
         .arg(script)
         .arg(&path)
@@ -337,6 +338,8 @@ async fn a_pose_checkpoint_converts_and_its_artifact_downloads() {
         "torch.jit.load failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The page's snippet for the detections head, keypoints read per row.
+    run_page_snippet(&python, &job, &report, &path);
 }
 
 /// An ONNX job converts, validates with ONNX Runtime, and downloads as `NAME.onnx`; the
@@ -420,7 +423,7 @@ async fn an_onnx_job_converts_validates_and_downloads() {
                   (d,) = s.run(['detections'], {'images': np.random.rand(2, 3, 256, 416).astype(np.float32)})\n\
                   assert d.ndim == 2 and d.shape[1] == 7 and set(d[:, 0]) <= {0.0, 1.0}, d.shape\n\
                   print('ok')\n";
-    let out = std::process::Command::new(python)
+    let out = std::process::Command::new(&python)
         .arg("-c")
         .arg(script)
         .arg(&path)
@@ -431,4 +434,37 @@ async fn an_onnx_job_converts_validates_and_downloads() {
         "onnxruntime failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The page's snippet for the detections head, boxes scaled back to the image.
+    run_page_snippet(&python, &job, &report, &path);
+}
+
+/// Runs the Python snippet the report page prints for this job's artifact (the page's own
+/// code writes it from the job's options and the report) as printed, with `python`, beside
+/// the artifact saved at `path`; returns the count of detections it printed.
+fn run_page_snippet(
+    python: &std::ffi::OsStr,
+    job: &serde_json::Value,
+    report: &serde_json::Value,
+    path: &std::path::Path,
+) -> u64 {
+    let options = &job["options"];
+    let side = |i: usize| u32::try_from(options["img_size"][i].as_u64().unwrap()).unwrap();
+    let file_name = report["artifact"]["file_name"].as_str().unwrap();
+    let artifact = Artifact {
+        file_name,
+        head: options["head"].as_str().unwrap(),
+        half: options["precision"] == "fp16",
+        img_size: [side(0), side(1)],
+        conf: options["conf"].as_f64().unwrap(),
+        iou: options["iou"].as_f64().unwrap(),
+        max_det: u32::try_from(options["max_det"].as_u64().unwrap()).unwrap(),
+        task: report["source"]["task"].as_str().unwrap().parse().unwrap(),
+        nkpt: usize::try_from(report["source"]["nkpt"].as_u64().unwrap_or(0)).unwrap(),
+        onnx: report["artifact"]["format"] == "onnx",
+    };
+    let code = &snippets::all(&artifact)[0].code;
+    let (count, printed) = yolots_e2e::run_python_snippet(python, code, path, file_name).unwrap();
+    let shown: Vec<&str> = printed.lines().take(2).collect();
+    println!("the page's Python snippet: {}", shown.join(" | "));
+    count
 }
