@@ -9,7 +9,7 @@ use utoipa_actix_web::AppExt;
 #[openapi(
     info(
         title = "yolots",
-        description = "YOLOv7 checkpoints to TorchScript: upload a checkpoint, follow its \
+        description = "YOLOv7 checkpoints to TorchScript and ONNX: upload a checkpoint, follow its \
                        conversion, download the artifact and its validation report. Errors are \
                        application/problem+json documents with a stable `code`.",
     ),

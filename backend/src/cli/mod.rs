@@ -15,7 +15,7 @@ mod inspect;
 mod token;
 mod worker;
 
-/// YOLOv7 checkpoints to TorchScript, without Python.
+/// YOLOv7 checkpoints to TorchScript and ONNX, without Python.
 #[derive(Debug, Parser)]
 #[command(
     name = "yolots",
@@ -46,7 +46,7 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Apply the database migrations and exit.
     Migrate(DatabaseArgs),
-    /// Convert a checkpoint to TorchScript and validate it.
+    /// Convert a checkpoint to TorchScript or ONNX and validate it.
     Convert(convert::ConvertArgs),
     /// Describe a checkpoint without converting it.
     Inspect(inspect::InspectArgs),

@@ -18,7 +18,13 @@ use crate::error::{ConvertError, Result};
 /// The variable naming the ONNX Runtime library (`libonnxruntime.so.*`).
 pub const LIBRARY_VAR: &str = "YOLOTS_ONNXRUNTIME";
 
-static ENVIRONMENT: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
+static ENVIRONMENT: OnceLock<std::result::Result<Loaded, String>> = OnceLock::new();
+
+/// The loaded library: its environment and its own version.
+struct Loaded {
+    environment: Environment,
+    version: String,
+}
 
 /// Where the library is: `YOLOTS_ONNXRUNTIME`, else `lib/libonnxruntime.so` beside the
 /// executable's folder (the layout of `cargo xtask dist`).
@@ -47,6 +53,10 @@ pub const VERSION: &str = "1.31.1";
 
 /// The process's ONNX Runtime environment, loaded on first use.
 fn environment() -> Result<&'static Environment> {
+    loaded().map(|l| &l.environment)
+}
+
+fn loaded() -> Result<&'static Loaded> {
     ENVIRONMENT
         .get_or_init(|| {
             let path = library_path()?;
@@ -61,16 +71,59 @@ fn environment() -> Result<&'static Environment> {
                 library = %path.display(),
                 "ONNX Runtime loaded"
             );
-            Ok(env)
+            let version = library_version(&path)?;
+            Ok(Loaded {
+                environment: env,
+                version,
+            })
         })
         .as_ref()
         .map_err(|e| ConvertError::OnnxRuntime(e.clone()))
 }
 
-/// The version string of the loaded library.
+/// The loaded library's version (`1.31.1`).
 pub fn loaded_version() -> Result<String> {
-    environment()?;
-    Ok(ort::info().to_owned())
+    Ok(loaded()?.version.clone())
+}
+
+/// What the library at `path`, already loaded, says its version is
+/// (`OrtGetApiBase()->GetVersionString()`; ort's own `info` gives the build string, which
+/// names a git branch rather than the release).
+fn library_version(path: &std::path::Path) -> std::result::Result<String, String> {
+    use std::ffi::{CStr, CString};
+    use std::os::unix::ffi::OsStrExt;
+    let failed = |what: &str| format!("reading the version of {}: {what}", path.display());
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|e| failed(&e.to_string()))?;
+    // SAFETY: `c_path` is a valid C string. RTLD_NOLOAD only returns the handle of a library
+    // already loaded (ort loaded this one and keeps it), so nothing is initialised again;
+    // the handle is not closed, which leaves ort's reference as it was.
+    let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
+    if handle.is_null() {
+        return Err(failed("not loaded"));
+    }
+    // SAFETY: the symbol name is a C string; a non-null result is ONNX Runtime's
+    // `OrtGetApiBase`, which takes nothing and returns a pointer to a static table whose
+    // `GetVersionString` returns a static C string.
+    unsafe {
+        let symbol = libc::dlsym(handle, c"OrtGetApiBase".as_ptr());
+        if symbol.is_null() {
+            return Err(failed("no OrtGetApiBase"));
+        }
+        let get_api_base: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase =
+            std::mem::transmute::<
+                *mut libc::c_void,
+                unsafe extern "C" fn() -> *const ort::sys::OrtApiBase,
+            >(symbol);
+        let base = get_api_base();
+        if base.is_null() {
+            return Err(failed("no API base"));
+        }
+        let version = ((*base).GetVersionString)();
+        if version.is_null() {
+            return Err(failed("no version string"));
+        }
+        Ok(CStr::from_ptr(version).to_string_lossy().into_owned())
+    }
 }
 
 /// A model loaded by ONNX Runtime on the CPU.

@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Convert a checkpoint to TorchScript and validate it.
+    /// Convert a checkpoint to TorchScript or ONNX and validate it.
     Convert(yolots_protocol::cli::ConvertArgs),
     /// Print the loaded libtorch's version and the CUDA device count as JSON.
     Runtime,
