@@ -195,6 +195,9 @@ error_codes! {
     /// The request body stopped arriving.
     RequestTimeout => "request_timeout", Api,
         "The upload stopped arriving before it was complete. Check the connection and upload again.";
+    /// No worker of the service converts on the device the options ask for.
+    DeviceUnavailable => "device_unavailable", Api,
+        "No worker of this service converts on that device (a CUDA GPU). Choose the device auto or cpu, or ask the operator to start a GPU worker.";
     /// The model has more parameters or layers than the server converts.
     ModelTooLarge => "model_too_large", Api,
         "The model is beyond what this server converts (parameters or layers). Ask the operator to raise its limits.";

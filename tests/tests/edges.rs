@@ -499,6 +499,44 @@ async fn an_oversized_conversion_ends_resource_exceeded_once() {
     assert_eq!(done["status"], "succeeded", "{done}");
 }
 
+#[tokio::test]
+async fn a_device_no_worker_has_is_refused() {
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    // One worker, on the CPU.
+    let server = Server::start(&db.url, data.path(), &["--workers", "1", "--device", "cpu"])
+        .await
+        .unwrap();
+    let client = server.client(&create_token(&db.url, "devices", false).unwrap());
+    for device in ["cuda:99", "cuda:0"] {
+        let options = format!(r#"{{"device": "{device}", "img_size": [160, 160]}}"#);
+        let answer = client
+            .upload("m.pt", small_model(), Some(&options))
+            .await
+            .unwrap();
+        let body = problem(answer, 422, "device_unavailable").await;
+        assert_eq!(body["option"], "device", "{body}");
+        assert!(body["detail"].as_str().unwrap().contains(device), "{body}");
+    }
+    // Nothing waits in the queue for a GPU that is not there.
+    let jobs: serde_json::Value = client
+        .get("/api/v1/jobs")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jobs["total"], 0, "{jobs}");
+    for options in [r#"{"device": "cpu"}"#, r#"{"device": "auto"}"#] {
+        let answer = client
+            .upload("m.pt", small_model(), Some(options))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201, "{options}");
+    }
+}
+
 /// A form with the small model, as the page uploads it.
 fn upload_form() -> reqwest::multipart::Form {
     reqwest::multipart::Form::new().part(

@@ -78,7 +78,7 @@ async fn visible(state: &AppState, caller: &Caller, id: Uuid) -> Result<JobRow, 
         (status = 408, description = "request_timeout: the body sent nothing for the server's idle time", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "unauthorized, invalid_token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "upload_too_large: the file, or the whole body, past its limit", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not a supported YOLOv7 checkpoint (the reader's code), model_too_large, or check_resources_exceeded (reading the file needed more memory or time than the upload check allows)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a supported YOLOv7 checkpoint (the reader's code), model_too_large, check_resources_exceeded (reading the file needed more memory or time than the upload check allows), or device_unavailable (a CUDA device and no worker converts on one)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "database_unavailable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("cookie" = []))

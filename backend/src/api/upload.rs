@@ -54,6 +54,38 @@ fn invalid(e: InvalidOptions) -> ApiError {
     ApiError::bad_request(ErrorCode::InvalidOptions, e.message).with_option(e.option)
 }
 
+/// How recently a worker must have announced itself to count as serving its device.
+const LIVE_WORKERS: Duration = Duration::from_secs(60);
+
+/// Refuses a CUDA device when no worker that converts on CUDA has announced itself
+/// recently (such a job would wait in the queue for ever); `auto` and `cpu` always pass.
+/// When the workers cannot be listed, nothing is refused.
+async fn check_device(state: &AppState, options: &JobOptions) -> Result<(), ApiError> {
+    if !matches!(options.device, yolots_protocol::DeviceChoice::Cuda(_)) {
+        return Ok(());
+    }
+    let Ok(devices) = state.queue.live_devices(LIVE_WORKERS).await else {
+        return Ok(());
+    };
+    if devices.iter().any(|d| d.starts_with("cuda")) {
+        return Ok(());
+    }
+    let running = if devices.is_empty() {
+        "no worker is running".to_owned()
+    } else {
+        format!("the workers convert on {}", devices.join(", "))
+    };
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::DeviceUnavailable,
+        format!(
+            "device {} needs a worker with a CUDA GPU, and {running}",
+            options.device
+        ),
+    )
+    .with_option(Some("device")))
+}
+
 /// Reads the multipart body: an optional `options` part (JSON) and a `file` part. The
 /// whole body is bounded ([`BodyBudget`]): past its bytes or its idle time the request ends
 /// at once, and what was stored of it is removed.
@@ -201,7 +233,10 @@ async fn read_parts(
                     o.check_pixels(state.settings.max_pixels)?;
                     Ok(o)
                 }) {
-                    Ok(o) => parts.options = Some(o),
+                    Ok(o) => match check_device(state, &o).await {
+                        Ok(()) => parts.options = Some(o),
+                        Err(e) => parts.refusal = Some(e),
+                    },
                     Err(e) => parts.refusal = Some(invalid(e)),
                 },
                 Err(e) => parts.refusal = Some(e),
