@@ -29,10 +29,14 @@ pub fn speed(bytes_per_second: f64) -> String {
     format!("{}/s", bytes(bytes_per_second as u64))
 }
 
-/// `1 h 2 min`, `3 min 05 s`, `12 s`, `0.4 s`.
+/// `1 h 2 min`, `3 min 05 s`, `12 s`, `0.4 s`, `40 ms` (a stage of a few milliseconds
+/// would read `0.0 s`).
 pub fn duration(seconds: f64) -> String {
     if !seconds.is_finite() || seconds < 0.0 {
         return "—".to_owned();
+    }
+    if seconds < 0.1 {
+        return millis(seconds * 1e3);
     }
     if seconds < 10.0 {
         return format!("{seconds:.1} s");
@@ -140,6 +144,8 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(duration(0.42), "0.4 s");
+        assert_eq!(duration(0.042), "42.0 ms");
+        assert_eq!(duration(0.0004), "0.40 ms");
         assert_eq!(duration(12.4), "12 s");
         assert_eq!(duration(185.0), "3 min 05 s");
         assert_eq!(duration(3720.0), "1 h 2 min");
