@@ -253,6 +253,20 @@ pub struct ServeArgs {
     #[arg(long, env = "YOLOTS_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// Uploads the server receives at once; more are refused (`429 too_many_uploads`)
+    /// before their body is read. 0: no limit.
+    #[arg(long, env = "YOLOTS_MAX_UPLOADS_IN_FLIGHT", default_value_t = 64)]
+    pub max_uploads_in_flight: usize,
+
+    /// Uploads one owner may send at once (`429 too_many_uploads` past it), so one
+    /// owner cannot take every place. 0: no limit.
+    #[arg(
+        long,
+        env = "YOLOTS_MAX_UPLOADS_IN_FLIGHT_PER_OWNER",
+        default_value_t = 32
+    )]
+    pub max_uploads_in_flight_per_owner: usize,
+
     /// Days a token stays valid after its last use (sliding; every use renews it); 0:
     /// tokens never expire.
     #[arg(long, env = "YOLOTS_TOKEN_TTL_DAYS", default_value_t = 30)]

@@ -51,6 +51,8 @@ pub struct AppState {
     pub settings: ApiSettings,
     /// Reads uploads in bounded child processes.
     pub upload_check: UploadChecker,
+    /// Uploads in flight, bounded in all and per owner.
+    pub uploads: crate::api::slots::UploadSlots,
     /// The OpenAPI document (JSON), made once.
     pub openapi: String,
 }
@@ -126,6 +128,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             secure_cookie: args.public_origin().is_some_and(|(https, _)| https),
             public_authority: args.public_origin().map(|(_, authority)| authority),
         },
+        uploads: crate::api::slots::UploadSlots::new(
+            args.max_uploads_in_flight,
+            args.max_uploads_in_flight_per_owner,
+        ),
         upload_check: UploadChecker::new(
             std::env::current_exe().context("locating the yolots binary")?,
             &args.upload_check,

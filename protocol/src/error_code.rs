@@ -189,6 +189,9 @@ error_codes! {
     /// The uploaded file is empty.
     EmptyFile => "empty_file", Api,
         "The file is empty: choose the checkpoint itself.";
+    /// Too many uploads in flight, in the server or of this owner.
+    TooManyUploads => "too_many_uploads", Api,
+        "The server is receiving as many uploads as it takes at once (or as many of yours). Wait for one to finish, then upload again.";
     /// The upload is larger than the server accepts.
     UploadTooLarge => "upload_too_large", Api,
         "This server does not take files that large. Strip the optimizer state (YOLOv7's strip_optimizer) or ask the operator to raise the limit.";

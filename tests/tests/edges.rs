@@ -908,6 +908,81 @@ async fn an_endless_part_is_cut_at_the_body_limit() {
     assert!(sent.is_err(), "the whole endless part was read: {sent:?}");
 }
 
+#[tokio::test]
+async fn uploads_in_flight_are_bounded_in_all_and_per_owner() {
+    use tokio::io::AsyncWriteExt;
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &db.url,
+        data.path(),
+        &[
+            "--workers",
+            "0",
+            "--max-uploads-in-flight",
+            "2",
+            "--max-uploads-in-flight-per-owner",
+            "1",
+            "--body-idle-timeout-secs",
+            "3",
+        ],
+    )
+    .await
+    .unwrap();
+    let port = port_of(&server);
+    let token = |name: &str| create_token(&db.url, name, false).unwrap();
+    let (a, b, c) = (token("a"), token("b"), token("c"));
+    // An upload that sends its head and part of its file, then nothing (until the idle
+    // timeout ends it).
+    let stall = |token: String| async move {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut request = chunked_upload_head(port, &token).into_bytes();
+        request.extend(chunk(
+            b"--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m.pt\"\r\n\r\n",
+        ));
+        request.extend(chunk(&[7u8; 1024]));
+        stream.write_all(&request).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stream
+    };
+    let upload = |token: &str| {
+        let client = server.client(token);
+        async move { client.upload("m.pt", small_model(), None).await.unwrap() }
+    };
+    let first = stall(a.clone()).await;
+    // The owner's one upload is in flight: another of its own waits.
+    let answer = upload(&a).await;
+    assert_eq!(answer.headers()["retry-after"], "5");
+    let body = problem(answer, 429, "too_many_uploads").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("you are"),
+        "{body}"
+    );
+    // Another owner's is taken.
+    assert_eq!(upload(&b).await.status(), 201);
+    // Two in flight: the server's most.
+    let second = stall(c).await;
+    let body = problem(upload(&b).await, 429, "too_many_uploads").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("server"),
+        "{body}"
+    );
+    // When the stalled ones end, their places come back.
+    for mut stream in [first, second] {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            read_until(&mut stream, "request_timeout"),
+        )
+        .await
+        .expect("no answer to a stalled upload");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    assert_eq!(upload(&a).await.status(), 201);
+    assert_eq!(upload(&b).await.status(), 201);
+}
+
 /// Reads an answer until it holds `needle` (or the connection ends).
 async fn read_until(stream: &mut (impl tokio::io::AsyncRead + Unpin), needle: &str) -> String {
     use tokio::io::AsyncReadExt;

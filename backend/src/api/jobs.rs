@@ -78,6 +78,7 @@ async fn visible(state: &AppState, caller: &Caller, id: Uuid) -> Result<JobRow, 
         (status = 408, description = "request_timeout: the body sent nothing for the server's idle time", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "unauthorized, invalid_token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "upload_too_large: the file, or the whole body, past its limit", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too_many_uploads: the server's, or the owner's, uploads in flight at their limit", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a supported YOLOv7 checkpoint (the reader's code), model_too_large, check_resources_exceeded (reading the file needed more memory or time than the upload check allows), or device_unavailable (a CUDA device and no worker converts on one)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "database_unavailable", body = Problem, content_type = "application/problem+json"),
     ),
@@ -100,6 +101,15 @@ pub async fn create_job(
         state.metrics.upload("upload_too_large");
         return Err(upload::too_large(state.settings.max_upload_bytes));
     }
+    // Held until the request ends, however it ends.
+    let _slot = state.uploads.take(caller.owner.id).map_err(|busy| {
+        state.metrics.upload("too_many_uploads");
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyUploads,
+            format!("{busy}; retry when one has finished"),
+        )
+    })?;
     let received = match upload::receive(&state, &mut multipart).await {
         Ok(received) => received,
         Err(error) => return Ok(upload::refusal(&error, multipart)),

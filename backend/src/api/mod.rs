@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod meta;
 pub mod problem;
 pub mod sessions;
+pub mod slots;
 pub mod upload;
 
 /// Registers every route (and, through utoipa-actix-web, its OpenAPI description).

@@ -127,9 +127,14 @@ impl ResponseError for ApiError {
         // The body was not read to its end: the connection cannot carry another request.
         if matches!(
             self.status,
-            StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
+            StatusCode::REQUEST_TIMEOUT
+                | StatusCode::PAYLOAD_TOO_LARGE
+                | StatusCode::TOO_MANY_REQUESTS
         ) {
             response.insert_header((header::CONNECTION, "close"));
+        }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response.insert_header((header::RETRY_AFTER, "5"));
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, "1"));
