@@ -69,7 +69,7 @@ fn script_fused_decoded(name: &str) {
     assert!(meta.input.dynamic);
 
     if python().is_none() {
-        eprintln!("skipping the Python client: no .yolots/venv");
+        tool_missing("no Python with torch for the outside client (YOLOTS_PYTHON or .yolots/venv)");
         return;
     }
     let spec = python_spec(

@@ -205,7 +205,7 @@ fn assert_detections_match_plain_nms(
 
 fn matches_official_outputs(name: &str) {
     let Some(_) = onnx_python() else {
-        eprintln!("skipping: no YOLOTS_ONNX_PYTHON (cargo xtask setup installs onnxruntime)");
+        tool_missing("YOLOTS_ONNX_PYTHON is not set");
         return;
     };
     let exp = Expected::load(name);
@@ -311,7 +311,7 @@ fn the_pose_fixture_runs_in_onnxruntime_as_the_pose_code() {
 #[test]
 fn fp16_files_are_half_the_size_and_within_float16_tolerances() {
     if onnx_python().is_none() || !runtime_available() {
-        eprintln!("skipping: no ONNX Runtime (cargo xtask setup installs it)");
+        tool_missing("no ONNX Runtime (YOLOTS_ONNXRUNTIME or the library beside the binaries)");
         return;
     }
     for name in ["yolov7-tiny", POSE] {
@@ -353,7 +353,7 @@ fn fp16_files_are_half_the_size_and_within_float16_tolerances() {
 #[test]
 fn the_converter_validates_and_times_its_onnx_files() {
     if !runtime_available() {
-        eprintln!("skipping: no ONNX Runtime (cargo xtask setup installs it)");
+        tool_missing("no ONNX Runtime (YOLOTS_ONNXRUNTIME or the library beside the binaries)");
         return;
     }
     let exp = Expected::load("yolov7-tiny");

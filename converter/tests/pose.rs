@@ -251,7 +251,7 @@ fn script_fused_decoded_matches_the_pose_code() {
     assert_eq!(meta.names, ["person"]);
 
     if python().is_none() {
-        eprintln!("skipping the Python client: no .yolots/venv");
+        tool_missing("no Python with torch for the outside client (YOLOTS_PYTHON or .yolots/venv)");
         return;
     }
     for input in ["a", "b"] {

@@ -32,7 +32,7 @@ impl S3Server {
     /// not set.
     pub async fn start() -> anyhow::Result<Option<Self>> {
         let Some(exe) = std::env::var_os("YOLOTS_MOTO_SERVER") else {
-            eprintln!("YOLOTS_MOTO_SERVER is not set (cargo xtask test sets it): skipped");
+            crate::tool_missing("YOLOTS_MOTO_SERVER is not set");
             return Ok(None);
         };
         let port = free_port()?;

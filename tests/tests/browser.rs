@@ -159,7 +159,9 @@ async fn run_python_snippet(
     python_var: &str,
 ) -> anyhow::Result<Option<u64>> {
     let Some(python) = std::env::var_os(python_var) else {
-        eprintln!("{python_var} is not set: the page's Python snippet was not run");
+        yolots_e2e::tool_missing(&format!(
+            "{python_var} is not set: the page's Python snippet was not run"
+        ));
         return Ok(None);
     };
     let code = browser
@@ -180,7 +182,7 @@ async fn run_python_snippet(
 #[tokio::test(flavor = "multi_thread")]
 async fn converts_a_checkpoint_in_the_browser() -> anyhow::Result<()> {
     let Some(tools) = Tools::from_env() else {
-        eprintln!("{}", Tools::skip_note());
+        yolots_e2e::tool_missing(Tools::skip_note());
         return Ok(());
     };
     let _turn = one_at_a_time().await;
@@ -418,7 +420,7 @@ async fn converts_a_checkpoint_in_the_browser() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn refuses_a_file_that_is_not_yolov7_before_uploading() -> anyhow::Result<()> {
     let Some(tools) = Tools::from_env() else {
-        eprintln!("{}", Tools::skip_note());
+        yolots_e2e::tool_missing(Tools::skip_note());
         return Ok(());
     };
     let _turn = one_at_a_time().await;
@@ -476,7 +478,7 @@ async fn refuses_a_file_that_is_not_yolov7_before_uploading() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread")]
 async fn reads_a_large_checkpoint_without_blocking_and_cancels_its_upload() -> anyhow::Result<()> {
     let Some(tools) = Tools::from_env() else {
-        eprintln!("{}", Tools::skip_note());
+        yolots_e2e::tool_missing(Tools::skip_note());
         return Ok(());
     };
     let _turn = one_at_a_time().await;
@@ -578,7 +580,7 @@ async fn reads_a_large_checkpoint_without_blocking_and_cancels_its_upload() -> a
 #[tokio::test(flavor = "multi_thread")]
 async fn asks_for_a_token_when_the_server_hands_out_no_sessions() -> anyhow::Result<()> {
     let Some(tools) = Tools::from_env() else {
-        eprintln!("{}", Tools::skip_note());
+        yolots_e2e::tool_missing(Tools::skip_note());
         return Ok(());
     };
     let _turn = one_at_a_time().await;
@@ -642,7 +644,7 @@ async fn asks_for_a_token_when_the_server_hands_out_no_sessions() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread")]
 async fn shows_a_failed_job_with_the_services_message_and_advice() -> anyhow::Result<()> {
     let Some(tools) = Tools::from_env() else {
-        eprintln!("{}", Tools::skip_note());
+        yolots_e2e::tool_missing(Tools::skip_note());
         return Ok(());
     };
     let _turn = one_at_a_time().await;
@@ -705,7 +707,7 @@ async fn shows_a_failed_job_with_the_services_message_and_advice() -> anyhow::Re
 #[tokio::test(flavor = "multi_thread")]
 async fn shows_a_pose_report_that_fits_a_narrow_window() -> anyhow::Result<()> {
     let Some(tools) = Tools::from_env() else {
-        eprintln!("{}", Tools::skip_note());
+        yolots_e2e::tool_missing(Tools::skip_note());
         return Ok(());
     };
     let _turn = one_at_a_time().await;
@@ -789,7 +791,7 @@ async fn shows_a_pose_report_that_fits_a_narrow_window() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn converts_to_onnx_in_the_browser() -> anyhow::Result<()> {
     let Some(tools) = Tools::from_env() else {
-        eprintln!("{}", Tools::skip_note());
+        yolots_e2e::tool_missing(Tools::skip_note());
         return Ok(());
     };
     let _turn = one_at_a_time().await;

@@ -124,7 +124,7 @@ fn private_cluster_url() -> Option<String> {
 #[tokio::test]
 async fn the_private_cluster_asks_for_a_password() {
     let Some(url) = private_cluster_url() else {
-        eprintln!("skipped: DATABASE_URL is a server of the user's own, without a password");
+        yolots_e2e::tool_missing("DATABASE_URL is a server of the user's own, without a password");
         return;
     };
     use sqlx::Connection;

@@ -13,7 +13,7 @@ use yolots_e2e::{Server, TestDatabase, create_token, exclusive};
 #[tokio::test]
 async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
     let Some(tool) = std::env::var_os("YOLOTS_SCHEMATHESIS") else {
-        eprintln!("YOLOTS_SCHEMATHESIS is not set (cargo xtask test sets it): skipped");
+        yolots_e2e::tool_missing("YOLOTS_SCHEMATHESIS is not set");
         return;
     };
     let _serial = exclusive().await;

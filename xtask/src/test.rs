@@ -71,6 +71,8 @@ fn run_checks(args: &TestArgs, env: &Environment) -> Vec<Outcome> {
         let mut cmd = Command::new("cargo");
         cmd.args(args).current_dir(paths::root()).envs(env.vars());
         cmd.env("YOLOTS_TEST_OUTPUT", &output_dir);
+        // Setup installed every tool: a test that would skip for want of one fails instead.
+        cmd.env("YOLOTS_REQUIRE_TOOLS", "1");
         cmd
     };
     let mut test_cmd = cargo(&["test", "--workspace", "--no-fail-fast"]);

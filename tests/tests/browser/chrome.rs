@@ -44,7 +44,7 @@ impl Tools {
     }
 
     pub fn skip_note() -> &'static str {
-        "browser test skipped: YOLOTS_CHROMIUM, YOLOTS_CHROMEDRIVER and YOLOTS_WEB_DIR are set by `cargo xtask test`"
+        "YOLOTS_CHROMIUM, YOLOTS_CHROMEDRIVER or YOLOTS_WEB_DIR is not set"
     }
 }
 
