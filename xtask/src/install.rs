@@ -73,13 +73,17 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<()> {
 /// Copies the freshly built binaries into `<dir>/bin` and links ONNX Runtime's library as
 /// `<dir>/lib/libonnxruntime.so`; returns the binaries' new paths, in `BINARIES` order.
 pub fn place(dir: &Path, onnxruntime: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    place_from(&paths::target().join("release"), dir, onnxruntime)
+}
+
+/// `place`, with the binaries taken from `built`.
+fn place_from(built: &Path, dir: &Path, onnxruntime: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let bin = dir.join("bin");
     let lib = dir.join("lib");
     for folder in [&bin, &lib] {
         std::fs::create_dir_all(folder)
             .with_context(|| format!("creating {}", folder.display()))?;
     }
-    let built = paths::target().join("release");
     let mut placed = Vec::new();
     for name in BINARIES {
         let to = bin.join(name);
@@ -122,4 +126,47 @@ fn cargo_home() -> Option<PathBuf> {
 fn on_path(dir: &Path) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|entry| entry == dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The binaries are copies (a later build in the shared folder leaves them alone),
+    /// replaced whole on the next placing, with ONNX Runtime linked where the converter
+    /// looks for it.
+    #[test]
+    fn placed_binaries_are_copies_beside_onnx_runtime() -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let built = tmp.path().join("release");
+        std::fs::create_dir_all(&built)?;
+        let runtime = tmp.path().join("libonnxruntime.so.1");
+        std::fs::write(&runtime, "runtime")?;
+        let home = tmp.path().join("home");
+        for round in ["first", "second"] {
+            for name in BINARIES {
+                std::fs::write(built.join(name), format!("{name} {round}"))?;
+            }
+            let placed = place_from(&built, &home, &runtime)?;
+            assert_eq!(
+                placed,
+                [home.join("bin/yolots"), home.join("bin/yolots-converter")]
+            );
+            for (name, path) in BINARIES.iter().zip(&placed) {
+                assert!(!path.symlink_metadata()?.file_type().is_symlink());
+                assert_eq!(std::fs::read_to_string(path)?, format!("{name} {round}"));
+            }
+        }
+        std::fs::write(built.join("yolots"), "a later build")?;
+        assert_eq!(
+            std::fs::read_to_string(home.join("bin/yolots"))?,
+            "yolots second"
+        );
+        assert_eq!(
+            std::fs::read_link(home.join("lib/libonnxruntime.so"))?,
+            runtime
+        );
+        assert!(!home.join("bin/yolots.partial").exists());
+        Ok(())
+    }
 }

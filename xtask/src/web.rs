@@ -218,8 +218,13 @@ const WASM_OPT_FIRST_READING: u32 = 116;
 /// `wasm-opt --version` prints `wasm-opt version 108` (or `... 116 (version_116)`).
 fn wasm_opt_release() -> Option<u32> {
     let out = Command::new("wasm-opt").arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
+    release_in(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The number after the word `version`.
+fn release_in(version_line: &str) -> Option<u32> {
+    version_line
+        .split_whitespace()
         .skip_while(|word| *word != "version")
         .nth(1)?
         .parse()
@@ -228,4 +233,16 @@ fn wasm_opt_release() -> Option<u32> {
 
 fn modified(path: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wasm_opt_release_is_read_from_its_version_line() {
+        assert_eq!(release_in("wasm-opt version 108\n"), Some(108));
+        assert_eq!(release_in("wasm-opt version 116 (version_116)"), Some(116));
+        assert_eq!(release_in("wasm-opt"), None);
+    }
 }
