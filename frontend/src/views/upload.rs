@@ -562,14 +562,18 @@ mod tests {
     }
 
     #[test]
-    fn every_refusal_has_advice() {
-        for code in [
-            "empty_file",
-            "not_an_archive",
-            "unsupported_model",
-            "whatever",
-        ] {
-            assert!(!advice(code).is_empty());
+    fn every_refusal_gets_its_own_codes_advice() {
+        let generic = advice("a_code_no_server_sends");
+        for code in yolots_protocol::ErrorCode::ALL {
+            assert_eq!(advice(code.as_str()), code.advice(), "{code}");
+            assert_ne!(
+                advice(code.as_str()),
+                generic,
+                "{code} gets the generic advice"
+            );
         }
+        let network = advice(crate::api::NETWORK);
+        assert_ne!(network, generic);
+        assert!(network.contains("connection"), "{network}");
     }
 }
