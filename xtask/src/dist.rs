@@ -42,11 +42,7 @@ pub struct DistArgs {
 }
 
 pub fn dist(args: &DistArgs) -> anyhow::Result<()> {
-    let tools = setup::tools(&SetupArgs {
-        for_tests: false,
-        no_web: false,
-        no_database: true,
-    })?;
+    let tools = setup::tools(&SetupArgs::SHIPPING)?;
     process::build_release_binaries()?;
     let patchelf = ensure_patchelf()?;
     let out = &args.out;

@@ -37,11 +37,7 @@ pub struct InstallArgs {
 }
 
 pub fn install(args: &InstallArgs) -> anyhow::Result<()> {
-    let tools = setup::tools(&SetupArgs {
-        for_tests: false,
-        no_web: false,
-        no_database: true,
-    })?;
+    let tools = setup::tools(&SetupArgs::SHIPPING)?;
     process::build_release_binaries()?;
     let root = match &args.root {
         Some(root) => root.clone(),

@@ -23,6 +23,15 @@ pub struct SetupArgs {
     pub no_database: bool,
 }
 
+impl SetupArgs {
+    /// What shipping the binaries needs: the tools and the web page, no database.
+    pub const SHIPPING: SetupArgs = SetupArgs {
+        for_tests: false,
+        no_web: false,
+        no_database: true,
+    };
+}
+
 /// What setup installs besides the database.
 #[derive(Debug, Clone)]
 pub struct Tools {
