@@ -171,6 +171,15 @@ impl InvalidOptions {
     }
 }
 
+impl From<limits::OutOfRange> for InvalidOptions {
+    fn from(error: limits::OutOfRange) -> Self {
+        Self {
+            message: error.to_string(),
+            option: Some(error.option),
+        }
+    }
+}
+
 impl From<limits::Incompatible> for InvalidOptions {
     fn from(error: limits::Incompatible) -> Self {
         Self {
@@ -202,8 +211,7 @@ impl JobOptions {
     /// Checks the values that do not depend on the model, and the options that cannot go
     /// together (the converter's own rule, so a job that could only fail is never queued).
     pub fn check(&self, allow_test_faults: bool) -> Result<(), InvalidOptions> {
-        limits::check(self.conf, self.iou, self.max_det, self.img_size)
-            .map_err(InvalidOptions::new)?;
+        limits::check(self.conf, self.iou, self.max_det, self.img_size)?;
         limits::compatible(self.format, self.mode, self.precision, self.optimize)?;
         if self.test_fault().is_some() && !allow_test_faults {
             return Err(InvalidOptions::new("unknown field `test_fault`"));
@@ -641,7 +649,7 @@ mod tests {
         let mut o = JobOptions::default();
         assert!(o.check(false).is_ok());
         o.conf = 1.5;
-        assert!(o.check(false).is_err());
+        assert_eq!(o.check(false).err().and_then(|e| e.option), Some("conf"));
         #[cfg(feature = "test-hooks")]
         {
             o = JobOptions {

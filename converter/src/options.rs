@@ -80,7 +80,7 @@ pub(crate) fn check_request(
         ));
     }
     limits::check(request.conf, request.iou, request.max_det, request.img_size)
-        .map_err(ConvertError::Options)?;
+        .map_err(|e| ConvertError::Options(e.to_string()))?;
     if let Some(budget) = request.latency_budget_s
         && !(budget.is_finite() && budget > 0.0)
     {

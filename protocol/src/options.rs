@@ -78,29 +78,42 @@ pub mod limits {
     /// Each side of `img_size`, in pixels (also a multiple of the model's largest stride).
     pub const IMAGE_SIDE: RangeInclusive<u32> = 32..=8192;
 
-    /// Checks the numeric options against their limits; the first one out of range, as
-    /// a sentence naming the option.
-    pub fn check(conf: f64, iou: f64, max_det: i64, img_size: ImageSize) -> Result<(), String> {
+    /// A numeric option outside its limits.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    #[error("{option} must be within {range}, not {value}")]
+    pub struct OutOfRange {
+        /// The option refused, as the API spells it (`conf`, `iou`, `max_det`, `img_size`).
+        pub option: &'static str,
+        /// Its limits (`0..1`, `32..8192 pixels`).
+        pub range: String,
+        /// The value asked for.
+        pub value: String,
+    }
+
+    /// Checks the numeric options against their limits; the first one out of range.
+    pub fn check(conf: f64, iou: f64, max_det: i64, img_size: ImageSize) -> Result<(), OutOfRange> {
+        let refuse = |option, range: String, value: String| {
+            Err(OutOfRange {
+                option,
+                range,
+                value,
+            })
+        };
+        let probability = || format!("{}..{}", THRESHOLD.start(), THRESHOLD.end());
         if !THRESHOLD.contains(&conf) {
-            return Err(format!("conf must be within 0..1, not {conf}"));
+            return refuse("conf", probability(), conf.to_string());
         }
         if !THRESHOLD.contains(&iou) {
-            return Err(format!("iou must be within 0..1, not {iou}"));
+            return refuse("iou", probability(), iou.to_string());
         }
         if !MAX_DET.contains(&max_det) {
-            return Err(format!(
-                "max_det must be within {}..{}, not {max_det}",
-                MAX_DET.start(),
-                MAX_DET.end()
-            ));
+            let range = format!("{}..{}", MAX_DET.start(), MAX_DET.end());
+            return refuse("max_det", range, max_det.to_string());
         }
         let ImageSize { height, width } = img_size;
         if !IMAGE_SIDE.contains(&height) || !IMAGE_SIDE.contains(&width) {
-            return Err(format!(
-                "img_size must be within {}..{} pixels, not {height}x{width}",
-                IMAGE_SIDE.start(),
-                IMAGE_SIDE.end()
-            ));
+            let range = format!("{}..{} pixels", IMAGE_SIDE.start(), IMAGE_SIDE.end());
+            return refuse("img_size", range, format!("{height}x{width}"));
         }
         Ok(())
     }
@@ -487,12 +500,30 @@ mod tests {
             check(DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, size),
             Ok(())
         );
-        assert!(check(1.5, DEFAULT_IOU, DEFAULT_MAX_DET, size).is_err());
-        assert!(check(DEFAULT_CONF, -0.1, DEFAULT_MAX_DET, size).is_err());
-        assert!(check(DEFAULT_CONF, DEFAULT_IOU, 0, size).is_err());
-        assert!(check(DEFAULT_CONF, DEFAULT_IOU, 100_001, size).is_err());
-        assert!(check(DEFAULT_CONF, DEFAULT_IOU, 1, ImageSize::new(16, 640)).is_err());
-        assert!(check(DEFAULT_CONF, DEFAULT_IOU, 1, ImageSize::new(640, 8224)).is_err());
+        // Each refusal names the option it refuses.
+        let refused = |result: Result<(), OutOfRange>, option: &str| match result {
+            Err(error) => {
+                assert_eq!(error.option, option, "{error}");
+                assert!(
+                    error
+                        .to_string()
+                        .starts_with(&format!("{option} must be within "))
+                );
+            }
+            Ok(()) => panic!("{option}: accepted"),
+        };
+        refused(check(1.5, DEFAULT_IOU, DEFAULT_MAX_DET, size), "conf");
+        refused(check(DEFAULT_CONF, -0.1, DEFAULT_MAX_DET, size), "iou");
+        refused(check(DEFAULT_CONF, DEFAULT_IOU, 0, size), "max_det");
+        refused(check(DEFAULT_CONF, DEFAULT_IOU, 100_001, size), "max_det");
+        refused(
+            check(DEFAULT_CONF, DEFAULT_IOU, 1, ImageSize::new(16, 640)),
+            "img_size",
+        );
+        refused(
+            check(DEFAULT_CONF, DEFAULT_IOU, 1, ImageSize::new(640, 8224)),
+            "img_size",
+        );
         assert_eq!(check(0.0, 1.0, 100_000, ImageSize::new(32, 8192)), Ok(()));
     }
 
