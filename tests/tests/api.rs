@@ -160,17 +160,23 @@ async fn bad_requests_get_their_problem_codes() {
         "invalid_multipart",
     )
     .await;
-    for options in [
-        "not json",
-        r#"{"mode": "jit"}"#,
-        r#"{"colour": "red"}"#,
-        r#"{"conf": 2}"#,
-        r#"{"img_size": [0, 640]}"#,
-        r#"{"device": "tpu"}"#,
-        r#"{"test_fault": "abort"}"#,
-        r#"{"format": "tflite"}"#,
-        r#"{"format": "onnx", "mode": "trace"}"#,
-        r#"{"format": "onnx", "optimize": "mobile"}"#,
+    // With the option each refusal names, where it is about one option.
+    for (options, refused) in [
+        ("not json", None),
+        (r#"{"mode": "jit"}"#, None),
+        (r#"{"colour": "red"}"#, None),
+        (r#"{"conf": 2}"#, Some("conf")),
+        (r#"{"iou": -1}"#, Some("iou")),
+        (r#"{"max_det": 0}"#, Some("max_det")),
+        (r#"{"img_size": [0, 640]}"#, Some("img_size")),
+        (r#"{"device": "tpu"}"#, None),
+        (r#"{"test_fault": "abort"}"#, None),
+        (r#"{"format": "tflite"}"#, None),
+        (r#"{"format": "onnx", "mode": "trace"}"#, Some("mode")),
+        (
+            r#"{"format": "onnx", "optimize": "mobile"}"#,
+            Some("optimize"),
+        ),
     ] {
         let body = problem(
             client
@@ -182,6 +188,9 @@ async fn bad_requests_get_their_problem_codes() {
         )
         .await;
         eprintln!("{options}: {}", body["detail"]);
+        if let Some(option) = refused {
+            assert_eq!(body["option"], option, "{options}: {body}");
+        }
     }
     // Depends on the model: not a multiple of its largest stride (32).
     problem(
