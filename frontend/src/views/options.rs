@@ -55,6 +55,22 @@ pub fn validate(options: &Options, max_stride: u32) -> Vec<FieldError> {
             ),
         });
     }
+    // The pairs the converter cannot honour, by the rule the API and the converter use.
+    if let Err(refused) = limits::compatible(
+        options.format,
+        options.mode,
+        options.precision,
+        options.optimize,
+    ) {
+        errors.push(FieldError {
+            field: match refused.option {
+                "mode" => "opt-mode",
+                "precision" => "opt-precision",
+                _ => "opt-optimize",
+            },
+            message: format!("{refused}."),
+        });
+    }
     errors
 }
 
@@ -303,6 +319,26 @@ mod tests {
         o.conf = 1.5;
         o.max_det = 0;
         assert_eq!(validate(&o, 64).len(), 3);
+    }
+
+    #[test]
+    fn pairs_the_converter_refuses_are_refused_on_their_field() {
+        let mobile_half = Options {
+            precision: Precision::Fp16,
+            optimize: Optimize::Mobile,
+            ..Options::default()
+        };
+        let onnx_traced = Options {
+            format: Format::Onnx,
+            mode: Mode::Trace,
+            ..Options::default()
+        };
+        for (options, field) in [(mobile_half, "opt-precision"), (onnx_traced, "opt-mode")] {
+            let errors = validate(&options, 32);
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].field, field, "{errors:?}");
+            assert!(errors[0].message.contains("cannot go with"), "{errors:?}");
+        }
     }
 
     #[test]
