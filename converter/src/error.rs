@@ -53,6 +53,16 @@ pub enum ConvertError {
         source: std::io::Error,
     },
 
+    /// An image given to `predict` could not be decoded: not one of the formats it reads
+    /// (JPEG, PNG, WebP, BMP, recognised by content), truncated or damaged.
+    #[error("{}: {message}", path.display())]
+    ImageUnreadable { path: PathBuf, message: String },
+
+    /// An image beyond the decoding limits of `predict` (its declared width or height, or
+    /// the memory its decoding would take); refused before its pixels are allocated.
+    #[error("{}: {message}", path.display())]
+    ImageTooLarge { path: PathBuf, message: String },
+
     /// A background step failed in a way that should not happen (a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -70,6 +80,8 @@ impl ConvertError {
             ConvertError::OnnxRuntime(_) => ErrorCode::OnnxruntimeError,
             ConvertError::Script { .. } => ErrorCode::ScriptError,
             ConvertError::Io { .. } => ErrorCode::IoError,
+            ConvertError::ImageUnreadable { .. } => ErrorCode::ImageUnreadable,
+            ConvertError::ImageTooLarge { .. } => ErrorCode::ImageTooLarge,
             ConvertError::Internal(_) => ErrorCode::InternalError,
         }
     }

@@ -45,6 +45,7 @@ mod metadata;
 mod network;
 mod onnx;
 mod options;
+pub mod predict;
 mod progress;
 mod proof;
 mod report;

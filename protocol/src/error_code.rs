@@ -141,6 +141,14 @@ error_codes! {
     /// A bug: something that should not happen.
     InternalError => "internal_error", Converter,
         "Something went wrong on the server. Retry; if it fails again, the server's log has the details.";
+    /// An image given to `predict` could not be decoded (not JPEG, PNG, WebP or BMP,
+    /// truncated, or damaged).
+    ImageUnreadable => "image_unreadable", Converter,
+        "The image could not be read: it is not a JPEG, PNG, WebP or BMP file, or it is cut short or damaged. Save it again as JPEG or PNG.";
+    /// An image larger than `predict` decodes (its declared dimensions or the memory
+    /// decoding it would take).
+    ImageTooLarge => "image_too_large", Converter,
+        "The image is larger than yolots decodes (16384 pixels a side, 1 GiB decoded). Scale it down first; a detector sees it at its conversion size anyway.";
 
     /// The conversion process died (a signal: libtorch aborted, or memory ran out).
     ConversionCrashed => "conversion_crashed", Job,

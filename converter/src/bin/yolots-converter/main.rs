@@ -1,7 +1,7 @@
 //! `yolots-converter`: the only yolots program that loads libtorch.
 //!
 //! `yolots convert ARGS` runs `yolots-converter convert ARGS` (same arguments, output and
-//! exit status); the service's workers run `yolots-converter run` once per conversion (the
+//! exit status), and `yolots predict ARGS` runs `yolots-converter predict ARGS`; the service's workers run `yolots-converter run` once per conversion (the
 //! request as JSON on stdin), and the service asks it `runtime` for the libtorch version
 //! and the CUDA device count.
 
@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod convert;
+mod predict;
 mod runtime;
 
 /// Converts YOLOv7 checkpoints with libtorch (what `yolots convert` runs).
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Convert a checkpoint to TorchScript or ONNX and validate it.
     Convert(yolots_protocol::cli::ConvertArgs),
+    /// Run a converted model (or a checkpoint) on images: annotated images and JSON.
+    Predict(predict::PredictArgs),
     /// Print the loaded libtorch's version and the CUDA device count as JSON.
     Runtime,
     /// Convert as the conversion request (JSON) on stdin says, reporting as JSON lines on
@@ -38,11 +41,17 @@ fn main() -> ExitCode {
         Command::Convert(args) if args.quiet => "error",
         Command::Convert(args) if args.verbose == 1 => "debug",
         Command::Convert(args) if args.verbose > 1 => "trace",
+        Command::Predict(args) if args.quiet => "error",
+        Command::Predict(args) if args.verbose == 1 => "debug",
+        Command::Predict(args) if args.verbose > 1 => "trace",
+        // A line per image says what happened; logs are for warnings.
+        Command::Predict(_) => "warn",
         _ => "info",
     };
     init_tracing(verbosity);
     let outcome = match cli.command {
         Command::Convert(args) => convert::run(&args),
+        Command::Predict(args) => predict::run(&args),
         Command::Runtime => runtime::run(),
         Command::Run => convert::run_request_from_stdin(),
     };
