@@ -25,6 +25,7 @@ pub fn run(command: &Command) -> anyhow::Result<()> {
             TokenCommand::Revoke(revoke) => ("token revoke", Some(&revoke.database), None),
         },
         Command::Convert(_) => ("convert", None, None),
+        Command::Predict(_) => ("predict", None, None),
         Command::Inspect(_) => ("inspect", None, None),
         Command::CheckUpload(_) => ("check-upload", None, None),
     };

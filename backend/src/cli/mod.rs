@@ -1,4 +1,5 @@
-//! The command line: `yolots serve`, `worker`, `token`, `migrate`, `convert`, `inspect`.
+//! The command line: `yolots serve`, `worker`, `token`, `migrate`, `convert`, `predict`,
+//! `inspect`.
 
 use std::process::ExitCode;
 
@@ -12,6 +13,7 @@ mod check;
 mod check_upload;
 mod convert;
 mod inspect;
+mod predict;
 mod token;
 mod worker;
 
@@ -48,6 +50,8 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Convert a checkpoint to TorchScript or ONNX and validate it.
     Convert(convert::ConvertArgs),
+    /// Run a converted model (or a checkpoint) on images: annotated images and JSON.
+    Predict(predict::PredictArgs),
     /// Describe a checkpoint without converting it.
     Inspect(inspect::InspectArgs),
     /// Read a stored upload and print what the checkpoint reader says, as one JSON line
@@ -103,6 +107,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Convert(args) => convert::run(&args),
+        Command::Predict(args) => predict::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::CheckUpload(args) => check_upload::run(&args),
         Command::Migrate(args) => {
