@@ -287,22 +287,14 @@ fn the_annotated_image_has_each_outline_at_its_reported_box() {
     }
 }
 
-#[test]
-fn onnx_and_torchscript_artifacts_of_one_checkpoint_agree() {
-    let a = artifacts();
-    if !a.tiny_onnx.exists() {
-        tool_missing("ONNX Runtime");
-        return;
-    }
+/// `got` finds what `want` finds on the same images, within float error.
+///
+/// The random classes' scores tie to 1e-9, below two runtimes' float differences, so which
+/// of two near-equal boxes NMS keeps is a coin toss. Without suppression (IoU 1) every
+/// candidate comes back: both must give the same set, apart from boxes whose score is
+/// within float error of the threshold; with suppression, the best box is the same.
+fn assert_same_candidates(what: &str, want: &mut Predictor, got: &mut Predictor) {
     let dir = tempfile::tempdir().unwrap();
-    let mut ts = Predictor::load(&a.tiny_ts, DeviceChoice::Cpu).unwrap();
-    let mut onnx = Predictor::load(&a.tiny_onnx, DeviceChoice::Cpu).unwrap();
-    assert_eq!(onnx.kind(), predict::ModelKind::Onnx);
-    assert_eq!(onnx.metadata().names, ts.metadata().names);
-    // The random classes' scores tie to 1e-9, below the two runtimes' float differences,
-    // so which of two near-equal boxes NMS keeps is a coin toss. Without suppression
-    // (IoU 1) every candidate comes back: both must give the same set, apart from boxes
-    // whose score is within float error of the threshold.
     let all = Thresholds {
         conf: 2.0e-4,
         iou: 1.0,
@@ -313,8 +305,8 @@ fn onnx_and_torchscript_artifacts_of_one_checkpoint_agree() {
     for (name, image) in [("a.png", picture(640, 480)), ("b.png", picture(333, 517))] {
         let path = dir.path().join(name);
         image.save(&path).unwrap();
-        let want = predict::predict_file(&mut ts, &path, all, None).unwrap();
-        let got = predict::predict_file(&mut onnx, &path, all, None).unwrap();
+        let w = predict::predict_file(want, &path, all, None).unwrap();
+        let g = predict::predict_file(got, &path, all, None).unwrap();
         let matched = |d: &Detection, among: &[Detection]| {
             among.iter().any(|o| {
                 // Corners, not IoU: boxes clipped to the image may have no area.
@@ -327,25 +319,56 @@ fn onnx_and_torchscript_artifacts_of_one_checkpoint_agree() {
             })
         };
         let clear = |d: &&Detection| d.score > (all.conf as f32) + margin;
-        for d in want.detections.iter().filter(clear) {
-            assert!(matched(d, &got.detections), "{name}: ONNX misses {d:?}");
+        for d in w.detections.iter().filter(clear) {
+            assert!(matched(d, &g.detections), "{what} {name}: misses {d:?}");
             compared += 1;
         }
-        for d in got.detections.iter().filter(clear) {
-            assert!(matched(d, &want.detections), "{name}: ONNX adds {d:?}");
+        for d in g.detections.iter().filter(clear) {
+            assert!(matched(d, &w.detections), "{what} {name}: adds {d:?}");
         }
-        // With suppression, the best box is the same.
         let t = Thresholds { iou: 0.45, ..all };
         let best = |p: &mut Predictor| {
             predict::predict_file(p, &path, t, None).unwrap().detections[0].clone()
         };
-        let (w, g) = (best(&mut ts), best(&mut onnx));
+        let (bw, bg) = (best(want), best(got));
         assert!(
-            matched(&g, std::slice::from_ref(&w)),
-            "{name}: {g:?} vs {w:?}"
+            matched(&bg, std::slice::from_ref(&bw)),
+            "{what} {name}: {bg:?} vs {bw:?}"
         );
     }
-    assert!(compared > 10, "only {compared} boxes compared");
+    assert!(compared > 10, "{what}: only {compared} boxes compared");
+}
+
+#[test]
+fn onnx_and_torchscript_artifacts_of_one_checkpoint_agree() {
+    let a = artifacts();
+    if !a.tiny_onnx.exists() {
+        tool_missing("ONNX Runtime");
+        return;
+    }
+    let mut ts = Predictor::load(&a.tiny_ts, DeviceChoice::Cpu).unwrap();
+    let mut onnx = Predictor::load(&a.tiny_onnx, DeviceChoice::Cpu).unwrap();
+    assert_eq!(onnx.kind(), predict::ModelKind::Onnx);
+    assert_eq!(onnx.metadata().names, ts.metadata().names);
+    assert_same_candidates("ONNX", &mut ts, &mut onnx);
+}
+
+#[test]
+fn a_lite_artifact_runs_its_own_detect_image() {
+    let a = artifacts();
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = request(
+        "yolov7-tiny",
+        dir.path(),
+        "tiny.torchscript.ptl",
+        ImageSize::new(640, 640),
+    );
+    r.optimize = yolots_converter::Optimize::Mobile;
+    run(&r);
+    let mut lite = Predictor::load(&r.output, DeviceChoice::Cpu).unwrap();
+    assert_eq!(lite.kind(), predict::ModelKind::Lite);
+    let mut ts = Predictor::load(&a.tiny_ts, DeviceChoice::Cpu).unwrap();
+    assert_same_candidates("lite", &mut ts, &mut lite);
 }
 
 #[test]
