@@ -480,6 +480,15 @@ fn hostile_images_are_refused_with_typed_errors_quickly() {
         Err(ConvertError::ImageTooLarge { .. })
     ));
     assert!(start.elapsed().as_secs_f64() < 1.0);
+
+    // A file larger than any photo is refused before it is read (a sparse file: no disk).
+    let big = dir.path().join("big.jpg");
+    let file = std::fs::File::create(&big).unwrap();
+    file.set_len(predict::MAX_FILE_BYTES + 1).unwrap();
+    assert!(matches!(
+        predict::read_image(&big),
+        Err(ConvertError::ImageTooLarge { .. })
+    ));
 }
 
 /// CRC-32 (ISO-HDLC, PNG's) of `bytes`.

@@ -15,6 +15,10 @@ pub const MAX_SIDE: u32 = 16_384;
 /// The most memory the decoding of one image may take (its pixels included).
 pub const MAX_ALLOC: u64 = 1 << 30;
 
+/// The largest image file read, in bytes (a photo is a few MB; the decoding limits bound
+/// the pixels, this bounds the compressed data read before them).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
 /// The file extensions a folder is searched for (lower case).
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp"];
 
@@ -29,6 +33,19 @@ fn limits() -> Limits {
 
 /// The image in the file at `path`, upright and RGB.
 pub fn read_image(path: &Path) -> Result<RgbImage> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| ConvertError::io(path, e))?
+        .len();
+    if size > MAX_FILE_BYTES {
+        return Err(ConvertError::ImageTooLarge {
+            path: path.to_path_buf(),
+            message: format!(
+                "the file is {} MiB; predict reads image files of at most {} MiB",
+                size >> 20,
+                MAX_FILE_BYTES >> 20
+            ),
+        });
+    }
     let bytes = std::fs::read(path).map_err(|e| ConvertError::io(path, e))?;
     decode_image(&bytes, path)
 }

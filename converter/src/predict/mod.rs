@@ -17,7 +17,9 @@ pub mod output;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use images::{IMAGE_EXTENSIONS, MAX_ALLOC, MAX_SIDE, decode_image, expand_inputs, read_image};
+pub use images::{
+    IMAGE_EXTENSIONS, MAX_ALLOC, MAX_FILE_BYTES, MAX_SIDE, decode_image, expand_inputs, read_image,
+};
 pub use model::{ModelKind, Predictor, Thresholds};
 pub use output::{Detection, Prediction};
 
