@@ -578,3 +578,50 @@ fn the_command_writes_json_and_images_and_refuses_a_bad_image_in_one_line() {
     );
     assert_eq!(String::from_utf8_lossy(&run.stdout).lines().count(), 1);
 }
+
+#[test]
+fn keypoints_and_the_skeleton_are_drawn_where_they_are_confident() {
+    let mut image = RgbImage::from_pixel(200, 100, Rgb([0, 0, 0]));
+    let keypoints = vec![[40.0, 50.0, 0.9], [160.0, 50.0, 0.8], [100.0, 20.0, 0.2]];
+    let d = Detection {
+        bbox: [10.0, 10.0, 190.0, 90.0],
+        score: 0.9,
+        class_id: 0,
+        class_name: "person".into(),
+        keypoints: Some(keypoints),
+    };
+    let skeleton = [[0, 1], [1, 2]];
+    draw::annotate(&mut image, std::slice::from_ref(&d), Some(&skeleton));
+    // Confident keypoints: a dot of the keypoint's colour.
+    assert_eq!(*image.get_pixel(40, 50), draw::class_colour(0));
+    assert_eq!(*image.get_pixel(160, 50), draw::class_colour(1));
+    // The line between them, in the first skeleton pair's colour.
+    assert_eq!(*image.get_pixel(100, 50), draw::class_colour(7));
+    // A keypoint below 0.5 and its line are not drawn.
+    assert_eq!(*image.get_pixel(100, 20), Rgb([0, 0, 0]));
+    assert_eq!(*image.get_pixel(130, 35), Rgb([0, 0, 0]));
+    // The box outline, in the class's colour.
+    assert_eq!(*image.get_pixel(10, 50), draw::class_colour(0));
+    assert_eq!(*image.get_pixel(189, 50), draw::class_colour(0));
+}
+
+#[test]
+fn the_annotated_copy_never_replaces_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("photo.jpg");
+    std::fs::write(&input, b"x").unwrap();
+    assert!(matches!(
+        predict::annotated_path(&input, dir.path()),
+        Err(ConvertError::Options(_))
+    ));
+    let out = dir.path().join("out");
+    assert_eq!(
+        predict::annotated_path(&input, &out).unwrap(),
+        out.join("photo.jpg")
+    );
+    // A name without an image extension is written as PNG.
+    assert_eq!(
+        predict::annotated_path(Path::new("scan"), &out).unwrap(),
+        out.join("scan.png")
+    );
+}
