@@ -1,6 +1,7 @@
-//! The command line of a conversion (`yolots convert` and `yolots-converter convert`), one
-//! definition for both programs: `yolots` reads it to find the checkpoint it checks under
-//! hard bounds before it hands the arguments on, the converter to build its request.
+//! The command lines of a conversion (`yolots convert` and `yolots-converter convert`) and
+//! of a prediction (`yolots predict`), one definition for both programs: `yolots` reads
+//! them to find the checkpoint it checks under hard bounds before it hands the arguments
+//! on, the converter to do the work.
 
 use std::path::{Path, PathBuf};
 
@@ -86,6 +87,42 @@ pub struct ConvertArgs {
     #[cfg(feature = "test-hooks")]
     #[arg(long, hide = true)]
     pub test_fault: Option<TestFault>,
+}
+
+/// Arguments of `yolots predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The model: an artifact yolots wrote (`.torchscript.pt`, `.ptl`, `.onnx`) or a YOLOv7
+    /// checkpoint (converted first, nothing written).
+    pub model: PathBuf,
+    /// Images (JPEG, PNG, WebP or BMP, recognised by content) or folders of them.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Write each image with its detections drawn into this folder (created if missing),
+    /// under the input's file name.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Print one JSON document per image on stdout (a line each).
+    #[arg(long)]
+    pub json: bool,
+    /// Confidence threshold.
+    #[arg(long, default_value_t = limits::DEFAULT_CONF)]
+    pub conf: f64,
+    /// IoU threshold of the NMS.
+    #[arg(long, default_value_t = limits::DEFAULT_IOU)]
+    pub iou: f64,
+    /// Most detections per image.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_DET)]
+    pub max_det: i64,
+    /// `auto`, `cpu` or `cuda:N` (ONNX and lite models run on the CPU).
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// No line per image: only errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More log lines on stderr (`-v`, `-vv`).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// How `yolots convert` reports progress.

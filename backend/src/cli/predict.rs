@@ -1,15 +1,52 @@
 //! `yolots predict ARGS`: runs `yolots-converter predict ARGS` in place of this process
 //! (same arguments, output, signals and exit status), so only the converter loads
-//! libtorch and ONNX Runtime. Its options, `--help` included, are the converter's.
+//! libtorch and ONNX Runtime. Its options, `--help` included, are the converter's. A
+//! model that is not an artifact yolots wrote is a checkpoint the converter will read: it
+//! is first read in the upload check's bounded child, as `yolots convert` does.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Parser};
+use yolots_protocol::EXIT_REFUSED;
 
+use super::bounded_read::{self, Checked};
 use crate::converter;
+
+/// The converter's own command line, read here only to find the model.
+#[derive(Debug, Parser)]
+#[command(name = "yolots predict")]
+struct ParsedArgs {
+    #[command(flatten)]
+    args: yolots_protocol::cli::PredictArgs,
+}
+
+/// The tail of a file that holds a zip archive's central directory (an artifact's lists a
+/// few hundred entries).
+const DIRECTORY_TAIL: u64 = 1 << 20;
+
+/// Whether the file is an artifact yolots wrote: an ONNX file, or an archive whose
+/// central directory names `extra/yolots.json` (a checkpoint has no such entry).
+fn is_artifact(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut head = [0u8; 1];
+    if file.read_exact(&mut head).is_ok() && yolots_onnx::read::looks_like_onnx(&head) {
+        return true;
+    }
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut tail = Vec::new();
+    let read = file
+        .seek(SeekFrom::Start(len.saturating_sub(DIRECTORY_TAIL)))
+        .and_then(|_| file.take(DIRECTORY_TAIL).read_to_end(&mut tail));
+    let name = b"extra/yolots.json";
+    read.is_ok() && tail.windows(name.len()).any(|w| w == name)
+}
 
 /// Arguments of `yolots predict`, passed on unread.
 #[derive(Debug, Args)]
@@ -20,8 +57,18 @@ pub struct PredictArgs {
     pub args: Vec<OsString>,
 }
 
-/// Replaces this process with the converter; returns only when that fails.
+/// Replaces this process with the converter; returns only when that fails, or when the
+/// model is a checkpoint its bounded first read refuses (exit 2, one line on stderr).
 pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
+    // Arguments clap refuses (or `--help`) go to the converter unread: it says why.
+    let argv = std::iter::once(OsString::from("yolots predict")).chain(args.args.iter().cloned());
+    if let Ok(parsed) = ParsedArgs::try_parse_from(argv)
+        && !is_artifact(&parsed.args.model)
+        && let Checked::Refused { message, .. } = bounded_read::check(&parsed.args.model)?
+    {
+        eprintln!("error: {message}");
+        return Ok(ExitCode::from(EXIT_REFUSED));
+    }
     let path = converter::locate().context("locating the yolots binary")?;
     let error = Command::new(&path)
         // Usage lines then read `yolots predict ...`, as the user typed.

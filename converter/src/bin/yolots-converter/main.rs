@@ -26,7 +26,7 @@ enum Command {
     /// Convert a checkpoint to TorchScript or ONNX and validate it.
     Convert(yolots_protocol::cli::ConvertArgs),
     /// Run a converted model (or a checkpoint) on images: annotated images and JSON.
-    Predict(predict::PredictArgs),
+    Predict(yolots_protocol::cli::PredictArgs),
     /// Print the loaded libtorch's version and the CUDA device count as JSON.
     Runtime,
     /// Convert as the conversion request (JSON) on stdin says, reporting as JSON lines on

@@ -9,50 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Args;
 use yolots_converter::predict::{self, Prediction, Predictor, Thresholds};
-use yolots_converter::{ConvertError, DeviceChoice, EXIT_REFUSED, ImageSize, limits};
+use yolots_converter::{ConvertError, EXIT_REFUSED, ImageSize, limits};
+use yolots_protocol::cli::PredictArgs;
 use yolots_protocol::words::count;
-
-/// Arguments of `yolots predict`.
-#[derive(Debug, Args)]
-pub struct PredictArgs {
-    /// The model: an artifact yolots wrote (`.torchscript.pt`, `.ptl`, `.onnx`) or a YOLOv7
-    /// checkpoint (converted first, nothing written).
-    pub model: PathBuf,
-    /// Images (JPEG, PNG, WebP or BMP, recognised by content) or folders of them.
-    #[arg(required = true)]
-    pub images: Vec<PathBuf>,
-    /// Write each image with its detections drawn into this folder (created if missing),
-    /// under the input's file name.
-    #[arg(short, long)]
-    pub output: Option<PathBuf>,
-    /// Print one JSON document per image on stdout (a line each).
-    #[arg(long)]
-    pub json: bool,
-    /// Confidence threshold.
-    #[arg(long, default_value_t = limits::DEFAULT_CONF)]
-    pub conf: f64,
-    /// IoU threshold of the NMS.
-    #[arg(long, default_value_t = limits::DEFAULT_IOU)]
-    pub iou: f64,
-    /// Most detections per image.
-    #[arg(long, default_value_t = limits::DEFAULT_MAX_DET)]
-    pub max_det: i64,
-    /// `auto`, `cpu` or `cuda:N` (ONNX and lite models run on the CPU).
-    #[arg(long, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
-    /// No line per image: only errors.
-    #[arg(short, long, conflicts_with = "verbose")]
-    pub quiet: bool,
-    /// More log lines on stderr (`-v`, `-vv`).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-}
 
 /// Whether an error is the input's (exit 2) rather than the machine's (exit 1).
 fn refused(error: &ConvertError) -> bool {
