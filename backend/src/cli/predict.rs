@@ -84,3 +84,33 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn artifacts_are_told_from_checkpoints_by_their_metadata_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        // A TorchScript archive: its central directory, at the end, names the metadata.
+        let mut archive = b"PK\x03\x04".to_vec();
+        archive.extend(std::iter::repeat_n(0u8, 3 << 20));
+        archive.extend_from_slice(b"PK\x01\x02model/extra/yolots.json");
+        assert!(is_artifact(&write("model.torchscript.pt", &archive)));
+        // An ONNX file starts with its IR version field.
+        assert!(is_artifact(&write("model.onnx", b"\x08\x08\x12\x06yolots")));
+        // A checkpoint archive or a legacy pickle is not an artifact.
+        let mut checkpoint = b"PK\x03\x04".to_vec();
+        checkpoint.extend_from_slice(b"PK\x01\x02archive/data.pkl");
+        assert!(!is_artifact(&write("best.pt", &checkpoint)));
+        assert!(!is_artifact(&write("legacy.pt", b"\x80\x02\x8a\x0al")));
+        assert!(!is_artifact(&dir.path().join("missing.pt")));
+    }
+}
