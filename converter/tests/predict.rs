@@ -354,6 +354,33 @@ fn onnx_and_torchscript_artifacts_of_one_checkpoint_agree() {
 }
 
 #[test]
+fn an_onnx_artifact_with_nms_inside_gives_the_same_detections() {
+    let a = artifacts();
+    if !a.tiny_onnx.exists() {
+        tool_missing("ONNX Runtime");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = request(
+        "yolov7-tiny",
+        dir.path(),
+        "tiny-nms.onnx",
+        ImageSize::new(640, 640),
+    );
+    r.format = Format::Onnx;
+    r.head = yolots_converter::Output::Detections;
+    // The thresholds `assert_same_candidates` asks for, baked into the graph's NMS.
+    r.conf = 2.0e-4;
+    r.iou = 1.0;
+    r.max_det = 100_000;
+    run(&r);
+    let mut onnx = Predictor::load(&r.output, DeviceChoice::Cpu).unwrap();
+    assert_eq!(onnx.metadata().head, yolots_converter::Output::Detections);
+    let mut ts = Predictor::load(&a.tiny_ts, DeviceChoice::Cpu).unwrap();
+    assert_same_candidates("ONNX with NMS", &mut ts, &mut onnx);
+}
+
+#[test]
 fn a_lite_artifact_runs_its_own_detect_image() {
     let a = artifacts();
     let dir = tempfile::tempdir().unwrap();
