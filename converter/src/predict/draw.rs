@@ -78,8 +78,17 @@ pub fn annotate(image: &mut RgbImage, detections: &[Detection], skeleton: Option
             continue;
         };
         outline(image, rect, width, colour);
-        let label = format!("{} {:.2}", d.class_name, d.score);
+        let label = format!("{} {}", d.class_name, score_text(d.score));
         draw_label(image, &label, rect, scale, colour);
+    }
+}
+
+/// `0.87`; a score below 0.01 in scientific notation (`2.3e-4`), not `0.00`.
+fn score_text(score: f32) -> String {
+    if score >= 0.01 {
+        format!("{score:.2}")
+    } else {
+        format!("{score:.1e}")
     }
 }
 
