@@ -231,7 +231,9 @@ async fn every_fixture_converts_and_its_artifact_downloads() {
 /// environment has it) and run on an input of another size than the conversion's.
 fn loads_in_libtorch(paths: &[std::path::PathBuf]) {
     let Some(python) = std::env::var_os("YOLOTS_PYTHON") else {
-        eprintln!("YOLOTS_PYTHON is not set: the artifacts were loaded back by the converter only");
+        yolots_e2e::tool_missing(
+            "YOLOTS_PYTHON is not set: the artifacts were loaded back by the converter only",
+        );
         return;
     };
     let script = "import sys, torch\n\
@@ -315,7 +317,9 @@ async fn a_pose_checkpoint_converts_and_its_artifact_downloads() {
     assert_eq!(sha256_hex(&bytes), report["artifact"]["sha256"]);
 
     let Some(python) = std::env::var_os("YOLOTS_PYTHON") else {
-        eprintln!("YOLOTS_PYTHON is not set: the artifact was loaded back by the converter only");
+        yolots_e2e::tool_missing(
+            "YOLOTS_PYTHON is not set: the artifact was loaded back by the converter only",
+        );
         return;
     };
     let artifacts = tempfile::tempdir().unwrap();
@@ -412,7 +416,9 @@ async fn an_onnx_job_converts_validates_and_downloads() {
     assert_eq!(sha256_hex(&bytes), report["artifact"]["sha256"]);
 
     let Some(python) = std::env::var_os("YOLOTS_ONNX_PYTHON") else {
-        eprintln!("YOLOTS_ONNX_PYTHON is not set: the file was run by the converter only");
+        yolots_e2e::tool_missing(
+            "YOLOTS_ONNX_PYTHON is not set: the file was run by the converter only",
+        );
         return;
     };
     let artifacts = tempfile::tempdir().unwrap();
