@@ -32,4 +32,5 @@ pub use options::{
 pub use progress::{ProgressEvent, Stage};
 pub use request::{ConvertRequest, Perturbation, TestFault};
 pub use runtime::RuntimeFacts;
+pub use runtime::TEST_HOOKS;
 pub use task::{COCO_KEYPOINT_NAMES, COCO_SKELETON, KEYPOINT_VALUES, Task, keypoint_layout};

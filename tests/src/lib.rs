@@ -71,6 +71,34 @@ pub fn converter_binary() -> PathBuf {
         .unwrap_or_else(|| binary().with_file_name("yolots-converter"))
 }
 
+/// Fails, saying why, when the converter the tests run was built without the test hooks:
+/// `cargo build -p yolots-converter` (or its tests) alone builds it so, in the folder every
+/// clone's tests share, and a `hang` fault would then just convert.
+pub fn converter_has_test_hooks() -> anyhow::Result<()> {
+    static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            let path = converter_binary();
+            let out = Command::new(&path)
+                .arg("runtime")
+                .output()
+                .map_err(|e| format!("running {}: {e}", path.display()))?;
+            let facts: yolots_protocol::RuntimeFacts = serde_json::from_slice(&out.stdout)
+                .map_err(|e| format!("{} runtime: {e}", path.display()))?;
+            if facts.test_hooks {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} was built without the test hooks (a build of yolots-converter alone \
+                     does that); build the workspace first: cargo build --workspace --bins",
+                    path.display()
+                ))
+            }
+        })
+        .clone()
+        .map_err(|message| anyhow::anyhow!(message))
+}
+
 /// A database of its own for one test, dropped when the value is.
 pub struct TestDatabase {
     pub name: String,
@@ -151,6 +179,9 @@ impl Server {
         data_dir: &Path,
         extra_args: &[&str],
     ) -> anyhow::Result<Self> {
+        if extra_args.contains(&"--allow-test-faults") {
+            converter_has_test_hooks()?;
+        }
         let port = free_port()?;
         let child = Command::new(binary())
             .arg("serve")

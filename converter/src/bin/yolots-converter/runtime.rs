@@ -11,6 +11,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let facts = RuntimeFacts {
         libtorch: yolots_converter::runtime::libtorch_version(),
         cuda_devices: yolots_converter::runtime::cuda_device_count(),
+        test_hooks: yolots_protocol::TEST_HOOKS,
     };
     let line = serde_json::to_string(&facts).context("serialising the runtime facts")?;
     writeln!(std::io::stdout().lock(), "{line}").context("writing the runtime facts")?;
