@@ -28,6 +28,26 @@ pub fn locate() -> std::io::Result<PathBuf> {
     Ok(std::env::current_exe()?.with_file_name(CONVERTER_NAME))
 }
 
+/// Replaces this process with `yolots-converter SUBCOMMAND ARGS` (usage lines read
+/// `yolots SUBCOMMAND ...`, as the user typed); returns only the error when that fails.
+pub fn exec(subcommand: &str, args: &[std::ffi::OsString]) -> anyhow::Error {
+    use anyhow::Context;
+    use std::os::unix::process::CommandExt;
+    let path = match locate().context("locating the yolots binary") {
+        Ok(path) => path,
+        Err(error) => return error,
+    };
+    let error = std::process::Command::new(&path)
+        .arg0("yolots")
+        .arg(subcommand)
+        .args(args)
+        .exec();
+    anyhow::Error::new(error).context(format!(
+        "running the converter {} (set {CONVERTER_ENV} to its path)",
+        path.display()
+    ))
+}
+
 /// Fails, naming the setting, when there is no converter at `path` (a worker without one
 /// could only fail every job).
 pub fn require(path: &Path) -> anyhow::Result<()> {

@@ -16,20 +16,7 @@ mod process;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use process::{Case, Run, median, run_once};
-
-fn manifest_dir() -> PathBuf {
-    // Cargo's run-time value first: a shared build folder may hold a binary built elsewhere.
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-}
-
-fn fixtures() -> PathBuf {
-    std::env::var_os("YOLOTS_FIXTURES").map_or_else(
-        || manifest_dir().join("../../shared/fixtures"),
-        PathBuf::from,
-    )
-}
+use process::{Case, Run, fixtures, manifest_dir, median, run_once};
 
 /// Writes the full-size pose model into `dir` with the setup's Python and torch.
 fn full_pose_model(dir: &Path) -> Result<PathBuf, String> {

@@ -21,23 +21,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
-use process::{Case, median, run_once};
+use process::{Case, fixtures, median, run_once};
 use tch::{IValue, Kind, Tensor};
 use yolots_converter::DeviceChoice;
 use yolots_converter::predict::{self, Predictor, Thresholds};
-
-fn manifest_dir() -> PathBuf {
-    // Cargo's run-time value first: a shared build folder may hold a binary built elsewhere.
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-}
-
-fn fixtures() -> PathBuf {
-    std::env::var_os("YOLOTS_FIXTURES").map_or_else(
-        || manifest_dir().join("../../shared/fixtures"),
-        PathBuf::from,
-    )
-}
 
 /// A textured 1280x720 scene (gradients and blocks).
 fn scene() -> RgbImage {

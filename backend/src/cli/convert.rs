@@ -5,10 +5,8 @@
 //! here, as the converter would end it, and no reader bug can take the machine.
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Parser};
 
 use yolots_protocol::cli::ProgressFormat;
@@ -74,18 +72,5 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
     {
         return Ok(refused(&parsed.args, code, message));
     }
-    let path = converter::locate().context("locating the yolots binary")?;
-    let error = Command::new(&path)
-        // Usage lines then read `yolots convert ...`, as the user typed.
-        .arg0("yolots")
-        .arg("convert")
-        .args(&args.args)
-        .exec();
-    Err(error).with_context(|| {
-        format!(
-            "running the converter {} (set {} to its path)",
-            path.display(),
-            converter::CONVERTER_ENV
-        )
-    })
+    Err(converter::exec("convert", &args.args))
 }

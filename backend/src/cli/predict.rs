@@ -5,11 +5,9 @@
 //! is first read in the upload check's bounded child, as `yolots convert` does.
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Parser};
 use yolots_protocol::EXIT_REFUSED;
 
@@ -69,20 +67,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {message}");
         return Ok(ExitCode::from(EXIT_REFUSED));
     }
-    let path = converter::locate().context("locating the yolots binary")?;
-    let error = Command::new(&path)
-        // Usage lines then read `yolots predict ...`, as the user typed.
-        .arg0("yolots")
-        .arg("predict")
-        .args(&args.args)
-        .exec();
-    Err(error).with_context(|| {
-        format!(
-            "running the converter {} (set {} to its path)",
-            path.display(),
-            converter::CONVERTER_ENV
-        )
-    })
+    Err(converter::exec("predict", &args.args))
 }
 
 #[cfg(test)]

@@ -92,6 +92,21 @@ pub fn run_once(case: &Case, input: &Path, output: &Path) -> Result<Run, String>
     })
 }
 
+/// The converter crate's folder.
+pub fn manifest_dir() -> PathBuf {
+    // Cargo's run-time value first: a shared build folder may hold a binary built elsewhere.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
+/// The shared fixtures: `YOLOTS_FIXTURES`, else `../shared/fixtures` beside the project.
+pub fn fixtures() -> PathBuf {
+    std::env::var_os("YOLOTS_FIXTURES").map_or_else(
+        || manifest_dir().join("../../shared/fixtures"),
+        PathBuf::from,
+    )
+}
+
 pub fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
